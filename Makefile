@@ -1,0 +1,63 @@
+# deskctl: `make demo` and `make test` do all the set-up on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DESKCTL := $(VENV)/bin/deskctl
+# Tests reach PostgreSQL here; each run creates (and drops) its own throwaway database.
+export DESKCTL_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+DEMO_DB ?= $(CURDIR)/desk.db
+DEMO_N ?= 3000
+BENCH_N ?= 100000
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-test demo test lint bench bench-pg stress clean
+
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install deskctl
+
+install-test: $(VENV)/.installed-test ## Install deskctl and what the tests need
+
+demo: install ## Build a sample SQLite desk (desk.db) and show it working
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	$(DESKCTL) --db sqlite:///$(DEMO_DB) db upgrade
+	$(DESKCTL) --db sqlite:///$(DEMO_DB) demo --conversations $(DEMO_N) --seed 42
+	@echo; echo '$$ deskctl list --status new --limit 10'
+	@DESKCTL_USER=admin $(DESKCTL) --db sqlite:///$(DEMO_DB) list --status new --sort -priority,created --limit 10 --format table
+	@echo; echo '$$ deskctl transfer --from alice --to group:billing --limit 5 --message "Alice is on leave"'
+	@DESKCTL_USER=admin $(DESKCTL) --db sqlite:///$(DEMO_DB) transfer --from alice --to group:billing --limit 5 --message "Alice is on leave" --format table
+	@echo; echo '$$ deskctl report volume --by week'
+	@DESKCTL_USER=admin $(DESKCTL) --db sqlite:///$(DEMO_DB) report volume --by week --since 30d --format table
+	@echo; echo "Try it yourself: export DESKCTL_DATABASE_URL=sqlite:///$(DEMO_DB) DESKCTL_USER=admin; $(DESKCTL) --help"
+
+test: install-test ## Run every test on SQLite and PostgreSQL
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: install-test ## ruff, and the migrations match the models
+	$(VENV)/bin/ruff check deskctl tests bench
+	$(PY) -m tests.check_migrations
+
+bench: install-test ## Benchmarks on SQLite (BENCH_N conversations); figures and ratios
+	$(PY) -m bench.run --engine sqlite --n $(BENCH_N)
+
+bench-pg: install-test ## Benchmarks on PostgreSQL (DESKCTL_TEST_POSTGRES_URL)
+	$(PY) -m bench.run --engine postgresql --n $(BENCH_N)
+
+stress: install-test ## The reliability suite at full size
+	DESKCTL_STRESS=1 $(PY) -m pytest -n 2 tests/reliability $(PYTEST_ARGS)
+
+clean: ## Remove the virtualenv, caches and the demo desk
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm

@@ -1,0 +1,167 @@
+"""The application object a command receives: settings, database, actor, clock.
+
+Everything is lazy, so `deskctl --help` reads no config and opens no database.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+
+from deskctl.errors import ConfigError, Forbidden
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The acting user, resolved once per command."""
+
+    id: int
+    handle: str
+    role: str
+    location_id: int | None
+    group_ids: frozenset[int]
+    availability: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    @property
+    def is_supervisor(self) -> bool:
+        return self.role in ("supervisor", "admin")
+
+
+def login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return "unknown"
+
+
+class App:
+    def __init__(
+        self,
+        *,
+        db_url: str | None = None,
+        config_file: str | None = None,
+        actor_handle: str | None = None,
+        fmt: str | None = None,
+        table_format: str = "simple",
+        verbose: bool = False,
+    ):
+        self._db_url = db_url
+        self._config_file = config_file
+        self.actor_handle = actor_handle or login_name()
+        self._format = fmt
+        self.table_format = table_format
+        self.verbose = verbose
+
+    # -- configuration -------------------------------------------------------------
+    @cached_property
+    def settings(self):
+        from deskctl.config import load_settings
+
+        return load_settings(self._config_file, self._db_url)
+
+    def output_format(self, override: str | None = None) -> str:
+        """--format on the command, else the global one / DESKCTL_FORMAT, else table on
+        a terminal and tsv for pipes and scripts (as gh does)."""
+        import sys
+
+        from deskctl.term import is_tty
+
+        return override or self._format or ("table" if is_tty(sys.stdout) else "tsv")
+
+    def now(self) -> datetime:
+        from deskctl import clock
+
+        return clock.now()
+
+    # -- database ------------------------------------------------------------------
+    @cached_property
+    def engine(self):
+        from deskctl.db.engine import make_engine
+
+        return make_engine(self.settings.database_url)
+
+    @cached_property
+    def _write_engine(self):
+        # SQLite: writers begin with BEGIN IMMEDIATE (see db.engine._sqlite_begin).
+        return self.engine.execution_options(sqlite_immediate=True)
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
+    def ensure_schema(self) -> None:
+        """Zero set-up on SQLite: a new database is created on first use. Anything
+        not at the current revision must be migrated explicitly with `db upgrade`."""
+        from deskctl.db import migrate
+
+        with self.engine.connect() as connection:
+            current = migrate.current_revision(connection)
+            dialect = connection.dialect.name
+        head = migrate.head_revision()
+        if current == head:
+            return
+        if current is None and dialect == "sqlite":
+            migrate.upgrade(self.engine)
+            return
+        state = "has no deskctl schema" if current is None else f"is at revision {current}, not {head}"
+        raise ConfigError(None, "database.url", f"the database {state}; run `deskctl db upgrade`")
+
+    @contextmanager
+    def transaction(self, *, dry_run: bool = False, write: bool = True) -> Iterator:
+        """A session in one transaction: committed at the end, rolled back on any error
+        or with --dry-run. Services never commit; this is the only place that does."""
+        from sqlalchemy.orm import Session
+
+        self.ensure_schema()
+        session = Session(bind=self._write_engine if write else self.engine, expire_on_commit=False)
+        try:
+            yield session
+            if dry_run or not write:
+                session.rollback()
+            else:
+                session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @contextmanager
+    def read(self) -> Iterator:
+        with self.transaction(write=False) as session:
+            yield session
+
+    # -- the acting user -----------------------------------------------------------
+    def actor(self, session) -> Actor:
+        """The user named by --as / DESKCTL_USER / the login name; exit 5 if unknown."""
+        cached = self.__dict__.get("_actor")
+        if cached is not None:
+            return cached
+        from sqlalchemy import select
+
+        from deskctl.models import GroupMember, User
+
+        user = session.scalar(select(User).where(User.handle == self.actor_handle))
+        if user is None or not user.active:
+            raise Forbidden(
+                f"unknown user {self.actor_handle!r}: pass --as HANDLE or set DESKCTL_USER "
+                "to an existing user handle"
+            )
+        groups = session.scalars(select(GroupMember.group_id).where(GroupMember.user_id == user.id))
+        actor = Actor(user.id, user.handle, user.role, user.location_id, frozenset(groups), user.availability)
+        self.__dict__["_actor"] = actor
+        return actor
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,164 @@
+"""Option bundles shared by commands: output format, conversation filters, targets.
+
+Imports only click at module level: every command module imports this, and
+`deskctl --help` must stay fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+FORMATS = ["table", "csv", "tsv", "json", "jsonl", "ids"]
+
+
+def output_options(func):
+    """--format / --table-format on the command itself (the global ones also work)."""
+
+    @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                  help="Output format (default: the global --format / DESKCTL_FORMAT, else table "
+                       "on a terminal and tsv otherwise).")
+    @click.option("--table-format", "table_format", default=None, metavar="NAME",
+                  help="Any tabulate format name for --format table (simple, github, grid, ...).")
+    @functools.wraps(func)
+    def wrapper(*args, fmt, table_format, **kwargs):
+        ctx = click.get_current_context()
+        app = ctx.obj
+        if table_format is not None:
+            from tabulate import tabulate_formats
+
+            if table_format not in tabulate_formats:
+                raise click.BadParameter(
+                    f"unknown table format {table_format!r} (try: simple, github, grid, plain)",
+                    param_hint="--table-format",
+                )
+            app.table_format = table_format
+        app._format = app.output_format(fmt)
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def emit(app, rows, columns, *, id_key: str = "id") -> int:
+    """Render records in the command's format to stdout."""
+    from deskctl import output
+
+    return output.render(rows, columns, app.output_format(), table_format=app.table_format,
+                         tz=app.settings.timezone, id_key=id_key)
+
+
+def _csv_values(values) -> tuple[str, ...]:
+    """Repeated options that also accept commas: --status new,open --status pending."""
+    out: list[str] = []
+    for value in values or ():
+        out.extend(v.strip() for v in value.split(",") if v.strip())
+    return tuple(out)
+
+
+FILTER_OPTIONS = [
+    click.option("--status", multiple=True, help="new, open, pending, resolved, closed (comma list or repeated)."),
+    click.option("--assignee", metavar="H", help="Assigned to this user handle."),
+    click.option("--unassigned", is_flag=True, help="No assignee."),
+    click.option("--mine", is_flag=True, help="Assigned to the acting user."),
+    click.option("--group", "group_name", metavar="G", help="In this group (queue)."),
+    click.option("--location", metavar="L", help="In this location."),
+    click.option("--channel", multiple=True, help="email, chat, sms, social, web, phone, ..."),
+    click.option("--tag", multiple=True, help="Has this tag (repeat: has all of them)."),
+    click.option("--priority", multiple=True, help="low, medium, high, urgent."),
+    click.option("--sla", multiple=True, help="SLA state: ok, warning, breached, none."),
+    click.option("--watching", is_flag=True, help="Watched by the acting user."),
+    click.option("--created-before", metavar="WHEN", help="Created before (date, date-time, or 3d = 3 days ago)."),
+    click.option("--created-after", metavar="WHEN", help="Created at or after."),
+    click.option("--updated-before", metavar="WHEN", help="Last updated before."),
+    click.option("--query", metavar="TEXT", help="Text in the subject or the contact's name or email."),
+]
+FILTER_PARAMS = ("status", "assignee", "unassigned", "mine", "group_name", "location", "channel", "tag",
+                 "priority", "sla", "watching", "created_before", "created_after", "updated_before", "query")
+
+
+def filter_options(func):
+    for option in reversed(FILTER_OPTIONS):
+        func = option(func)
+    return func
+
+
+def build_filter(app, params: dict, **extra):
+    """Filter option values → ConversationFilter (WHEN values parsed in the configured tz)."""
+    from deskctl.services.queries import ConversationFilter
+    from deskctl.timeparse import parse_date_bound
+
+    now = app.now()
+    tz = app.settings.timezone
+
+    def when(value, option):
+        if not value:
+            return None
+        try:
+            return parse_date_bound(value, now=now, tz=tz)
+        except click.ClickException as exc:
+            raise click.BadParameter(exc.format_message(), param_hint=option) from None
+
+    return ConversationFilter(
+        status=_csv_values(params.get("status")),
+        assignee=params.get("assignee"),
+        unassigned=bool(params.get("unassigned")),
+        mine=bool(params.get("mine")),
+        group=params.get("group_name"),
+        location=params.get("location"),
+        channel=_csv_values(params.get("channel")),
+        tag=_csv_values(params.get("tag")),
+        priority=_csv_values(params.get("priority")),
+        sla=_csv_values(params.get("sla")),
+        watching=bool(params.get("watching")),
+        created_before=when(params.get("created_before"), "--created-before"),
+        created_after=when(params.get("created_after"), "--created-after"),
+        updated_before=when(params.get("updated_before"), "--updated-before"),
+        query=params.get("query"),
+        **extra,
+    )
+
+
+def targets_argument(func):
+    """TARGETS for verbs: ids (`123`, `#123`), `-` for stdin, or the filters of `list`,
+    with --all, --limit and --sort. The wrapped command receives `targets` (a TargetSpec)."""
+
+    @click.argument("target_args", nargs=-1, metavar="[ID|-]...")
+    @filter_options
+    @click.option("--all", "all_", is_flag=True, help="Act on every conversation (needed when no id or filter).")
+    @click.option("--limit", type=click.IntRange(min=1), help="Act on at most N conversations (oldest first).")
+    @click.option("--sort", metavar="KEYS", help="Order for filters and --limit, e.g. created or -priority.")
+    @functools.wraps(func)
+    def wrapper(*args, target_args, all_, limit, sort, **kwargs):
+        app = click.get_current_context().obj
+        params = {name: kwargs.pop(name) for name in FILTER_PARAMS}
+        kwargs["targets"] = make_target_spec(app, target_args, params, all_=all_, limit=limit, sort=sort,
+                                             extra=kwargs.pop("_filter_extra", {}))
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def make_target_spec(app, target_args, params, *, all_=False, limit=None, sort=None, extra=None):
+    from deskctl.errors import UsageError
+    from deskctl.services.queries import TargetSpec, parse_conversation_id, read_id_lines
+
+    ids: list[int] = []
+    for arg in target_args:
+        if arg == "-":
+            ids.extend(read_id_lines(click.get_text_stream("stdin")))
+            if not ids:
+                raise UsageError("no conversation ids on stdin")
+        else:
+            ids.append(parse_conversation_id(arg))
+    flt = build_filter(app, params, **(extra or {}))
+    if ids and not flt.is_empty():
+        raise UsageError("give either conversation ids or filters, not both")
+    return TargetSpec(ids=tuple(ids), filter=flt, all=all_, limit=limit, sort=sort)
+
+
+def stdin_is_terminal() -> bool:
+    from deskctl.term import is_tty
+
+    return is_tty(sys.stdin)

@@ -1,0 +1,31 @@
+"""`deskctl list`: conversations matching filters, streamed in any format."""
+
+from __future__ import annotations
+
+import click
+
+from deskctl.commands._options import build_filter, emit, filter_options, output_options
+
+
+@click.command("list")
+@filter_options
+@click.option("--sort", metavar="KEYS", help="id (default), created, updated, priority, status, sla, "
+              "boomerang, channel, subject; comma-separated, '-' for descending.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N conversations.")
+@output_options
+@click.pass_obj
+def list_(app, sort, limit, **params):
+    """List conversations."""
+    from deskctl import output
+    from deskctl.services.queries import select_conversations
+    from deskctl.services.records import conversation_records
+
+    flt = build_filter(app, params)
+    with app.read() as session:
+        actor = app.actor(session)
+        stmt = select_conversations(session, flt, actor_id=actor.id, sort=sort, limit=limit,
+                                    channels=app.settings.channels)
+        fmt = app.output_format()
+        count = emit(app, conversation_records(session, stmt), output.conversation_columns(fmt != "table"))
+    if count == 0:
+        output.notice("no conversations matched")

@@ -1,0 +1,29 @@
+"""`deskctl show`: one conversation's thread."""
+
+from __future__ import annotations
+
+import click
+
+from deskctl.commands._options import emit, output_options
+
+
+@click.command()
+@click.argument("conversation_id", metavar="ID")
+@click.option("--audit", is_flag=True, help="Interleave every audit event.")
+@click.option("--no-notes", is_flag=True, help="Leave internal notes out (what the contact saw).")
+@output_options
+@click.pass_obj
+def show(app, conversation_id, audit, no_notes):
+    """Show a conversation: header, messages and notes in order."""
+    from deskctl import output
+    from deskctl.services.queries import parse_conversation_id
+    from deskctl.services.thread import thread_record
+
+    cid = parse_conversation_id(conversation_id)
+    with app.read() as session:
+        app.actor(session)
+        record = thread_record(session, cid, notes=not no_notes, audit=audit)
+    if app.output_format() == "table":
+        output.render_thread({**record, "_now": app.now()}, tz=app.settings.timezone)
+    else:
+        emit(app, [record], output.conversation_columns(True))

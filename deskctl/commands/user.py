@@ -1,0 +1,95 @@
+"""`deskctl user`: the directory of agents."""
+
+from __future__ import annotations
+
+import click
+
+from deskctl.commands._options import emit, output_options
+
+
+def _columns():
+    from deskctl.output import Column
+
+    return [Column("id", "int"), Column("handle"), Column("name"), Column("email"), Column("role"),
+            Column("availability"), Column("location"), Column("groups", "list"), Column("active", "bool")]
+
+
+@click.group()
+def user():
+    """Users (agents, supervisors, admins)."""
+
+
+@user.command("add")
+@click.argument("handle")
+@click.option("--name", help="Display name.")
+@click.option("--email", help="Email address (for notifications).")
+@click.option("--role", default="agent", show_default=True, help="agent, supervisor or admin.")
+@click.option("--location", metavar="L", help="Location name.")
+@click.option("--group", "groups", multiple=True, metavar="G", help="Group to join (repeatable).")
+@output_options
+@click.pass_obj
+def add(app, handle, name, email, role, location, groups):
+    """Add a user. While no admin exists, `--role admin` bootstraps the first one."""
+    from deskctl.errors import Forbidden
+    from deskctl.services import directory
+
+    with app.transaction() as session:
+        try:
+            actor = app.actor(session)
+        except Forbidden:
+            actor = None  # allowed only for the bootstrap; add_user decides
+        created = directory.add_user(session, actor, handle=handle, name=name, email=email, role=role,
+                                     location=location, groups=groups, now=app.now())
+        record = directory.user_record(session, created)
+    emit(app, [record], _columns())
+
+
+@user.command("list")
+@click.option("--group", metavar="G", help="Only members of this group.")
+@click.option("--role", help="Only this role.")
+@output_options
+@click.pass_obj
+def list_(app, group, role):
+    """List users."""
+    from deskctl.services import directory
+
+    with app.read() as session:
+        app.actor(session)
+        records = [directory.user_record(session, u) for u in directory.list_users(session, group=group, role=role)]
+    emit(app, records, _columns())
+
+
+@user.command("show")
+@click.argument("handle")
+@output_options
+@click.pass_obj
+def show(app, handle):
+    """Show one user."""
+    from deskctl.services import directory
+
+    with app.read() as session:
+        app.actor(session)
+        record = directory.user_record(session, directory.get_user(session, handle))
+    emit(app, [record], _columns())
+
+
+@user.command("set")
+@click.argument("handle")
+@click.option("--name")
+@click.option("--email")
+@click.option("--role", help="agent, supervisor or admin.")
+@click.option("--location", metavar="L", help="Location name ('' to clear).")
+@click.option("--default-availability", metavar="STATE", help="Availability applied at the next login.")
+@click.option("--active/--inactive", default=None, help="Deactivate a user who left (keeps history).")
+@output_options
+@click.pass_obj
+def set_(app, handle, name, email, role, location, default_availability, active):
+    """Change a user (admin)."""
+    from deskctl.services import directory
+
+    with app.transaction() as session:
+        changed = directory.set_user(session, app.actor(session), handle, name=name, email=email, role=role,
+                                     location=location, active=active, default_availability=default_availability,
+                                     states=app.settings.availability_states)
+        record = directory.user_record(session, changed)
+    emit(app, [record], _columns())

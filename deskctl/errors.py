@@ -1,0 +1,96 @@
+"""The one table of exit codes (SPEC §3) and the domain errors that carry them.
+
+Services raise these; the root command group turns them into one line on stderr and
+the exit code. Nothing else in the package knows exit codes.
+"""
+
+from __future__ import annotations
+
+import click
+
+OK = 0
+INTERNAL = 1
+USAGE = 2
+NOT_FOUND = 3
+CONFLICT = 4
+FORBIDDEN = 5
+DATA_ERROR = 65
+TEMP_FAIL = 75
+CONFIG_ERROR = 78
+
+EXIT_CODES_HELP = """\b
+Exit codes:
+  0   done (also when a filter matched nothing)
+  1   unexpected internal error (rerun with -v)
+  2   usage error: bad option or value, unparseable WHEN, ambiguous reference
+  3   not found: conversation, user, group, contact, note, template
+  4   conflict: the current state forbids it, or a concurrent change won
+  5   permission denied for the acting user
+  65  data error: input could not be parsed and was quarantined
+  75  temporary failure (database unreachable or locked): safe to retry
+  78  configuration error"""
+
+
+class DeskError(click.ClickException):
+    """A failure the user can act on; `exit_code` comes from SPEC §3."""
+
+    exit_code = INTERNAL
+
+    def __init__(self, message: str):
+        super().__init__(message)
+
+    def show(self, file=None) -> None:  # noqa: D401 - Click API
+        click.echo(f"deskctl: {self.format_message()}", err=True)
+
+
+class UsageError(DeskError):
+    exit_code = USAGE
+
+
+class NotFound(DeskError):
+    exit_code = NOT_FOUND
+
+
+class Conflict(DeskError):
+    exit_code = CONFLICT
+
+
+class Forbidden(DeskError):
+    exit_code = FORBIDDEN
+
+
+class DataError(DeskError):
+    exit_code = DATA_ERROR
+
+
+class TempFail(DeskError):
+    exit_code = TEMP_FAIL
+
+
+class ConfigError(DeskError):
+    exit_code = CONFIG_ERROR
+
+    def __init__(self, file: str | None, key: str | None, problem: str):
+        where = file or "built-in defaults"
+        if key:
+            where = f"{where}: {key}"
+        super().__init__(f"configuration error in {where}: {problem}")
+        self.file, self.key, self.problem = file, key, problem
+
+
+class BulkError(DeskError):
+    """Several targets failed; nothing was changed.
+
+    Each failure is (conversation id, DeskError). The exit code is that of the first
+    failure, and every failing target gets its own line on stderr.
+    """
+
+    def __init__(self, failures: list[tuple[int, DeskError]]):
+        self.failures = failures
+        self.exit_code = failures[0][1].exit_code
+        super().__init__(f"{len(failures)} target(s) failed; nothing was changed")
+
+    def show(self, file=None) -> None:
+        for conversation_id, error in self.failures:
+            click.echo(f"deskctl: #{conversation_id}: {error.format_message()}", err=True)
+        click.echo(f"deskctl: {self.format_message()}", err=True)

@@ -1,0 +1,23 @@
+"""All mapped classes; importing this module registers every table on Base.metadata."""
+
+from deskctl.models.contact import Contact
+from deskctl.models.conversation import (
+    PRIORITIES,
+    SLA_STATES,
+    STATUSES,
+    Conversation,
+    ConversationTag,
+    SlaMark,
+    Watcher,
+)
+from deskctl.models.directory import ROLES, Group, GroupMember, Location, User
+from deskctl.models.event import EVENT_KINDS, Event
+from deskctl.models.message import Attachment, Message, Note, NoteVersion
+from deskctl.models.ops import JobLock, JobRun, Outbox, Quarantine, Template
+
+__all__ = [
+    "EVENT_KINDS", "PRIORITIES", "ROLES", "SLA_STATES", "STATUSES",
+    "Attachment", "Contact", "Conversation", "ConversationTag", "Event", "Group", "GroupMember",
+    "JobLock", "JobRun", "Location", "Message", "Note", "NoteVersion", "Outbox", "Quarantine",
+    "SlaMark", "Template", "User", "Watcher",
+]

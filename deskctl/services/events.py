@@ -1,0 +1,48 @@
+"""Writing the audit trail. One event per state change (SPEC §1).
+
+`data` keys by kind (reports and `show --audit` read them; keep to these names):
+  created            {channel, source}                 source: email|jsonl|agent|demo|merge
+  message_in/_out    {message_id}
+  claimed            {}
+  stolen             {from_user}
+  transferred        {from_user, to_user, from_group, to_group, reason, note_id}   (handles/names or null)
+  released           {from_user}
+  pending            {until, note}
+  resolved           {until}
+  closed             {status, tags, reason, csat}      status: what --status left it in
+  reopened           {previous_status, cause}          cause: manual|contact_reply
+  qualified          {tags_added, tags_removed, reason, priority, note}
+  note_added/_edited/_deleted  {note_id, text, previous_text}
+  watched/unwatched  {user}
+  contact_attached   {contact_id, previous_contact_id}
+  merged             {into}  (on the duplicate)  /  {from}  (on the survivor)
+  boomerang_returned {previous_status, boomerang_at}
+  sla_warning/sla_breached  {target, due}
+  auto_closed        {after_s};  auto_unassigned {from_user, after_s}
+  transcript_sent    {to}
+Every event row also carries `actor` (a user handle or "system") and `at`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import insert
+
+from deskctl.models import Event
+
+SYSTEM = "system"
+
+
+def record(session, *, conversation_id: int | None, actor: str, kind: str, at: datetime,
+           data: dict | None = None) -> Event:
+    event = Event(conversation_id=conversation_id, actor=actor, kind=kind, at=at, data=data or {})
+    session.add(event)
+    session.flush()
+    return event
+
+
+def record_many(session, rows: list[dict]) -> None:
+    """Bulk insert: rows of {conversation_id, actor, kind, at, data} (one executemany)."""
+    if rows:
+        session.execute(insert(Event), rows)

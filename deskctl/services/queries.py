@@ -1,0 +1,239 @@
+"""Conversation selection shared by `list`, every bulk verb, `inbox` and reports:
+filter options → one SELECT; targets (ids, `-`, filters, --limit) → conversation ids."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+
+from sqlalchemy import Select, case, exists, func, or_, select
+
+from deskctl.errors import NotFound, UsageError
+from deskctl.models import (
+    PRIORITIES,
+    SLA_STATES,
+    STATUSES,
+    Contact,
+    Conversation,
+    ConversationTag,
+    Group,
+    Location,
+    User,
+    Watcher,
+)
+
+_ID = re.compile(r"^#?(\d{1,18})$")
+
+
+def parse_conversation_id(text: str) -> int:
+    """`123` or `#123` → 123; anything else is a usage error."""
+    match = _ID.match(str(text).strip())
+    if not match:
+        raise UsageError(f"invalid conversation id {text!r} (expected 123 or #123)")
+    return int(match.group(1))
+
+
+def read_id_lines(lines: Iterable[str]) -> list[int]:
+    """Ids from stdin: one per line; `#` comments and blank lines ignored.
+
+    A line such as `#123` is an id, `# moved today` is a comment; text after an id and
+    whitespace (as in `123  # vip`) is ignored too, so `list --format tsv` ids paste in."""
+    ids = []
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or (line.startswith("#") and not _ID.match(line.split()[0])):
+            continue
+        token = line.split()[0]
+        if not _ID.match(token):
+            raise UsageError(f"stdin line {number}: invalid conversation id {token!r}")
+        ids.append(int(token.lstrip("#")))
+    return ids
+
+
+@dataclass(frozen=True)
+class ConversationFilter:
+    """The filter options of `list` (SPEC §2); empty tuples/None mean "any"."""
+
+    status: tuple[str, ...] = ()
+    assignee: str | None = None
+    unassigned: bool = False
+    mine: bool = False
+    group: str | None = None
+    location: str | None = None
+    channel: tuple[str, ...] = ()
+    tag: tuple[str, ...] = ()
+    priority: tuple[str, ...] = ()
+    sla: tuple[str, ...] = ()
+    watching: bool = False
+    created_before: datetime | None = None
+    created_after: datetime | None = None
+    updated_before: datetime | None = None
+    query: str | None = None
+    # Not a `list` option: `transfer --from H` (every not-closed conversation of H).
+    assigned_from: str | None = None
+
+    def is_empty(self) -> bool:
+        return not any(getattr(self, f.name) for f in fields(self))
+
+
+SORT_KEYS = {
+    "id": Conversation.id,
+    "created": Conversation.created_at,
+    "updated": Conversation.updated_at,
+    "status": Conversation.status,
+    "channel": Conversation.channel,
+    "subject": Conversation.subject,
+    "boomerang": Conversation.boomerang_at,
+    "sla": Conversation.sla_next_check_at,
+    "priority": case({p: i for i, p in enumerate(PRIORITIES)}, value=Conversation.priority),
+}
+
+
+def _check_choices(values: Sequence[str], allowed: Sequence[str], what: str) -> None:
+    for value in values:
+        if value not in allowed:
+            raise UsageError(f"invalid {what} {value!r} (choose from {', '.join(allowed)})")
+
+
+def user_id_by_handle(session, handle: str) -> int:
+    user_id = session.scalar(select(User.id).where(User.handle == handle))
+    if user_id is None:
+        raise NotFound(f"user not found: {handle}")
+    return user_id
+
+
+def group_id_by_name(session, name: str) -> int:
+    group_id = session.scalar(select(Group.id).where(Group.name == name))
+    if group_id is None:
+        raise NotFound(f"group not found: {name}")
+    return group_id
+
+
+def location_id_by_name(session, name: str) -> int:
+    location_id = session.scalar(select(Location.id).where(Location.name == name))
+    if location_id is None:
+        raise NotFound(f"location not found: {name}")
+    return location_id
+
+
+def apply_filter(stmt: Select, session, flt: ConversationFilter, *, actor_id: int | None,
+                 channels: Sequence[str] | None = None) -> Select:
+    """Add the WHERE clauses of `flt` to a SELECT over conversations."""
+    c = Conversation
+    _check_choices(flt.status, STATUSES, "status")
+    _check_choices(flt.priority, PRIORITIES, "priority")
+    _check_choices(flt.sla, SLA_STATES, "SLA state")
+    if channels is not None:
+        _check_choices(flt.channel, channels, "channel")
+    if flt.status:
+        stmt = stmt.where(c.status.in_(flt.status))
+    if flt.unassigned:
+        stmt = stmt.where(c.assignee_id.is_(None))
+    if flt.assignee:
+        stmt = stmt.where(c.assignee_id == user_id_by_handle(session, flt.assignee))
+    if flt.assigned_from:
+        stmt = stmt.where(c.assignee_id == user_id_by_handle(session, flt.assigned_from),
+                          c.status != "closed")
+    if flt.mine:
+        stmt = stmt.where(c.assignee_id == actor_id)
+    if flt.group:
+        stmt = stmt.where(c.group_id == group_id_by_name(session, flt.group))
+    if flt.location:
+        stmt = stmt.where(c.location_id == location_id_by_name(session, flt.location))
+    if flt.channel:
+        stmt = stmt.where(c.channel.in_(flt.channel))
+    for tag in flt.tag:
+        stmt = stmt.where(exists().where(ConversationTag.conversation_id == c.id, ConversationTag.tag == tag))
+    if flt.priority:
+        stmt = stmt.where(c.priority.in_(flt.priority))
+    if flt.sla:
+        stmt = stmt.where(c.sla_state.in_(flt.sla))
+    if flt.watching:
+        stmt = stmt.where(exists().where(Watcher.conversation_id == c.id, Watcher.user_id == actor_id))
+    if flt.created_before:
+        stmt = stmt.where(c.created_at < flt.created_before)
+    if flt.created_after:
+        stmt = stmt.where(c.created_at >= flt.created_after)
+    if flt.updated_before:
+        stmt = stmt.where(c.updated_at < flt.updated_before)
+    if flt.query:
+        # LIKE with the user's text as a bound parameter; % and _ are escaped.
+        pattern = "%" + flt.query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        contact_match = exists().where(
+            Contact.id == c.contact_id,
+            or_(func.lower(Contact.name).like(pattern, escape="\\"),
+                func.lower(Contact.email).like(pattern, escape="\\")),
+        )
+        stmt = stmt.where(or_(func.lower(c.subject).like(pattern, escape="\\"), contact_match))
+    return stmt
+
+
+def apply_sort(stmt: Select, sort: str | None) -> Select:
+    """`--sort created,-priority`: comma-separated keys, `-` for descending; id breaks ties."""
+    order = []
+    for key in (sort or "id").split(","):
+        key = key.strip()
+        descending = key.startswith("-")
+        name = key.lstrip("-")
+        if name not in SORT_KEYS:
+            raise UsageError(f"invalid sort key {name!r} (choose from {', '.join(SORT_KEYS)})")
+        column = SORT_KEYS[name]
+        order.append(column.desc() if descending else column.asc())
+    if (sort or "id").split(",")[-1].lstrip("-") != "id":
+        order.append(Conversation.id.asc())
+    return stmt.order_by(*order)
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What a verb acts on: explicit ids (or `-`), or a filter, or --all."""
+
+    ids: tuple[int, ...] = ()
+    filter: ConversationFilter = field(default_factory=ConversationFilter)
+    all: bool = False
+    limit: int | None = None
+    sort: str | None = None
+
+    @property
+    def explicit(self) -> bool:
+        return bool(self.ids)
+
+
+def select_conversations(session, flt: ConversationFilter, *, actor_id: int | None,
+                         sort: str | None = None, limit: int | None = None,
+                         channels: Sequence[str] | None = None) -> Select:
+    stmt = apply_filter(select(Conversation.id), session, flt, actor_id=actor_id, channels=channels)
+    stmt = apply_sort(stmt, sort)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return stmt
+
+
+def resolve_target_ids(session, spec: TargetSpec, *, actor_id: int | None) -> tuple[list[int], list[tuple[int, Exception]]]:
+    """The ids a verb acts on, in order, and the explicit ids that do not exist.
+
+    Explicit ids keep their order (duplicates dropped); filters select in `--sort`
+    order (oldest first by default, so `--limit` takes the oldest: workload balancing).
+    """
+    if spec.ids:
+        wanted = list(dict.fromkeys(spec.ids))
+        if spec.limit is not None:
+            wanted = wanted[: spec.limit]
+        found: set[int] = set()
+        for chunk in chunks(wanted):
+            found.update(session.scalars(select(Conversation.id).where(Conversation.id.in_(chunk))))
+        missing = [(i, NotFound(f"conversation not found: #{i}")) for i in wanted if i not in found]
+        return [i for i in wanted if i in found], missing
+    if spec.filter.is_empty() and not spec.all:
+        raise UsageError("no targets: give conversation ids, `-` to read them from stdin, a filter, or --all")
+    sort = spec.sort or ("created" if spec.filter.assigned_from else None)
+    stmt = select_conversations(session, spec.filter, actor_id=actor_id, sort=sort, limit=spec.limit)
+    return list(session.scalars(stmt)), []
+
+
+def chunks(items: Sequence, size: int = 5000):
+    """Slices of `items`: IN lists stay under every engine's parameter limit."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,117 @@
+"""Read models: conversation records (SPEC §7) built with a few set-based queries per
+batch of rows, so `list` streams a million conversations in constant memory."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import aliased
+
+from deskctl.models import (
+    Contact,
+    Conversation,
+    ConversationTag,
+    Group,
+    Location,
+    SlaMark,
+    User,
+    Watcher,
+)
+
+BATCH = 1000
+
+
+def _base_select() -> Select:
+    assignee = aliased(User)
+    return (
+        select(
+            Conversation,
+            assignee.handle.label("assignee"),
+            Group.name.label("group"),
+            Location.name.label("location"),
+            Contact.id.label("contact_id"),
+            Contact.name.label("contact_name"),
+            Contact.email.label("contact_email"),
+            Contact.vip.label("contact_vip"),
+        )
+        .outerjoin(assignee, assignee.id == Conversation.assignee_id)
+        .outerjoin(Group, Group.id == Conversation.group_id)
+        .outerjoin(Location, Location.id == Conversation.location_id)
+        .outerjoin(Contact, Contact.id == Conversation.contact_id)
+    )
+
+
+def conversation_records(session, id_select: Select) -> Iterator[dict]:
+    """Records for the conversations `id_select` yields, in its order, batch by batch."""
+    result = session.execute(id_select.execution_options(yield_per=BATCH))
+    for partition in result.partitions(BATCH):
+        ids = [row[0] for row in partition]
+        yield from records_for_ids(session, ids)
+
+
+def records_for_ids(session, ids: Sequence[int]) -> list[dict]:
+    if not ids:
+        return []
+    rows = session.execute(_base_select().where(Conversation.id.in_(ids))).all()
+    tags: dict[int, list[str]] = defaultdict(list)
+    for cid, tag in session.execute(
+        select(ConversationTag.conversation_id, ConversationTag.tag)
+        .where(ConversationTag.conversation_id.in_(ids))
+        .order_by(ConversationTag.tag)
+    ):
+        tags[cid].append(tag)
+    watchers: dict[int, list[str]] = defaultdict(list)
+    for cid, handle in session.execute(
+        select(Watcher.conversation_id, User.handle)
+        .join(User, User.id == Watcher.user_id)
+        .where(Watcher.conversation_id.in_(ids))
+        .order_by(User.handle)
+    ):
+        watchers[cid].append(handle)
+    breached: dict[int, list[str]] = defaultdict(list)
+    for cid, target in session.execute(
+        select(SlaMark.conversation_id, SlaMark.target)
+        .where(SlaMark.conversation_id.in_(ids), SlaMark.level == "breached")
+        .order_by(SlaMark.target)
+    ):
+        breached[cid].append(target)
+    by_id = {}
+    for row in rows:
+        conv: Conversation = row[0]
+        by_id[conv.id] = {
+            "id": conv.id,
+            "subject": conv.subject,
+            "status": conv.status,
+            "channel": conv.channel,
+            "priority": conv.priority,
+            "assignee": row.assignee,
+            "group": row.group,
+            "location": row.location,
+            "contact": (
+                {"id": row.contact_id, "name": row.contact_name, "email": row.contact_email,
+                 "vip": bool(row.contact_vip)}
+                if row.contact_id is not None else None
+            ),
+            "tags": tags.get(conv.id, []),
+            "reason": conv.reason,
+            "watchers": watchers.get(conv.id, []),
+            "created_at": conv.created_at,
+            "updated_at": conv.updated_at,
+            "boomerang_at": conv.boomerang_at,
+            "linked_to": conv.linked_to_id,
+            "closing_note": conv.closing_note,
+            "csat": conv.csat,
+            "sla": {
+                "policy": conv.sla_policy,
+                "state": conv.sla_state,
+                "first_response_due": conv.first_response_due,
+                "next_response_due": conv.next_response_due,
+                "resolution_due": conv.resolution_due,
+                "breached": breached.get(conv.id, []),
+            },
+        }
+        # The session must not keep a million objects alive while streaming.
+        session.expunge(conv)
+    return [by_id[i] for i in ids if i in by_id]

@@ -1,0 +1,153 @@
+"""Directory, list/show, exit codes: the foundation, on both engines."""
+
+import csv
+import io
+import subprocess
+import sys
+
+from tests.factories import make_conversation
+
+
+def test_migrations_from_empty_are_idempotent(desk):
+    from deskctl.db.migrate import head_revision
+
+    assert desk.scalar("SELECT version_num FROM alembic_version") == head_revision()
+    result = desk.ok("db", "upgrade")
+    assert "already at revision" in result.stderr
+
+
+def test_bootstrap_first_admin_then_admin_only(desk):
+    # before any admin exists, only an admin may be added, by anybody
+    result = desk.run("user", "add", "alice", as_="nobody")
+    assert result.exit_code == 5 and "--role admin" in result.stderr
+    desk.ok("user", "add", "root", "--role", "admin", as_="nobody")
+    # now only admins add users
+    assert desk.run("user", "add", "eve", as_="nobody").exit_code == 5
+    desk.ok("user", "add", "alice")
+    assert desk.run("user", "add", "bob", as_="alice").exit_code == 5
+    assert desk.run("user", "add", "alice").exit_code == 4
+    handles = [u["handle"] for u in desk.json("user", "list")]
+    assert handles == ["alice", "root"]
+
+
+def test_unknown_actor_is_exit_5_and_invalid_handle_exit_2(seeded):
+    assert seeded.run("list", as_="mallory").exit_code == 5
+    assert seeded.run("user", "add", "Bad Handle").exit_code == 2
+
+
+def test_groups_locations_membership(seeded):
+    groups = {g["name"]: g for g in seeded.json("group", "list")}
+    assert groups["billing"]["location"] == "paris"
+    assert groups["billing"]["members"] == 2
+    seeded.ok("group", "add-member", "sales", "alice")
+    alice = seeded.json("user", "show", "alice")[0]
+    assert alice["groups"] == ["billing", "sales"]
+    seeded.ok("group", "remove-member", "sales", "alice")
+    assert seeded.run("group", "remove-member", "sales", "alice").exit_code == 3
+    assert seeded.run("group", "add", "x", "--location", "mars").exit_code == 3
+    assert seeded.run("group", "add", "billing").exit_code == 4
+    locations = seeded.json("location", "list")
+    assert [loc["name"] for loc in locations] == ["lyon", "paris"]
+
+
+def test_availability_and_login(seeded):
+    assert seeded.json("availability", as_="alice")[0]["availability"] == "available"
+    seeded.ok("availability", "set", "away", as_="alice")
+    assert seeded.json("availability", "--user", "alice")[0]["availability"] == "away"
+    assert seeded.run("availability", "set", "sleeping", as_="alice").exit_code == 2
+    # agents cannot set someone else's; supervisors can
+    assert seeded.run("availability", "set", "offline", "--user", "bob", as_="alice").exit_code == 5
+    seeded.ok("availability", "set", "offline", "--user", "bob", as_="carol")
+    seeded.ok("availability", "--default", "away", as_="bob")
+    assert seeded.json("login", as_="bob")[0]["availability"] == "away"
+
+
+def test_list_filters(seeded):
+    a = make_conversation(seeded, subject="Refund please", assignee="alice", status="open", tags=["refund"])
+    b = make_conversation(seeded, subject="Login broken", group="support", channel="chat", priority="high",
+                          contact_email="max@example.com")
+    c = make_conversation(seeded, subject="Quote", group="sales", status="closed", tags=["refund", "vip"])
+
+    def ids(*args, as_=None):
+        return [r["id"] for r in seeded.json("list", *args, as_=as_)]
+
+    assert ids() == [a, b, c]
+    assert ids("--status", "open,closed") == [a, c]
+    assert ids("--assignee", "alice") == [a]
+    assert ids("--mine", as_="alice") == [a]
+    assert ids("--unassigned") == [b, c]
+    assert ids("--group", "support") == [b]
+    assert ids("--location", "lyon") == [c]
+    assert ids("--channel", "chat") == [b]
+    assert ids("--tag", "refund") == [a, c]
+    assert ids("--tag", "refund", "--tag", "vip") == [c]
+    assert ids("--priority", "high") == [b]
+    assert ids("--query", "MAX@") == [b]
+    assert ids("--query", "%") == []  # LIKE metacharacters are literal
+    assert ids("--sort", "-id", "--limit", "2") == [c, b]
+    assert ids("--sla", "none") == [a, b, c]
+    assert seeded.run("list", "--group", "nope").exit_code == 3
+    assert seeded.run("list", "--priority", "asap").exit_code == 2
+    assert seeded.run("list", "--created-before", "whenever").exit_code == 2
+    empty = seeded.run("list", "--tag", "nothing", fmt="json")
+    assert empty.exit_code == 0 and empty.json() == [] and "no conversations matched" in empty.stderr
+
+
+def test_list_record_fields_and_every_format(seeded):
+    cid = make_conversation(seeded, subject="=cmd|' /C calc'!A0", assignee="alice", tags=["b", "a"],
+                            watchers=["carol"])
+    record = seeded.json("list")[0]
+    assert set(record) >= {"id", "subject", "status", "channel", "priority", "assignee", "group", "location",
+                           "contact", "tags", "reason", "watchers", "created_at", "updated_at", "boomerang_at",
+                           "linked_to", "sla"}
+    assert record["contact"] == {"id": 1, "name": "Lea", "email": "lea@example.fr", "vip": False}
+    assert record["tags"] == ["a", "b"] and record["watchers"] == ["carol"]
+    assert set(record["sla"]) == {"policy", "state", "first_response_due", "next_response_due",
+                                  "resolution_due", "breached"}
+    assert record["created_at"] == "2026-11-20T09:00:00+00:00"
+    jsonl = seeded.ok("list", fmt="jsonl").jsonl()
+    assert jsonl == [record]
+    assert seeded.ok("list", fmt="ids").stdout == f"{cid}\n"
+    for fmt, delimiter in (("csv", ","), ("tsv", "\t")):
+        rows = list(csv.DictReader(io.StringIO(seeded.ok("list", fmt=fmt).stdout), delimiter=delimiter))
+        assert rows[0]["id"] == str(cid)
+        assert rows[0]["subject"].startswith("'=")
+        assert rows[0]["tags"] == "a,b"
+        assert rows[0]["contact_email"] == "lea@example.fr"
+    table = seeded.ok("list", "--format", "table", "--table-format", "github").stdout
+    assert table.splitlines()[0].startswith("| id")
+    assert seeded.run("list", "--table-format", "nope").exit_code == 2
+
+
+def test_show_thread_and_not_found(seeded):
+    cid = make_conversation(seeded, subject="Invoice 42")
+    record = seeded.json("show", f"#{cid}")[0]
+    assert record["id"] == cid
+    assert [m["kind"] for m in record["messages"]] == ["inbound"]
+    assert record["messages"][0]["author"] == "Lea"
+    text = seeded.ok("show", str(cid), "--format", "table").stdout
+    assert "Invoice 42" in text and "Hello, I have a question." in text
+    assert seeded.run("show", "999").exit_code == 3
+    assert seeded.run("show", "abc").exit_code == 2
+
+
+def test_unreachable_postgres_is_exit_75(desk):
+    result = desk.run("list", env={"DESKCTL_DATABASE_URL": "postgresql://u:secret@127.0.0.1:1/x"})
+    assert result.exit_code == 75
+    assert "secret" not in result.stderr and "safe to retry" in result.stderr
+
+
+def test_bad_config_is_exit_78(desk, tmp_path):
+    cfg = tmp_path / "broken.yaml"
+    cfg.write_text("rules: {transfer_to_user: perhaps}\n")
+    result = desk.run("list", env={"DESKCTL_CONFIG": str(cfg)})
+    assert result.exit_code == 78
+    assert "broken.yaml" in result.stderr and "rules.transfer_to_user" in result.stderr
+
+
+def test_help_does_not_import_sqlalchemy():
+    code = ("import sys; from deskctl.cli import main; sys.argv=['deskctl','--help'];\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('SQLA', 'sqlalchemy' in sys.modules, 'tabulate' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("SQLA False False")
