@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from deskctl.commands._options import emit, output_options
+
 
 @click.group()
 def db():
@@ -34,3 +36,23 @@ def current(app):
 
     with app.engine.connect() as connection:
         click.echo(migrate.current_revision(connection) or "none")
+
+
+@db.command()
+@output_options
+@click.pass_obj
+def check(app):
+    """Check integrity: orphans, events without conversations, status invariants.
+
+    Exits 0 when clean, 4 when a problem was found (each check is listed)."""
+    from deskctl.errors import Conflict
+    from deskctl.output import Column
+    from deskctl.services.integrity import run_checks
+
+    with app.read() as session:
+        results = run_checks(session)
+    emit(app, results, [Column("check"), Column("problems", "int"), Column("sample", "list"),
+                        Column("description")], id_key="check")
+    problems = sum(r["problems"] for r in results)
+    if problems:
+        raise Conflict(f"integrity check found {problems} problem(s)")

@@ -151,3 +151,17 @@ def test_help_does_not_import_sqlalchemy():
             "print('SQLA', 'sqlalchemy' in sys.modules, 'tabulate' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("SQLA False False")
+
+
+def test_db_check_clean_then_reports_a_broken_invariant(seeded):
+    cid = make_conversation(seeded, assignee="alice", status="open")
+    rows = {r["check"]: r for r in seeded.json("db", "check")}
+    assert all(r["problems"] == 0 for r in rows.values())
+    with seeded.session() as s:
+        from deskctl.models import Conversation
+
+        s.get(Conversation, cid).assignee_id = None  # open but unassigned: impossible via deskctl
+    result = seeded.run("db", "check", fmt="json")
+    assert result.exit_code == 4
+    broken = {r["check"]: r for r in result.json()}["open_without_assignee"]
+    assert broken["problems"] == 1 and broken["sample"] == [cid]
