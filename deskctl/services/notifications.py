@@ -6,9 +6,10 @@ rerun after a crash) stores it once: delivery is at-least-once, duplicates are n
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select, update
 
 from deskctl.models import Outbox, User
 
@@ -41,3 +42,239 @@ def notify_users(session, user_ids, *, conversation_id: int | None, event: str, 
                          recipient=user.email or user.handle, subject=subject, body=body, now=now,
                          conversation_id=conversation_id, user_id=user.id)
     return count
+
+
+# -- delivery (the `notify` job) ---------------------------------------------------------
+#
+# Claim, commit, send, mark, commit: a row is sent twice only if the process dies
+# between the SMTP "250 OK" and the commit that marks it sent (at-least-once). A row
+# left in `sending` by such a crash is claimed again once its lease has expired.
+
+CLAIM_LEASE = timedelta(minutes=10)
+BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
+           timedelta(hours=6), timedelta(hours=12), timedelta(hours=24))
+MAX_ATTEMPTS = 8
+
+log = logging.getLogger("deskctl.notify")
+
+
+class _Transient(Exception):
+    """Try again later (4xx, connection refused, timeout, dropped connection)."""
+
+
+class _Permanent(Exception):
+    """Never going to work for this message (5xx)."""
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay after the `attempts`-th failed try: 1m, 5m, 30m, 2h, 6h, 12h, then daily."""
+    return BACKOFF[min(max(attempts, 1), len(BACKOFF)) - 1]
+
+
+def _due(now: datetime):
+    return or_(
+        and_(Outbox.status.in_(("queued", "retryable")), Outbox.next_attempt_at <= now),
+        and_(Outbox.status == "sending", Outbox.claimed_at < now - CLAIM_LEASE),
+    )
+
+
+def claim(session, *, now: datetime, batch: int = 100) -> list[int]:
+    """Mark up to `batch` due rows `sending` and COMMIT; returns the ids this call won.
+
+    The UPDATE re-checks the due condition, so of two concurrent workers only one
+    claims a row (PostgreSQL re-evaluates the WHERE after waiting on the row lock;
+    SQLite writers are serialised)."""
+    ids = list(session.scalars(select(Outbox.id).where(_due(now))
+                               .order_by(Outbox.next_attempt_at, Outbox.id).limit(batch)))
+    if not ids:
+        return []
+    won = list(session.scalars(
+        update(Outbox).where(Outbox.id.in_(ids), _due(now))
+        .values(status="sending", claimed_at=now, attempts=Outbox.attempts + 1)
+        .returning(Outbox.id).execution_options(synchronize_session=False)))
+    session.commit()
+    return sorted(won)
+
+
+class _Smtp:
+    """One SMTP connection for a run, opened on first use. If opening fails, every
+    remaining row of the run is retried later instead of each waiting for a timeout."""
+
+    def __init__(self, smtp, password: str | None):
+        self.smtp = smtp
+        self.password = password
+        self.conn = None
+        self.broken: Exception | None = None
+
+    def _connect(self):
+        import smtplib
+        import ssl
+
+        conn = smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout)
+        try:
+            if self.smtp.starttls:
+                conn.starttls(context=ssl.create_default_context())
+            if self.smtp.username:
+                conn.login(self.smtp.username, self.password or "")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def send(self, msg) -> dict:
+        import smtplib
+
+        if self.broken is not None:
+            raise _Transient(f"not connected: {self.broken}")
+        if self.conn is None:
+            try:
+                self.conn = self._connect()
+            except (OSError, smtplib.SMTPException) as exc:
+                # Whatever the code (even a 5xx greeting or a refused login), it is not
+                # this message's fault: keep the rows and retry with backoff.
+                self.broken = exc
+                raise _Transient(f"cannot connect to {self.smtp.host}:{self.smtp.port}: {_describe(exc)}") \
+                    from exc
+        try:
+            return self.conn.send_message(msg)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            text = "; ".join(f"{rcpt}: {code} {_text(resp)}" for rcpt, (code, resp) in exc.recipients.items())
+            raise (_Transient if any(c < 500 for c in codes) else _Permanent)(f"recipients refused: {text}") \
+                from exc
+        except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code >= 500:
+                raise _Permanent(_describe(exc)) from exc
+            if exc.smtp_code == 421:  # the server is closing the connection
+                self._drop()
+            raise _Transient(_describe(exc)) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise _Permanent(str(exc)) from exc
+        except (OSError, smtplib.SMTPException) as exc:  # disconnected, timeout, reset
+            self._drop()
+            raise _Transient(_describe(exc)) from exc
+
+    def _drop(self):
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def close(self):
+        if self.conn is not None:
+            try:
+                self.conn.quit()
+            except Exception:  # noqa: BLE001 - closing a connection that is already gone
+                pass
+            self._drop()
+
+
+def _text(resp) -> str:
+    return resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
+
+
+def _describe(exc: Exception) -> str:
+    code = getattr(exc, "smtp_code", None)
+    if code is not None:
+        return f"{code} {_text(getattr(exc, 'smtp_error', ''))}".strip()
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
+def _password(settings) -> str | None:
+    import os
+
+    from deskctl.errors import ConfigError
+
+    smtp = settings.smtp
+    if not smtp.host or not smtp.username:
+        return None
+    if not smtp.password_env or smtp.password_env not in os.environ:
+        raise ConfigError(settings.source, "smtp.password_env",
+                          f"smtp.username is set but the environment variable {smtp.password_env!r} "
+                          "holding the password is not")
+    return os.environ[smtp.password_env]
+
+
+def _email_for(row: Outbox, settings):
+    """The message to transmit: the stored RFC 5322 bytes, else a short plain-text mail
+    whose Message-ID derives from the dedupe key (a re-send carries the same id)."""
+    import hashlib
+    from email import message_from_bytes, policy
+
+    from deskctl.services.outbound import build_email, sender_domain
+
+    if row.raw:
+        return message_from_bytes(row.raw, policy=policy.default)
+    digest = hashlib.sha256(row.dedupe_key.encode()).hexdigest()[:32]
+    return build_email(settings, message_id=f"{digest}@{sender_domain(settings)}", to=row.recipient,
+                       subject=row.subject or "deskctl notification", text=row.body or "", now=row.created_at,
+                       dedupe_key=row.dedupe_key, automatic=True)
+
+
+def _log_line(row: Outbox) -> str:
+    subject = " ".join((row.subject or "").split())
+    return f"outbox {row.id} {row.kind} to {row.recipient}: {subject}"
+
+
+def deliver(session, *, now: datetime, settings, batch: int = 100) -> dict:
+    """Deliver every due outbox row: SMTP when smtp.host is set (notifications to users
+    without an email address go to the log), else the log. Commits as it goes.
+
+    Returns counts: sent (incl. logged), logged, retried, failed, recovered (rows
+    reclaimed from a crashed run)."""
+    counts = {"sent": 0, "logged": 0, "retried": 0, "failed": 0, "recovered": 0}
+    password = _password(settings)  # a config error before anything is claimed
+    transport = _Smtp(settings.smtp, password) if settings.smtp.host else None
+    try:
+        while True:
+            counts["recovered"] += session.scalar(
+                select(func.count()).select_from(Outbox)
+                .where(Outbox.status == "sending", Outbox.claimed_at < now - CLAIM_LEASE)) or 0
+            ids = claim(session, now=now, batch=batch)
+            if not ids:
+                break
+            rows = session.scalars(select(Outbox).where(Outbox.id.in_(ids)).order_by(Outbox.id)
+                                   .execution_options(populate_existing=True)).all()
+            for row in rows:
+                _deliver_one(session, row, transport, now=now, settings=settings, counts=counts)
+                session.commit()
+    finally:
+        if transport is not None:
+            transport.close()
+    return counts
+
+
+def _deliver_one(session, row: Outbox, transport, *, now: datetime, settings, counts: dict) -> None:
+    values: dict = {"claimed_at": None}
+    if transport is None or (row.kind != "email" and "@" not in row.recipient):
+        log.info(_log_line(row))
+        values.update(status="sent", sent_at=now, last_error=None)
+        counts["sent"] += 1
+        counts["logged"] += 1
+    else:
+        try:
+            refused = transport.send(_email_for(row, settings))
+        except _Transient as exc:
+            if row.attempts >= MAX_ATTEMPTS:
+                values.update(status="failed", last_error=f"gave up after {row.attempts} attempts: {exc}")
+                counts["failed"] += 1
+                log.error("outbox %s to %s failed: %s", row.id, row.recipient, values["last_error"])
+            else:
+                values.update(status="queued", next_attempt_at=now + backoff(row.attempts), last_error=str(exc))
+                counts["retried"] += 1
+                log.warning("outbox %s to %s: retry at %s: %s", row.id, row.recipient,
+                            values["next_attempt_at"].isoformat(), exc)
+        except _Permanent as exc:
+            values.update(status="failed", last_error=str(exc))
+            counts["failed"] += 1
+            log.error("outbox %s to %s failed: %s", row.id, row.recipient, exc)
+        else:
+            partial = "; ".join(f"{rcpt}: {code} {_text(resp)}" for rcpt, (code, resp) in (refused or {}).items())
+            values.update(status="sent", sent_at=now, last_error=f"some recipients refused: {partial}"
+                          if partial else None)
+            counts["sent"] += 1
+            log.info(_log_line(row))
+    session.execute(update(Outbox).where(Outbox.id == row.id).values(**values)
+                    .execution_options(synchronize_session=False))

@@ -1,0 +1,59 @@
+"""`deskctl reply`: answer the contact on the conversation's channel."""
+
+from __future__ import annotations
+
+import click
+
+from deskctl.commands._options import emit, output_options
+
+
+def _columns():
+    from deskctl.output import Column
+
+    return [Column("id", "int"), Column("message_id", "int"), Column("channel"), Column("to"),
+            Column("cc", "list"), Column("bcc", "list"), Column("subject"), Column("attachments", "list"),
+            Column("queued", "bool"), Column("external_id")]
+
+
+@click.command()
+@click.argument("conversation_id", metavar="ID")
+@click.argument("text", required=False)
+@click.option("--template", "template_name", metavar="NAME", help="Send this saved reply, fields filled in.")
+@click.option("--file", "file_", type=click.File("r", encoding="utf-8"), metavar="F",
+              help="Read the reply text from this file.")
+@click.option("--cc", multiple=True, metavar="A", help="Copy to this address (email; repeatable).")
+@click.option("--bcc", multiple=True, metavar="A", help="Blind copy to this address (email; repeatable).")
+@click.option("--attach", "attach", multiple=True, metavar="FILE",
+              type=click.Path(exists=True, dir_okay=False, readable=True),
+              help="Attach this file (repeatable).")
+@output_options
+@click.pass_obj
+def reply(app, conversation_id, text, template_name, file_, cc, bcc, attach):
+    """Reply to the contact: TEXT, --template NAME, --file F, or `-` to read stdin.
+
+    Email conversations get a real email through the outbox (delivered by the `notify`
+    job); on other channels the reply is stored in the conversation only."""
+    import os
+
+    from deskctl.errors import UsageError
+    from deskctl.services import outbound
+    from deskctl.services.queries import parse_conversation_id
+
+    cid = parse_conversation_id(conversation_id)
+    if (text is not None) + (template_name is not None) + (file_ is not None) != 1:
+        raise UsageError("give the reply as TEXT, --template NAME, --file F or - (exactly one)")
+    if file_ is not None:
+        text = file_.read()
+    elif text == "-":
+        text = click.open_file("-", "r").read()
+    files = []
+    for path in attach:
+        with open(path, "rb") as fh:
+            files.append((os.path.basename(path), fh.read()))
+    with app.transaction() as session:
+        record = outbound.reply(session, app.actor(session), cid, now=app.now(), settings=app.settings,
+                                text=text, template=template_name, cc=cc, bcc=bcc, attachments=files)
+    emit(app, [record], _columns())
+    from deskctl.output import notice
+
+    notice(f"replied on #{cid}" + (" (queued for email delivery)" if record["queued"] else ""))
