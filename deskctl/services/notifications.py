@@ -248,7 +248,12 @@ def deliver(session, *, now: datetime, settings, batch: int = 100) -> dict:
 
 def _deliver_one(session, row: Outbox, transport, *, now: datetime, settings, counts: dict) -> None:
     values: dict = {"claimed_at": None}
-    if transport is None or (row.kind != "email" and "@" not in row.recipient):
+    if row.attempts > MAX_ATTEMPTS:
+        # Claimed again and again without ever being marked: each try crashed the run.
+        values.update(status="failed", last_error=f"gave up after {row.attempts - 1} attempts that never finished")
+        counts["failed"] += 1
+        log.error("outbox %s to %s failed: %s", row.id, row.recipient, values["last_error"])
+    elif transport is None or (row.kind != "email" and "@" not in row.recipient):
         log.info(_log_line(row))
         values.update(status="sent", sent_at=now, last_error=None)
         counts["sent"] += 1
@@ -270,6 +275,11 @@ def _deliver_one(session, row: Outbox, transport, *, now: datetime, settings, co
             values.update(status="failed", last_error=str(exc))
             counts["failed"] += 1
             log.error("outbox %s to %s failed: %s", row.id, row.recipient, exc)
+        except Exception as exc:  # noqa: BLE001 - a message we cannot even compose or encode
+            # Recorded on the row (not swallowed): one bad row must not stop the others.
+            values.update(status="failed", last_error=f"cannot send this message: {type(exc).__name__}: {exc}")
+            counts["failed"] += 1
+            log.exception("outbox %s to %s failed", row.id, row.recipient)
         else:
             partial = "; ".join(f"{rcpt}: {code} {_text(resp)}" for rcpt, (code, resp) in (refused or {}).items())
             values.update(status="sent", sent_at=now, last_error=f"some recipients refused: {partial}"

@@ -304,3 +304,30 @@ def test_smtp_auth_uses_the_password_from_the_environment(seeded, monkeypatch):
         controller.stop()
     assert counts["retried"] == 1 and sink.envelopes == []
     assert outbox(seeded)[0]["status"] == "queued"
+
+
+def test_a_row_that_keeps_crashing_the_run_is_given_up(seeded, smtp_server):
+    enqueue_email(seeded, key="poison")
+    with seeded.session() as session:
+        session.execute(Outbox.__table__.update().values(status="sending", attempts=8,
+                                                         claimed_at=NOW - timedelta(minutes=30)))
+    counts = run_notify(seeded, settings_for(seeded, smtp_server.port))
+    assert counts["failed"] == 1 and smtp_server.envelopes == []
+    [row] = outbox(seeded)
+    assert row["status"] == "failed" and "never finished" in row["last_error"]
+
+
+def test_an_unsendable_row_fails_alone_and_the_others_go(seeded, smtp_server, caplog):
+    enqueue_email(seeded, key="bad")
+    enqueue_email(seeded, key="good")
+    with seeded.session() as session:
+        # smtplib refuses a message with two Resent- blocks (ValueError): not an SMTP error.
+        raw = (b"Resent-Date: Fri, 20 Nov 2026 09:00:00 +0000\r\nResent-Date: Fri, 20 Nov 2026 09:01:00 +0000\r\n"
+               b"From: a@example.com\r\nTo: lea@example.fr\r\nSubject: x\r\n\r\nbody\r\n")
+        session.execute(Outbox.__table__.update().where(Outbox.dedupe_key == "bad").values(raw=raw))
+    counts = run_notify(seeded, settings_for(seeded, smtp_server.port))
+    assert counts["sent"] == 1 and counts["failed"] == 1
+    rows = {r["dedupe_key"]: r for r in outbox(seeded)}
+    assert rows["bad"]["status"] == "failed" and "ValueError" in rows["bad"]["last_error"]
+    assert rows["good"]["status"] == "sent"
+    assert [m["X-Deskctl-Dedupe"] for m in smtp_server.messages()] == ["good"]
