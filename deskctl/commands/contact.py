@@ -1,0 +1,139 @@
+"""`deskctl contact add/find/show/set` and `deskctl attach ID --contact REF`."""
+
+from __future__ import annotations
+
+import click
+
+from deskctl.commands._options import emit, output_options
+
+
+def _columns():
+    from deskctl.output import Column
+
+    return [Column("id", "int"), Column("name"), Column("email"), Column("phone"), Column("account_id"),
+            Column("vip", "bool"), Column("attributes"), Column("conversations", "int"),
+            Column("created_at", "datetime")]
+
+
+def _contact_options(func):
+    for option in reversed([
+        click.option("--name", help="Full name."),
+        click.option("--email", metavar="E", help="Email address (unique; matched case-insensitively)."),
+        click.option("--phone", metavar="P", help="Phone number."),
+        click.option("--account-id", "--account", "account_id", metavar="A", help="Account id in your CRM."),
+        click.option("--vip/--no-vip", default=None, help="VIP flag (SLA policies may match it)."),
+        click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE",
+                     help="Free attribute (repeatable); KEY= with no value removes it."),
+    ]):
+        func = option(func)
+    return func
+
+
+@click.group()
+def contact():
+    """Contacts (the customers). REF is a contact id or an email address."""
+
+
+@contact.command("add")
+@_contact_options
+@output_options
+@click.pass_obj
+def add(app, name, email, phone, account_id, vip, attrs):
+    """Add a contact (at least one of --name, --email, --phone, --account-id)."""
+    from deskctl.services import contacts
+
+    with app.transaction() as session:
+        actor = app.actor(session)
+        record = contacts.add_contact(session, actor, name=name, email=email, phone=phone, account_id=account_id,
+                                      vip=bool(vip), attrs=attrs, now=app.now())
+    emit(app, [record], _columns())
+
+
+@contact.command("find")
+@click.argument("query", required=False)
+@click.option("--email", metavar="E", help="Exactly this email address.")
+@click.option("--phone", metavar="P", help="Exactly this phone number.")
+@click.option("--account-id", "--account", "account_id", metavar="A", help="Exactly this account id.")
+@click.option("--vip/--no-vip", default=None, help="Only VIPs / only non-VIPs.")
+@click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE",
+              help="Has this attribute value (repeatable; KEY= means the attribute is absent).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N contacts.")
+@output_options
+@click.pass_obj
+def find(app, query, email, phone, account_id, vip, attrs, limit):
+    """Find contacts: QUERY is text in the name, email, phone or account id (case-insensitive).
+    With nothing given, every contact is listed."""
+    from deskctl import output
+    from deskctl.services import contacts
+
+    with app.read() as session:
+        app.actor(session)
+        rows = contacts.find_contacts(session, query=query, email=email, phone=phone, account_id=account_id,
+                                      vip=vip, attrs=attrs, limit=limit)
+        count = emit(app, rows, _columns())
+    if count == 0:
+        output.notice("no contacts matched")
+
+
+@contact.command("show")
+@click.argument("ref", metavar="REF")
+@output_options
+@click.pass_obj
+def show(app, ref):
+    """Show one contact (REF: id or email)."""
+    from deskctl.services import contacts
+
+    with app.read() as session:
+        app.actor(session)
+        record = contacts.record_for(session, contacts.get_contact(session, ref))
+    emit(app, [record], _columns())
+
+
+@contact.command("set")
+@click.argument("ref", metavar="REF")
+@_contact_options
+@output_options
+@click.pass_obj
+def set_(app, ref, name, email, phone, account_id, vip, attrs):
+    """Change a contact. An empty --email/--phone/--account-id clears it."""
+    from deskctl.services import contacts
+
+    with app.transaction() as session:
+        actor = app.actor(session)
+        record = contacts.set_contact(session, actor, ref, name=name, email=email, phone=phone,
+                                      account_id=account_id, vip=vip, attrs=attrs, now=app.now(),
+                                      settings=app.settings)
+    emit(app, [record], _columns())
+
+
+@click.command()
+@click.argument("conversation_id", metavar="ID")
+@click.option("--contact", "ref", required=True, metavar="REF",
+              help="Contact id or email; an unknown email creates the contact.")
+@click.option("--name", help="Name for the contact when --contact creates it.")
+@click.option("--dry-run", "-n", is_flag=True, help="Show what would change; change nothing.")
+@output_options
+@click.pass_obj
+def attach(app, conversation_id, ref, name, dry_run):
+    """Attach a conversation to a contact (an existing one, or a new one by email).
+
+    Prints the conversation record. Attaching the contact it already has is a no-op
+    (exit 0, notice on stderr)."""
+    from deskctl import output
+    from deskctl.services import contacts
+    from deskctl.services.queries import parse_conversation_id
+    from deskctl.services.records import records_for_ids
+
+    cid = parse_conversation_id(conversation_id)
+    with app.transaction(dry_run=dry_run) as session:
+        actor = app.actor(session)
+        contact, changed, created = contacts.attach(session, actor, cid, ref, now=app.now(),
+                                                    settings=app.settings, name=name)
+        records = records_for_ids(session, [cid])
+    emit(app, records, output.conversation_columns(app.output_format() != "table"))
+    if created:
+        output.notice(f"created contact #{contact['id']} <{contact['email']}>")
+    if changed:
+        output.notice(f"{'would attach' if dry_run else 'attached'} #{cid} to contact #{contact['id']}")
+    else:
+        output.notice(f"#{cid} is already attached to contact #{contact['id']}; nothing changed")
