@@ -1,0 +1,29 @@
+"""`deskctl inbox [--user H]`: a user's working set, streamed like `list`."""
+
+from __future__ import annotations
+
+import click
+
+from deskctl.commands._options import emit, output_options
+
+
+@click.command()
+@click.option("--user", "handle", metavar="H", help="Another user's inbox (supervisor or admin).")
+@click.option("--sort", metavar="KEYS", help="Default -priority,created (most urgent, then oldest first); "
+              "same keys as `list --sort`.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N conversations.")
+@output_options
+@click.pass_obj
+def inbox(app, handle, sort, limit):
+    """Conversations assigned to you (not closed) plus those you watch (not closed)."""
+    from deskctl import output
+    from deskctl.services.records import conversation_records
+    from deskctl.services.watchers import inbox_select
+
+    with app.read() as session:
+        actor = app.actor(session)
+        stmt = inbox_select(session, actor, handle, sort=sort, limit=limit)
+        count = emit(app, conversation_records(session, stmt),
+                     output.conversation_columns(app.output_format() != "table"))
+    if count == 0:
+        output.notice(f"the inbox of {handle or app.actor_handle} is empty")

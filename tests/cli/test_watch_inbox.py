@@ -1,0 +1,99 @@
+"""`deskctl watch/unwatch` and `deskctl inbox`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from tests.factories import make_conversation
+
+
+def _events(desk, kind):
+    return [(r["conversation_id"], r["actor"], r["data"] if isinstance(r["data"], dict) else json.loads(r["data"]))
+            for r in desk.rows("SELECT conversation_id, actor, data FROM events WHERE kind = :k ORDER BY id", k=kind)]
+
+
+def test_watch_adds_watcher_and_event_and_is_idempotent(seeded):
+    a = make_conversation(seeded)
+    b = make_conversation(seeded)
+    records = seeded.json("watch", f"#{a}", b, as_="alice")
+    assert records == [{"id": a, "user": "alice", "watching": True, "changed": True},
+                       {"id": b, "user": "alice", "watching": True, "changed": True}]
+    assert seeded.rows("SELECT conversation_id FROM watchers ORDER BY conversation_id") == [
+        {"conversation_id": a}, {"conversation_id": b}]
+    assert _events(seeded, "watched") == [(a, "alice", {"user": "alice"}), (b, "alice", {"user": "alice"})]
+    assert seeded.json("show", a)[0]["watchers"] == ["alice"]
+    # Watching again: exit 0, a notice, no new row or event.
+    again = seeded.run("watch", a, as_="alice", fmt="json")
+    assert again.exit_code == 0 and "already watching #" in again.stderr
+    assert again.json() == [{"id": a, "user": "alice", "watching": True, "changed": False}]
+    assert seeded.scalar("SELECT count(*) FROM watchers") == 2
+    assert len(_events(seeded, "watched")) == 2
+
+
+def test_unwatch_removes_and_is_idempotent(seeded):
+    a = make_conversation(seeded, watchers=("alice", "bob"))
+    [record] = seeded.json("unwatch", a, as_="alice")
+    assert record == {"id": a, "user": "alice", "watching": False, "changed": True}
+    assert seeded.rows("SELECT u.handle FROM watchers w JOIN users u ON u.id = w.user_id") == [{"handle": "bob"}]
+    assert _events(seeded, "unwatched") == [(a, "alice", {"user": "alice"})]
+    again = seeded.run("unwatch", a, as_="alice", fmt="json")
+    assert again.exit_code == 0 and "was not watching" in again.stderr
+    assert len(_events(seeded, "unwatched")) == 1
+
+
+def test_watch_is_atomic_and_checks_scope(seeded):
+    ok = make_conversation(seeded)  # billing, paris
+    lyon = make_conversation(seeded, group="sales")
+    before = seeded.dump()
+    result = seeded.run("watch", ok, lyon, 999, as_="alice")
+    assert result.exit_code == 5  # the first failure in argument order
+    assert f"#{lyon}:" in result.stderr and "#999: conversation not found" in result.stderr
+    assert seeded.run("watch", 999, as_="alice").exit_code == 3
+    assert seeded.run("watch", "x", as_="alice").exit_code == 2
+    assert seeded.run("unwatch", 999, as_="alice").exit_code == 3
+    dry = seeded.run("watch", ok, "--dry-run", as_="alice", fmt="json")
+    assert dry.exit_code == 0 and dry.json()[0]["changed"] is True
+    assert seeded.dump() == before
+
+
+def test_watch_reads_ids_from_stdin(seeded):
+    a = make_conversation(seeded)
+    b = make_conversation(seeded)
+    seeded.ok("watch", "-", input=f"# mine\n#{a}\n\n{b}\n", as_="bob")
+    assert seeded.scalar("SELECT count(*) FROM watchers") == 2
+
+
+def test_inbox_is_assigned_not_closed_plus_watched(seeded):
+    mine = make_conversation(seeded, assignee="alice", status="open", priority="low")
+    urgent = make_conversation(seeded, assignee="alice", status="pending", priority="urgent")
+    make_conversation(seeded, assignee="alice", status="closed")
+    watched = make_conversation(seeded, assignee="bob", status="open", watchers=("alice",), priority="high")
+    make_conversation(seeded, status="closed", watchers=("alice",))  # closed: not in the working set
+    make_conversation(seeded, assignee="bob")  # someone else's
+    records = seeded.json("inbox", as_="alice")
+    assert [r["id"] for r in records] == [urgent, watched, mine]  # most urgent first
+    assert records[1]["watchers"] == ["alice"] and records[1]["assignee"] == "bob"
+    assert set(records[0]) >= {"id", "subject", "status", "channel", "priority", "assignee", "group", "location",
+                               "contact", "tags", "reason", "watchers", "created_at", "updated_at", "sla"}
+    assert seeded.ok("inbox", as_="alice", fmt="ids").stdout == f"{urgent}\n{watched}\n{mine}\n"
+    assert [r["id"] for r in seeded.ok("inbox", as_="alice", fmt="jsonl").jsonl()] == [urgent, watched, mine]
+    rows = list(csv.DictReader(io.StringIO(seeded.ok("inbox", as_="alice", fmt="csv").stdout)))
+    assert [int(r["id"]) for r in rows] == [urgent, watched, mine]
+    rows = list(csv.DictReader(io.StringIO(seeded.ok("inbox", as_="alice", fmt="tsv").stdout), delimiter="\t"))
+    assert rows[0]["priority"] == "urgent"
+    assert str(urgent) in seeded.ok("inbox", as_="alice", fmt="table").stdout
+    assert [r["id"] for r in seeded.json("inbox", "--sort", "id", "--limit", "2", as_="alice")] == [mine, urgent]
+
+
+def test_inbox_of_another_user_needs_supervisor(seeded):
+    a = make_conversation(seeded, assignee="alice", status="open")
+    assert [r["id"] for r in seeded.json("inbox", "--user", "alice", as_="carol")] == [a]
+    assert [r["id"] for r in seeded.json("inbox", "--user", "alice", as_="root")] == [a]
+    assert seeded.json("inbox", "--user", "alice", as_="alice")[0]["id"] == a
+    denied = seeded.run("inbox", "--user", "alice", as_="bob")
+    assert denied.exit_code == 5 and denied.stdout == ""
+    assert seeded.run("inbox", "--user", "ghost", as_="carol").exit_code == 3
+    empty = seeded.run("inbox", as_="dave", fmt="json")
+    assert empty.exit_code == 0 and empty.json() == [] and "empty" in empty.stderr
