@@ -1,0 +1,264 @@
+"""`deskctl release/pending/resolve/close/qualify/reopen/merge`, and the plumbing every
+bulk verb shares (claim and transfer use it too): confirmation on a terminal, the
+transaction, the change records on stdout, the one-line summary on stderr."""
+
+from __future__ import annotations
+
+import functools
+
+import click
+
+from deskctl.commands._options import emit, output_options, targets_argument
+
+
+def change_columns():
+    from deskctl.output import Column
+
+    return [Column("id", "int"), Column("status"), Column("assignee"), Column("group"),
+            Column("previous_status"), Column("previous_assignee"), Column("previous_group")]
+
+
+def bulk_options(func):
+    """--dry-run and --yes for verbs acting on TARGETS."""
+
+    @click.option("-n", "--dry-run", is_flag=True, help="Print what would change; change nothing.")
+    @click.option("-y", "--yes", is_flag=True,
+                  help="Do not ask for confirmation (asked only on a terminal, for more than 20 "
+                       "conversations selected by a filter).")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+CONFIRM_ABOVE = 20
+
+
+def _plural(n: int) -> str:
+    return f"{n} conversation" + ("" if n == 1 else "s")
+
+
+def run_bulk(app, targets, *, verb: str, past: str, dry_run: bool, yes: bool, action) -> list[dict]:
+    """Confirm (terminal only, filter-selected, > 20), run `action(session, actor)` in one
+    transaction (rolled back with --dry-run), print the records and the summary."""
+    from deskctl import term
+    from deskctl.errors import UsageError
+    from deskctl.output import notice
+
+    if not targets.explicit and not yes and not dry_run and term.can_prompt():
+        from deskctl.services.lifecycle import count_targets
+
+        with app.read() as session:
+            count = count_targets(session, app.actor(session), targets)
+        if count > CONFIRM_ABOVE and not click.confirm(f"{verb} {_plural(count)}?", err=True, default=False):
+            raise UsageError("cancelled: nothing changed")
+    with app.transaction(dry_run=dry_run) as session:
+        records = action(session, app.actor(session))
+    emit(app, records, change_columns())
+    if not records:
+        notice("no conversations matched: nothing changed")
+    elif dry_run:
+        notice(f"would {verb} {_plural(len(records))} (dry run: nothing changed)")
+    else:
+        notice(f"{past} {_plural(len(records))}")
+    return records
+
+
+def when_option(name: str, help_text: str):
+    return click.option(name, "until", metavar="WHEN", help=help_text)
+
+
+def parse_until(app, value):
+    if value is None:
+        return None
+    from deskctl.timeparse import parse_when
+
+    return parse_when(value, now=app.now(), tz=app.settings.timezone)
+
+
+@click.command()
+@targets_argument
+@bulk_options
+@output_options
+@click.pass_obj
+def release(app, targets, dry_run, yes):
+    """Give claimed conversations back to their group: assignee cleared, status new."""
+    from deskctl.services import lifecycle
+
+    run_bulk(app, targets, verb="release", past="released", dry_run=dry_run, yes=yes,
+             action=lambda session, actor: lifecycle.release(
+                 session, actor, targets, now=app.now(), settings=app.settings, dry_run=dry_run))
+
+
+@click.command()
+@targets_argument
+@when_option("--until", "Also set a boomerang: back to new at WHEN (30m, 2h, 3d, ISO date-time, "
+                        "tomorrow, next-week).")
+@click.option("--note", metavar="TEXT", help="The reminder of why it waits.")
+@bulk_options
+@output_options
+@click.pass_obj
+def pending(app, targets, until, note, dry_run, yes):
+    """Status pending: wait for the contact's reply (and, with --until, a boomerang)."""
+    from deskctl.services import lifecycle
+
+    when = parse_until(app, until)
+    run_bulk(app, targets, verb="put pending", past="put pending", dry_run=dry_run, yes=yes,
+             action=lambda session, actor: lifecycle.pending(
+                 session, actor, targets, until=when, note=note, now=app.now(), settings=app.settings,
+                 dry_run=dry_run))
+
+
+@click.command()
+@targets_argument
+@when_option("--until", "Also set a boomerang: back to new at WHEN.")
+@bulk_options
+@output_options
+@click.pass_obj
+def resolve(app, targets, until, dry_run, yes):
+    """Status resolved: answered; a contact reply brings it back to new."""
+    from deskctl.services import lifecycle
+
+    when = parse_until(app, until)
+    run_bulk(app, targets, verb="resolve", past="resolved", dry_run=dry_run, yes=yes,
+             action=lambda session, actor: lifecycle.resolve(
+                 session, actor, targets, until=when, now=app.now(), settings=app.settings, dry_run=dry_run))
+
+
+@click.command()
+@targets_argument
+@click.option("--tag", "tags", multiple=True, metavar="T", help="Qualification tag (repeatable, or a comma list).")
+@click.option("--reason", metavar="R", help="Contact reason.")
+@click.option("--note", metavar="TEXT", help="Closing note (in the transcript, never a contact message).")
+@click.option("--csat", type=click.IntRange(1, 5), help="Customer satisfaction, 1 to 5.")
+@click.option("--status", "status", type=click.Choice(["closed", "pending", "open"]), default="closed",
+              show_default=True, help="pending/open end a chat session but keep the request going.")
+@click.option("--transcript-to", metavar="EMAIL", help="Email the history (messages, never notes) here.")
+@bulk_options
+@output_options
+@click.pass_obj
+def close(app, targets, tags, reason, note, csat, status, transcript_to, dry_run, yes):
+    """End conversations with their qualification."""
+    from deskctl.services import lifecycle
+
+    run_bulk(app, targets, verb="close", past="closed", dry_run=dry_run, yes=yes,
+             action=lambda session, actor: lifecycle.close(
+                 session, actor, targets, tags=tags, reason=reason, note=note, csat=csat, status=status,
+                 transcript_to=transcript_to, now=app.now(), settings=app.settings, dry_run=dry_run))
+
+
+def targets_argument_without(*excluded: str):
+    """TARGETS like `targets_argument`, minus the filter options whose names the verb
+    uses for its own values (close --status/--tag, qualify --tag/--priority)."""
+    from deskctl.commands import _options
+
+    kept = [(name, option) for name, option in zip(_options.FILTER_PARAMS, _options.FILTER_OPTIONS, strict=True)
+            if name not in excluded]
+
+    def decorator(func):
+        @functools.wraps(func)
+        def wrapper(*args, target_args, all_, limit, sort, **kwargs):
+            app = click.get_current_context().obj
+            params = {name: kwargs.pop(name) for name, _ in kept}
+            kwargs["targets"] = _options.make_target_spec(app, target_args, params, all_=all_, limit=limit,
+                                                          sort=sort)
+            return func(*args, **kwargs)
+
+        for _, option in reversed(kept):
+            wrapper = option(wrapper)
+        wrapper = click.option("--sort", metavar="KEYS",
+                               help="Order for filters and --limit, e.g. created or -priority.")(wrapper)
+        wrapper = click.option("--limit", type=click.IntRange(min=1),
+                               help="Act on at most N conversations (oldest first).")(wrapper)
+        wrapper = click.option("--all", "all_", is_flag=True,
+                               help="Act on every conversation (needed when no id or filter).")(wrapper)
+        return click.argument("target_args", nargs=-1, metavar="[ID|-]...")(wrapper)
+
+    return decorator
+
+
+@click.command()
+@targets_argument_without("status", "tag")
+@click.option("--tag", "tags", multiple=True, metavar="T", help="Qualification tag (repeatable, or a comma list).")
+@click.option("--reason", metavar="R", help="Contact reason.")
+@click.option("--note", metavar="TEXT", help="Closing note (in the transcript, never a contact message).")
+@click.option("--csat", type=click.IntRange(1, 5), help="Customer satisfaction, 1 to 5.")
+@click.option("--status", "status", type=click.Choice(["closed", "pending", "open"]), default="closed",
+              show_default=True, help="pending/open end a chat session but keep the request going.")
+@click.option("--transcript-to", metavar="EMAIL", help="Email the history (messages, never notes) here.")
+@bulk_options
+@output_options
+@click.pass_obj
+def close(app, targets, tags, reason, note, csat, status, transcript_to, dry_run, yes):
+    """End conversations with their qualification.
+
+    Here --status and --tag are the new values, not filters: to select by status or tag,
+    pipe `deskctl list --status resolved --format ids | deskctl close -`."""
+    from deskctl.services import lifecycle
+
+    run_bulk(app, targets, verb="close", past="closed", dry_run=dry_run, yes=yes,
+             action=lambda session, actor: lifecycle.close(
+                 session, actor, targets, tags=tags, reason=reason, note=note, csat=csat, status=status,
+                 transcript_to=transcript_to, now=app.now(), settings=app.settings, dry_run=dry_run))
+
+
+@click.command()
+@targets_argument_without("tag", "priority")
+@click.option("--tag", "tags", multiple=True, metavar="T", help="Add this tag (repeatable).")
+@click.option("--untag", "untags", multiple=True, metavar="T", help="Remove this tag (repeatable).")
+@click.option("--reason", metavar="R", help="Contact reason.")
+@click.option("--priority", "new_priority", type=click.Choice(["low", "medium", "high", "urgent"]),
+              help="Set the priority.")
+@click.option("--note", metavar="TEXT", help="Closing note.")
+@bulk_options
+@output_options
+@click.pass_obj
+def qualify(app, targets, tags, untags, reason, new_priority, note, dry_run, yes):
+    """Set or fix the qualification at any time, also after closing: tags, contact
+    reason, priority, closing note.
+
+    Here --tag and --priority are the new values, not filters (pipe ids from `list` to
+    select by them)."""
+    from deskctl.services import lifecycle
+
+    run_bulk(app, targets, verb="qualify", past="qualified", dry_run=dry_run, yes=yes,
+             action=lambda session, actor: lifecycle.qualify(
+                 session, actor, targets, tags=tags, untags=untags, reason=reason, priority=new_priority,
+                 note=note, now=app.now(), settings=app.settings, dry_run=dry_run))
+
+
+@click.command()
+@targets_argument
+@bulk_options
+@output_options
+@click.pass_obj
+def reopen(app, targets, dry_run, yes):
+    """Back to new (from pending, resolved or closed)."""
+    from deskctl.services import lifecycle
+
+    run_bulk(app, targets, verb="reopen", past="reopened", dry_run=dry_run, yes=yes,
+             action=lambda session, actor: lifecycle.reopen(
+                 session, actor, targets, now=app.now(), settings=app.settings, dry_run=dry_run))
+
+
+@click.command()
+@click.argument("conversation_id", metavar="ID")
+@click.option("--into", "into", required=True, metavar="ID2", help="The conversation that stays.")
+@click.option("-n", "--dry-run", is_flag=True, help="Print what would change; change nothing.")
+@output_options
+@click.pass_obj
+def merge(app, conversation_id, into, dry_run):
+    """Merge a duplicate into ID2: its messages, notes and watchers move there, and it is
+    closed with linked_to = ID2."""
+    from deskctl.output import notice
+    from deskctl.services import lifecycle
+    from deskctl.services.queries import parse_conversation_id
+
+    dup, survivor = parse_conversation_id(conversation_id), parse_conversation_id(into)
+    with app.transaction(dry_run=dry_run) as session:
+        records = lifecycle.merge(session, app.actor(session), dup, survivor, now=app.now(),
+                                  settings=app.settings, dry_run=dry_run)
+    emit(app, records, change_columns())
+    notice(("would merge" if dry_run else "merged") + f" #{dup} into #{survivor}"
+           + (" (dry run: nothing changed)" if dry_run else ""))

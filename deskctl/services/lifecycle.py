@@ -1,0 +1,747 @@
+"""The verbs that change conversations (SPEC §2): claim, next, transfer, release,
+pending, resolve, close, qualify, reopen, merge.
+
+Every bulk verb goes through one engine, `_run`:
+
+1. resolve the targets (ids, `-`, a filter, `--all`, `--limit`) to ids;
+2. read a snapshot of each target (status, assignee, group, version) in chunks;
+3. validate every target (exists, in the actor's scope, the transition is allowed);
+   if any fails, raise one error listing every failing id: nothing is written;
+4. write set-based: per chunk of ids one `UPDATE ... WHERE (id, version) IN (...)`
+   that bumps `version` (a row changed by someone else since the snapshot no longer
+   matches: the rowcount falls short and the whole command fails with exit 4, rolled
+   back), one executemany INSERT of events, then watchers, notes, tags, notifications;
+5. refresh the SLA state of the changed conversations;
+6. return the change records of SPEC §7 (the same with `dry_run`, which writes nothing).
+
+Services never commit and never print: the command owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import case, delete, func, insert, select, tuple_, update
+
+from deskctl.errors import BulkError, Conflict, DeskError, Forbidden, NotFound, UsageError
+from deskctl.models import (
+    PRIORITIES,
+    Conversation,
+    ConversationTag,
+    Group,
+    Message,
+    Note,
+    NoteVersion,
+    User,
+    Watcher,
+)
+from deskctl.services import events, notifications, permissions, sla
+from deskctl.services.queries import TargetSpec, chunks, resolve_target_ids
+
+C = Conversation
+CHUNK = 2000  # ids per UPDATE: 2 parameters each, well under every engine's limit
+# Above this many conversations, a transfer to a user queues one summary notification
+# instead of one per conversation.
+NOTIFY_EACH_MAX = 50
+
+
+@dataclass(frozen=True)
+class Snap:
+    """A target as it was read before the change."""
+
+    id: int
+    status: str
+    assignee_id: int | None
+    group_id: int | None
+    location_id: int | None
+    version: int
+
+
+@dataclass
+class Plan:
+    """What one verb does to each target."""
+
+    kind: str                                              # event kind (default)
+    check: Callable[[Snap], DeskError | None]              # None: allowed
+    values: dict                                           # SQL SET values (may be expressions)
+    after: Callable[[Snap], tuple[str, int | None, int | None]]  # (status, assignee_id, group_id)
+    data: Callable[[Snap], dict] = field(default=lambda s: {})
+    event_kind: Callable[[Snap], str] | None = None
+    touch: Callable[[Snap], bool] | None = None             # False: nothing to do for this row
+
+
+@dataclass
+class Outcome:
+    """What `_run` did: the change records and the snapshots of the changed rows."""
+
+    records: list[dict]
+    changed: list[Snap]
+
+
+class Names:
+    """Handles and group names by id (directory tables are small)."""
+
+    def __init__(self, session):
+        self.users = dict(session.execute(select(User.id, User.handle)).all())
+        self.groups = dict(session.execute(select(Group.id, Group.name)).all())
+
+    def user(self, user_id):
+        return self.users.get(user_id) if user_id is not None else None
+
+    def group(self, group_id):
+        return self.groups.get(group_id) if group_id is not None else None
+
+
+def _snapshots(session, ids: Sequence[int]) -> dict[int, Snap]:
+    out: dict[int, Snap] = {}
+    for chunk in chunks(list(ids), CHUNK):
+        for row in session.execute(
+            select(C.id, C.status, C.assignee_id, C.group_id, C.location_id, C.version).where(C.id.in_(chunk))
+        ):
+            out[row[0]] = Snap(*row)
+    return out
+
+
+def _fail(failures: list[tuple[int, DeskError]]) -> None:
+    """One failure: its own one-line error; several: the list (exit code of the first)."""
+    if not failures:
+        return
+    if len(failures) == 1:
+        cid, error = failures[0]
+        raise type(error)(f"#{cid}: {error.format_message()}")
+    raise BulkError(failures)
+
+
+def lost_race() -> Conflict:
+    return Conflict("changed by someone else while this command ran; retry")
+
+
+def _select_targets(session, actor, spec: TargetSpec, settings) -> tuple[list[int], dict[int, Snap], list]:
+    """Resolve targets and check existence and scope: (ids, snapshots, failures)."""
+    ids, missing = resolve_target_ids(session, spec, actor_id=actor.id)
+    snaps = _snapshots(session, ids)
+    forbidden = set(permissions.forbidden_ids(session, actor, ids, settings))
+    failures: dict[int, DeskError] = dict(missing)
+    for cid in forbidden:
+        failures[cid] = permissions.forbidden_error(actor)
+    return ids, snaps, [(cid, failures[cid]) for cid in failures]
+
+
+def _order(spec: TargetSpec, ids: list[int]) -> list[int]:
+    return list(dict.fromkeys(spec.ids)) if spec.ids else ids
+
+
+def _run(session, actor, spec: TargetSpec, plan: Plan, *, now: datetime, settings, dry_run: bool,
+         names: Names | None = None, before_write: Callable[[list[Snap]], None] | None = None,
+         after_write: Callable[[list[Snap]], None] | None = None) -> Outcome:
+    names = names or Names(session)
+    ids, snaps, failures = _select_targets(session, actor, spec, settings)
+    failed = dict(failures)
+    for cid in ids:
+        if cid in failed:
+            continue
+        error = plan.check(snaps[cid])
+        if error is not None:
+            failed[cid] = error
+    order = _order(spec, ids)
+    _fail([(cid, failed[cid]) for cid in order if cid in failed])
+
+    targets = [snaps[cid] for cid in ids]
+    records = []
+    for snap in targets:
+        status, assignee_id, group_id = plan.after(snap)
+        records.append({
+            "id": snap.id, "status": status, "assignee": names.user(assignee_id), "group": names.group(group_id),
+            "previous_status": snap.status, "previous_assignee": names.user(snap.assignee_id),
+            "previous_group": names.group(snap.group_id),
+        })
+    changed = [s for s in targets if plan.touch is None or plan.touch(s)]
+    if dry_run or not changed:
+        return Outcome(records, changed)
+    if before_write is not None:
+        before_write(changed)
+    values = dict(plan.values, version=C.version + 1, updated_at=now)
+    for chunk in chunks(changed, CHUNK):
+        result = session.execute(
+            update(C).where(tuple_(C.id, C.version).in_([(s.id, s.version) for s in chunk])).values(**values)
+            .execution_options(synchronize_session=False))
+        if result.rowcount != len(chunk):
+            raise lost_race()
+        events.record_many(session, [
+            {"conversation_id": s.id, "actor": actor.handle, "at": now,
+             "kind": plan.event_kind(s) if plan.event_kind else plan.kind, "data": plan.data(s)}
+            for s in chunk])
+    if after_write is not None:
+        after_write(changed)
+    sla.refresh(session, [s.id for s in changed], now=now, settings=settings)
+    return Outcome(records, changed)
+
+
+# -- helpers shared by several verbs -------------------------------------------------------
+
+def _add_watchers(session, conversation_ids: Sequence[int], user_id: int, now: datetime) -> None:
+    """Make `user_id` a watcher of each conversation (set-based, existing ones kept)."""
+    for chunk in chunks(list(conversation_ids), CHUNK):
+        have = set(session.scalars(select(Watcher.conversation_id)
+                                   .where(Watcher.user_id == user_id, Watcher.conversation_id.in_(chunk))))
+        rows = [{"conversation_id": cid, "user_id": user_id, "created_at": now} for cid in chunk if cid not in have]
+        if rows:
+            session.execute(insert(Watcher), rows)
+
+
+def _add_tags(session, conversation_ids: Sequence[int], tags: Sequence[str]) -> None:
+    if not tags:
+        return
+    for chunk in chunks(list(conversation_ids), CHUNK):
+        have = set(session.execute(select(ConversationTag.conversation_id, ConversationTag.tag)
+                                   .where(ConversationTag.conversation_id.in_(chunk),
+                                          ConversationTag.tag.in_(tags))).tuples())
+        rows = [{"conversation_id": cid, "tag": t} for cid in chunk for t in tags if (cid, t) not in have]
+        if rows:
+            session.execute(insert(ConversationTag), rows)
+
+
+def _remove_tags(session, conversation_ids: Sequence[int], tags: Sequence[str]) -> None:
+    if not tags:
+        return
+    for chunk in chunks(list(conversation_ids), CHUNK):
+        session.execute(delete(ConversationTag).where(ConversationTag.conversation_id.in_(chunk),
+                                                      ConversationTag.tag.in_(tags)))
+
+
+def _clean_tags(tags: Sequence[str], option: str) -> list[str]:
+    out = []
+    for raw in tags or ():
+        for tag in raw.split(","):
+            tag = tag.strip()
+            if not tag:
+                continue
+            if len(tag) > 100:
+                raise UsageError(f"invalid {option} {tag[:20]!r}...: at most 100 characters")
+            out.append(tag)
+    return list(dict.fromkeys(out))
+
+
+def _check_until(until: datetime | None, now: datetime) -> None:
+    if until is not None and until <= now:
+        raise UsageError(f"--until {until.isoformat()} is not in the future")
+
+
+def _not_closed(verb: str) -> Callable[[Snap], DeskError | None]:
+    def check(s: Snap):
+        if s.status == "closed":
+            return Conflict(f"is closed: cannot {verb} it (reopen it first)")
+        return None
+    return check
+
+
+def _notify_each(session, snaps: Sequence[Snap], user_id: int | None, *, event: str, subject: str,
+                 body: str, now: datetime) -> None:
+    """One notification per conversation for a handful, one summary for many."""
+    if user_id is None or not snaps:
+        return
+    if len(snaps) <= NOTIFY_EACH_MAX:
+        for s in snaps:
+            notifications.notify_users(session, [user_id], conversation_id=s.id, event=event,
+                                       subject=subject.format(id=s.id), body=body.format(id=s.id), now=now,
+                                       key=f"{s.id}:v{s.version + 1}")
+    else:
+        first = snaps[0]
+        notifications.notify_users(
+            session, [user_id], conversation_id=None, event=event,
+            subject=f"{len(snaps)} conversations: {subject.format(id='…').replace('#…', 'several')}",
+            body=body.format(id=", #".join(str(s.id) for s in snaps[:200])), now=now,
+            key=f"bulk:{first.id}:v{first.version + 1}:{len(snaps)}")
+
+
+# -- claim ----------------------------------------------------------------------------------
+
+def claim(session, actor, spec: TargetSpec, *, steal: bool = False, now: datetime, settings,
+          dry_run: bool = False) -> list[dict]:
+    """assignee = actor, `new` → `open`; someone else's: exit 4 unless `steal` (supervisor)."""
+    if steal:
+        permissions.require_supervisor(actor, "claim --steal")
+    names = Names(session)
+
+    def check(s: Snap):
+        if s.status == "closed":
+            return Conflict("is closed: reopen it before claiming it")
+        if s.assignee_id not in (None, actor.id) and not steal:
+            return Conflict(f"claimed by {names.user(s.assignee_id)}: use --steal (supervisor or admin)")
+        return None
+
+    def touch(s: Snap):
+        return not (s.assignee_id == actor.id and s.status != "new")
+
+    plan = Plan(
+        kind="claimed", check=check,
+        values={"assignee_id": actor.id, "claimed_at": now,
+                "status": case((C.status == "new", "open"), else_=C.status)},
+        after=lambda s: ("open" if s.status == "new" else s.status, actor.id, s.group_id),
+        data=lambda s: ({"from_user": names.user(s.assignee_id)}
+                        if s.assignee_id not in (None, actor.id) else {}),
+        event_kind=lambda s: "stolen" if s.assignee_id not in (None, actor.id) else "claimed",
+        touch=touch,
+    )
+
+    def after_write(changed):
+        stolen = [s for s in changed if s.assignee_id not in (None, actor.id)]
+        by_user: dict[int, list[Snap]] = {}
+        for s in stolen:
+            by_user.setdefault(s.assignee_id, []).append(s)
+        for user_id, snaps in by_user.items():
+            _notify_each(session, snaps, user_id, event="stolen",
+                         subject=f"#{{id}} was taken over by {actor.handle}",
+                         body=f"{actor.handle} took over #{{id}}.", now=now)
+
+    return _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run, names=names,
+                after_write=after_write).records
+
+
+# -- next -----------------------------------------------------------------------------------
+
+def urgency_order():
+    """Most urgent first: priority, then the nearest SLA deadline, then age."""
+    rank = case({p: i for i, p in enumerate(PRIORITIES)}, value=C.priority, else_=0)
+    due = func.coalesce(C.next_response_due, C.first_response_due, C.resolution_due)
+    return [rank.desc(), due.asc().nulls_last(), C.created_at.asc(), C.id.asc()]
+
+
+def next_(session, actor, *, group: str | None = None, now: datetime, settings, dry_run: bool = False,
+          attempts: int = 20) -> list[dict]:
+    """Claim the most urgent waiting (new, unassigned) conversation of the actor's groups.
+
+    Race-safe: on PostgreSQL the candidate row is locked with FOR UPDATE SKIP LOCKED (a
+    concurrent `next` skips it and takes the following one); everywhere the UPDATE is
+    conditional (still new, still unassigned), and a lost candidate is retried."""
+    if actor.availability != "available":
+        raise Conflict(f"{actor.handle} is {actor.availability}, not available: "
+                       "run `deskctl availability set available` first")
+    names = Names(session)
+    if group is not None:
+        group_id = next((gid for gid, name in names.groups.items() if name == group), None)
+        if group_id is None:
+            raise NotFound(f"group not found: {group}")
+        if group_id not in actor.group_ids and not actor.is_supervisor:
+            raise Forbidden(f"{actor.handle} is not a member of {group}")
+        group_ids = [group_id]
+    else:
+        group_ids = sorted(actor.group_ids)
+    where_groups = ", ".join(sorted(names.group(g) for g in group_ids)) or "no group"
+    if not group_ids:
+        raise NotFound(f"no conversation waiting: {actor.handle} is in no group (use --group G)")
+    waiting = [C.status == "new", C.assignee_id.is_(None), C.group_id.in_(group_ids)]
+    scope = permissions.scope_clause(actor, settings)
+    if scope is not None:
+        waiting.append(scope)
+    for _ in range(attempts):
+        stmt = (select(C.id, C.status, C.assignee_id, C.group_id, C.location_id, C.version)
+                .where(*waiting).order_by(*urgency_order()).limit(1))
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True, of=C)
+        row = session.execute(stmt).first()
+        if row is None:
+            raise NotFound(f"no conversation waiting in {where_groups}")
+        snap = Snap(*row)
+        record = {"id": snap.id, "status": "open", "assignee": actor.handle, "group": names.group(snap.group_id),
+                  "previous_status": snap.status, "previous_assignee": None,
+                  "previous_group": names.group(snap.group_id)}
+        if dry_run:
+            return [record]
+        result = session.execute(
+            update(C).where(C.id == snap.id, C.version == snap.version, *waiting[:2])
+            .values(assignee_id=actor.id, status="open", claimed_at=now, updated_at=now, version=C.version + 1)
+            .execution_options(synchronize_session=False))
+        if result.rowcount != 1:
+            continue  # someone else took it between our read and our write: next candidate
+        events.record_many(session, [{"conversation_id": snap.id, "actor": actor.handle, "kind": "claimed",
+                                      "at": now, "data": {"via": "next"}}])
+        sla.refresh(session, [snap.id], now=now, settings=settings)
+        return [record]
+    raise lost_race()
+
+
+# -- transfer -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TransferTarget:
+    kind: str            # "user" | "group"
+    id: int
+    name: str
+    availability: str | None = None
+    location_id: int | None = None
+
+
+def resolve_ref(session, ref: str) -> TransferTarget:
+    """`user:H`, `group:G`, or a bare name matching exactly one user or group."""
+    ref = (ref or "").strip()
+    kind, sep, name = ref.partition(":")
+    if sep and kind in ("user", "group"):
+        if not name:
+            raise UsageError(f"invalid --to {ref!r}: expected user:HANDLE, group:NAME or a name")
+        kinds = [kind]
+    elif sep:
+        raise UsageError(f"invalid --to {ref!r}: expected user:HANDLE, group:NAME or a name")
+    else:
+        name, kinds = ref, ["user", "group"]
+    if not name:
+        raise UsageError("--to needs user:HANDLE, group:NAME or a name")
+    found = []
+    if "user" in kinds:
+        user = session.execute(select(User.id, User.handle, User.availability, User.active)
+                               .where(User.handle == name)).first()
+        if user is not None:
+            if not user.active:
+                raise Conflict(f"user {name} is deactivated")
+            found.append(TransferTarget("user", user.id, user.handle, availability=user.availability))
+    if "group" in kinds:
+        group = session.execute(select(Group.id, Group.name, Group.location_id).where(Group.name == name)).first()
+        if group is not None:
+            found.append(TransferTarget("group", group.id, group.name, location_id=group.location_id))
+    if len(found) > 1:
+        raise UsageError(f"--to {name!r} is ambiguous: both user:{name} and group:{name} exist; say which")
+    if not found:
+        what = {"user": "user", "group": "group"}[kinds[0]] if len(kinds) == 1 else "user or group"
+        raise NotFound(f"{what} not found: {name}")
+    return found[0]
+
+
+def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None = None,
+             keep_informed: bool = True, reason: str | None = None, now: datetime, settings,
+             dry_run: bool = False, warn: Callable[[str], None] | None = None) -> list[dict]:
+    """To a group: assignee cleared, group set, `new`. To a user: assignee set, `new`,
+    the user notified. `message` is an internal note linked to each transfer event."""
+    target = resolve_ref(session, to)
+    rules = settings.rules
+    if target.kind == "user" and not rules.transfer_to_user:
+        raise Forbidden(f"transfers to users are turned off (rules.transfer_to_user): use --to group:NAME")
+    if message is not None and not message.strip():
+        raise UsageError("--message is empty")
+    names = Names(session)
+    needs_claim = rules.transfer_requires_claim and not actor.is_supervisor
+
+    def check(s: Snap):
+        if s.status == "closed":
+            return Conflict("is closed: reopen it before transferring it")
+        if needs_claim and s.assignee_id != actor.id:
+            return Conflict("claim it first (rules.transfer_requires_claim)")
+        return None
+
+    values: dict = {"status": "new", "claimed_at": None, "boomerang_at": None, "pending_since": None}
+    if target.kind == "user":
+        values["assignee_id"] = target.id
+        after = lambda s: ("new", target.id, s.group_id)  # noqa: E731
+        to_user, to_group = target.name, None
+    else:
+        values.update(assignee_id=None, group_id=target.id)
+        if target.location_id is not None:
+            values["location_id"] = target.location_id
+        after = lambda s: ("new", None, target.id)  # noqa: E731
+        to_user, to_group = None, target.name
+
+    note_ids: dict[int, int] = {}
+
+    def before_write(changed):
+        if message is None:
+            return
+        # The note first, so each transfer event can name its note; the note is linked
+        # back to its event once the events exist.
+        for chunk in chunks(changed, CHUNK):
+            rows = [{"conversation_id": s.id, "author_id": actor.id, "text": message, "created_at": now,
+                     "updated_at": now} for s in chunk]
+            ids = session.scalars(insert(Note).returning(Note.id, sort_by_parameter_order=True), rows).all()
+            note_ids.update(zip([s.id for s in chunk], ids, strict=True))
+            session.execute(insert(NoteVersion), [
+                {"note_id": nid, "version": 1, "text": message, "author_id": actor.id, "at": now} for nid in ids])
+
+    def data(s: Snap):
+        return {"from_user": names.user(s.assignee_id), "to_user": to_user,
+                "from_group": names.group(s.group_id), "to_group": to_group or names.group(s.group_id),
+                "reason": reason, "note_id": note_ids.get(s.id)}
+
+    def after_write(changed):
+        if message is not None:
+            from deskctl.models import Event
+
+            for chunk in chunks(changed, CHUNK):
+                pairs = session.execute(
+                    select(Event.id, Event.conversation_id).where(
+                        Event.conversation_id.in_([s.id for s in chunk]), Event.kind == "transferred",
+                        Event.at == now, Event.actor == actor.handle).order_by(Event.id)).all()
+                by_conv = {cid: eid for eid, cid in pairs}  # the latest event per conversation wins
+                session.execute(update(Note), [{"id": note_ids[cid], "event_id": eid} for cid, eid in by_conv.items()
+                                               if cid in note_ids])
+        if keep_informed:
+            _add_watchers(session, [s.id for s in changed], actor.id, now)
+        if target.kind == "user" and target.id != actor.id:
+            _notify_each(session, changed, target.id, event="transferred",
+                         subject=f"#{{id}} was transferred to you by {actor.handle}",
+                         body=f"{actor.handle} transferred #{{id}} to you."
+                              + (f"\n\n{message}" if message else ""), now=now)
+
+    plan = Plan(kind="transferred", check=check, values=values, after=after, data=data)
+    outcome = _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run, names=names,
+                   before_write=before_write, after_write=after_write)
+    if (target.kind == "user" and target.availability != "available" and outcome.records
+            and warn is not None):
+        warn(f"{target.name} is {target.availability}: the transferred conversations wait until they are back")
+    return outcome.records
+
+
+# -- release --------------------------------------------------------------------------------
+
+def release(session, actor, spec: TargetSpec, *, now: datetime, settings, dry_run: bool = False) -> list[dict]:
+    """Give claimed conversations back to their group: assignee cleared, `new`."""
+    names = Names(session)
+
+    def check(s: Snap):
+        if s.status == "closed":
+            return Conflict("is closed: nothing to release")
+        if s.assignee_id is None:
+            return Conflict("is not assigned to anyone")
+        if s.assignee_id != actor.id and not actor.is_supervisor:
+            return Forbidden(f"is assigned to {names.user(s.assignee_id)}: only they or a supervisor "
+                             "can release it")
+        return None
+
+    plan = Plan(kind="released", check=check,
+                values={"assignee_id": None, "status": "new", "claimed_at": None, "boomerang_at": None,
+                        "pending_since": None},
+                after=lambda s: ("new", None, s.group_id),
+                data=lambda s: {"from_user": names.user(s.assignee_id)})
+    return _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run, names=names).records
+
+
+# -- pending / resolve ----------------------------------------------------------------------
+
+def pending(session, actor, spec: TargetSpec, *, until: datetime | None = None, note: str | None = None,
+            now: datetime, settings, dry_run: bool = False) -> list[dict]:
+    """`pending`: waits for the contact; `until` also sets a boomerang."""
+    _check_until(until, now)
+
+    def check(s: Snap):
+        if s.status == "closed":
+            return Conflict("is closed: cannot put it pending (reopen it first)")
+        if s.status == "pending" and until is None:
+            return Conflict("is already pending (give --until to set a boomerang)")
+        return None
+
+    plan = Plan(kind="pending", check=check,
+                values={"status": "pending", "boomerang_at": until,
+                        "pending_since": case((C.status == "pending", C.pending_since), else_=now)},
+                after=lambda s: ("pending", s.assignee_id, s.group_id),
+                data=lambda s: {"until": until.isoformat() if until else None, "note": note})
+    return _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run).records
+
+
+def resolve(session, actor, spec: TargetSpec, *, until: datetime | None = None, now: datetime, settings,
+            dry_run: bool = False) -> list[dict]:
+    """`resolved`: answered; a contact reply brings it back. `until` sets a boomerang."""
+    _check_until(until, now)
+
+    def check(s: Snap):
+        if s.status == "closed":
+            return Conflict("is closed: cannot resolve it (reopen it first)")
+        if s.status == "resolved" and until is None:
+            return Conflict("is already resolved")
+        return None
+
+    plan = Plan(kind="resolved", check=check,
+                values={"status": "resolved", "boomerang_at": until, "resolved_at": now, "pending_since": None},
+                after=lambda s: ("resolved", s.assignee_id, s.group_id),
+                data=lambda s: {"until": until.isoformat() if until else None})
+    return _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run).records
+
+
+# -- close / qualify ------------------------------------------------------------------------
+
+CLOSE_STATUSES = ("closed", "pending", "open")
+
+
+def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason: str | None = None,
+          note: str | None = None, csat: int | None = None, status: str = "closed",
+          transcript_to: str | None = None, now: datetime, settings, dry_run: bool = False) -> list[dict]:
+    """End the conversation with its qualification. `status` closed (default), or
+    pending/open to end a chat session but keep the request going."""
+    if status not in CLOSE_STATUSES:
+        raise UsageError(f"invalid --status {status!r} (choose from {', '.join(CLOSE_STATUSES)})")
+    if csat is not None and not 1 <= csat <= 5:
+        raise UsageError(f"invalid --csat {csat}: 1 to 5")
+    tags = _clean_tags(tags, "--tag")
+    if transcript_to is not None:
+        from deskctl.services.outbound import check_address
+
+        check_address(transcript_to, "--transcript-to")
+    tagged: set[int] = set()
+    if settings.rules.close_requires_tag and not tags:
+        ids, _ = resolve_target_ids(session, spec, actor_id=actor.id)
+        for chunk in chunks(ids, CHUNK):
+            tagged.update(session.scalars(select(ConversationTag.conversation_id)
+                                          .where(ConversationTag.conversation_id.in_(chunk)).distinct()))
+
+    def check(s: Snap):
+        if s.status == "closed":
+            return Conflict("is already closed")
+        if settings.rules.close_requires_tag and not tags and s.id not in tagged:
+            return UsageError("needs a tag to close (rules.close_requires_tag): pass --tag")
+        return None
+
+    values: dict = {"status": status, "boomerang_at": None}
+    if status == "closed":
+        values.update(closed_at=now, resolved_at=now, pending_since=None)
+    elif status == "pending":
+        values["pending_since"] = case((C.status == "pending", C.pending_since), else_=now)
+    else:  # open: somebody must hold it
+        values.update(assignee_id=func.coalesce(C.assignee_id, actor.id), pending_since=None,
+                      claimed_at=func.coalesce(C.claimed_at, now))
+    if reason is not None:
+        values["reason"] = reason
+    if note is not None:
+        values["closing_note"] = note
+    if csat is not None:
+        values["csat"] = csat
+
+    def after(s: Snap):
+        assignee = s.assignee_id if status != "open" or s.assignee_id is not None else actor.id
+        return status, assignee, s.group_id
+
+    def after_write(changed):
+        ids = [s.id for s in changed]
+        _add_tags(session, ids, tags)
+        if transcript_to is not None:
+            from deskctl.services import mail
+
+            for cid in ids:
+                mail.queue_transcript(session, cid, transcript_to, actor=actor.handle, now=now, settings=settings)
+
+    plan = Plan(kind="closed", check=check, values=values, after=after,
+                data=lambda s: {"status": status, "tags": tags, "reason": reason, "csat": csat, "note": note})
+    return _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run,
+                after_write=after_write).records
+
+
+def qualify(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), untags: Sequence[str] = (),
+            reason: str | None = None, priority: str | None = None, note: str | None = None, now: datetime,
+            settings, dry_run: bool = False) -> list[dict]:
+    """Set or fix the qualification at any time, also after closing."""
+    tags = _clean_tags(tags, "--tag")
+    untags = _clean_tags(untags, "--untag")
+    if not (tags or untags or reason is not None or priority is not None or note is not None):
+        raise UsageError("nothing to qualify: give --tag, --untag, --reason, --priority or --note")
+    both = set(tags) & set(untags)
+    if both:
+        raise UsageError(f"tag {sorted(both)[0]!r} is both added and removed")
+    if priority is not None and priority not in PRIORITIES:
+        raise UsageError(f"invalid --priority {priority!r} (choose from {', '.join(PRIORITIES)})")
+    values: dict = {}
+    if reason is not None:
+        values["reason"] = reason
+    if priority is not None:
+        values["priority"] = priority
+    if note is not None:
+        values["closing_note"] = note
+
+    def after_write(changed):
+        ids = [s.id for s in changed]
+        _remove_tags(session, ids, untags)
+        _add_tags(session, ids, tags)
+
+    plan = Plan(kind="qualified", check=lambda s: None, values=values,
+                after=lambda s: (s.status, s.assignee_id, s.group_id),
+                data=lambda s: {"tags_added": tags, "tags_removed": untags, "reason": reason,
+                                "priority": priority, "note": note})
+    return _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run,
+                after_write=after_write).records
+
+
+# -- reopen ---------------------------------------------------------------------------------
+
+def reopen(session, actor, spec: TargetSpec, *, now: datetime, settings, dry_run: bool = False) -> list[dict]:
+    """Back to `new` (from pending, resolved or closed); the assignee is kept."""
+    def check(s: Snap):
+        if s.status in ("new", "open"):
+            return Conflict(f"is {s.status}: only pending, resolved or closed conversations can be reopened")
+        return None
+
+    plan = Plan(kind="reopened", check=check,
+                values={"status": "new", "boomerang_at": None, "pending_since": None, "closed_at": None},
+                after=lambda s: ("new", s.assignee_id, s.group_id),
+                data=lambda s: {"previous_status": s.status, "cause": "manual"})
+    return _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run).records
+
+
+# -- merge ----------------------------------------------------------------------------------
+
+def merge(session, actor, duplicate_id: int, into_id: int, *, now: datetime, settings,
+          dry_run: bool = False) -> list[dict]:
+    """Move the duplicate's messages, notes and watchers to `into_id`, then close it with
+    `linked_to` = `into_id`. Returns the change records of both conversations."""
+    if duplicate_id == into_id:
+        raise UsageError("cannot merge a conversation into itself")
+    names = Names(session)
+    snaps = _snapshots(session, [duplicate_id, into_id])
+    for cid in (duplicate_id, into_id):
+        if cid not in snaps:
+            raise NotFound(f"conversation not found: #{cid}")
+    forbidden = permissions.forbidden_ids(session, actor, [duplicate_id, into_id], settings)
+    if forbidden:
+        raise Forbidden(f"#{forbidden[0]}: {permissions.forbidden_error(actor).format_message()}")
+    dup, into = snaps[duplicate_id], snaps[into_id]
+    if dup.status == "closed":
+        raise Conflict(f"#{duplicate_id}: is closed: reopen it before merging it")
+    if into.status == "closed":
+        raise Conflict(f"#{into_id}: is closed: reopen it, or merge the other way round")
+
+    def record(s: Snap, status: str) -> dict:
+        return {"id": s.id, "status": status, "assignee": names.user(s.assignee_id),
+                "group": names.group(s.group_id), "previous_status": s.status,
+                "previous_assignee": names.user(s.assignee_id), "previous_group": names.group(s.group_id)}
+
+    records = [record(dup, "closed"), record(into, into.status)]
+    if dry_run:
+        return records
+    for s, values in (
+        (dup, {"status": "closed", "linked_to_id": into_id, "closed_at": now, "resolved_at": now,
+               "boomerang_at": None, "pending_since": None}),
+        (into, {}),
+    ):
+        result = session.execute(update(C).where(C.id == s.id, C.version == s.version)
+                                 .values(**values, version=C.version + 1, updated_at=now)
+                                 .execution_options(synchronize_session=False))
+        if result.rowcount != 1:
+            raise lost_race()
+    session.execute(update(Message).where(Message.conversation_id == duplicate_id)
+                    .values(conversation_id=into_id).execution_options(synchronize_session=False))
+    session.execute(update(Note).where(Note.conversation_id == duplicate_id)
+                    .values(conversation_id=into_id).execution_options(synchronize_session=False))
+    watcher_ids = list(session.scalars(select(Watcher.user_id).where(Watcher.conversation_id == duplicate_id)))
+    for user_id in watcher_ids:
+        _add_watchers(session, [into_id], user_id, now)
+    session.execute(delete(Watcher).where(Watcher.conversation_id == duplicate_id))
+    # The survivor's message timestamps now cover both threads.
+    stats = session.execute(
+        select(func.min(Message.created_at).filter(Message.direction == "inbound"),
+               func.max(Message.created_at).filter(Message.direction == "inbound"),
+               func.min(Message.created_at).filter(Message.direction == "outbound"),
+               func.max(Message.created_at).filter(Message.direction == "outbound"))
+        .where(Message.conversation_id == into_id)).one()
+    session.execute(update(C).where(C.id == into_id).values(
+        first_inbound_at=stats[0], last_inbound_at=stats[1], first_response_at=stats[2],
+        last_outbound_at=stats[3]).execution_options(synchronize_session=False))
+    events.record_many(session, [
+        {"conversation_id": duplicate_id, "actor": actor.handle, "kind": "merged", "at": now,
+         "data": {"into": into_id}},
+        {"conversation_id": into_id, "actor": actor.handle, "kind": "merged", "at": now,
+         "data": {"from": duplicate_id}},
+    ])
+    sla.refresh(session, [duplicate_id, into_id], now=now, settings=settings)
+    return records
+
+
+# -- a count for the confirmation prompt ------------------------------------------------------
+
+def count_targets(session, actor, spec: TargetSpec) -> int:
+    ids, _ = resolve_target_ids(session, spec, actor_id=actor.id)
+    return len(ids)
