@@ -195,9 +195,9 @@ def _add_tags(session, conversation_ids: Sequence[int], tags: Sequence[str]) -> 
     if not tags:
         return
     for chunk in chunks(list(conversation_ids), CHUNK):
-        have = set(session.execute(select(ConversationTag.conversation_id, ConversationTag.tag)
-                                   .where(ConversationTag.conversation_id.in_(chunk),
-                                          ConversationTag.tag.in_(tags))).tuples())
+        have = {(cid, tag) for cid, tag in session.execute(
+            select(ConversationTag.conversation_id, ConversationTag.tag)
+            .where(ConversationTag.conversation_id.in_(chunk), ConversationTag.tag.in_(tags)))}
         rows = [{"conversation_id": cid, "tag": t} for cid in chunk for t in tags if (cid, t) not in have]
         if rows:
             session.execute(insert(ConversationTag), rows)
