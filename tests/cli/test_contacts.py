@@ -119,3 +119,21 @@ def test_attach_refusals_change_nothing(seeded):
     dry = seeded.run("attach", cid, "--contact", "x@example.org", "--dry-run", fmt="json")
     assert dry.exit_code == 0 and dry.json()[0]["contact"]["email"] == "x@example.org"
     assert seeded.dump() == before
+
+
+def test_vip_change_and_attach_refresh_the_sla_of_open_conversations(seeded, monkeypatch):
+    from deskctl.services import sla
+
+    calls = []
+    monkeypatch.setattr(sla, "refresh", lambda session, ids, **kw: calls.append(sorted(ids)))
+    open_ = make_conversation(seeded, contact_email="lea@example.fr", status="open")
+    make_conversation(seeded, contact_email="lea@example.fr", status="closed")
+    seeded.ok("contact", "set", "lea@example.fr", "--name", "Léa")
+    assert calls == []  # not a VIP change: nothing to recompute
+    seeded.ok("contact", "set", "lea@example.fr", "--vip")
+    assert calls == [[open_]]
+    seeded.ok("contact", "set", "lea@example.fr", "--vip")  # unchanged flag
+    assert calls == [[open_]]
+    other = make_conversation(seeded, contact_email="max@example.com")
+    seeded.ok("attach", other, "--contact", "lea@example.fr")
+    assert calls == [[open_], [other]]

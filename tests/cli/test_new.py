@@ -84,3 +84,12 @@ def test_new_refusals_change_nothing(seeded):
                      fmt="json")
     assert dry.exit_code == 0 and dry.json()[0]["status"] == "new" and "would create" in dry.stderr
     assert seeded.dump() == before
+
+
+def test_new_refreshes_the_sla_of_the_new_conversation(seeded, monkeypatch):
+    from deskctl.services import sla
+
+    calls = []
+    monkeypatch.setattr(sla, "refresh", lambda session, ids, **kw: calls.append(list(ids)))
+    [conv] = seeded.json("new", "--channel", "chat", "--contact", "lea@example.fr", "hello", as_="alice")
+    assert calls and all(ids == [conv["id"]] for ids in calls)
