@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from deskctl.app import Actor
 from deskctl.errors import Conflict, Forbidden, NotFound, UsageError
@@ -23,6 +23,14 @@ from deskctl.models import Conversation, Note, NoteVersion, User, Watcher
 from deskctl.services import events, notifications, permissions
 
 MAX_LENGTH = 100_000
+
+
+def _touch(session, conversation_id: int, now: datetime) -> None:
+    """Bump the conversation's updated_at (a note is activity) with a plain UPDATE that
+    leaves its optimistic `version` alone: a note changes no conversation state, so it
+    must neither lose to nor defeat a concurrent claim/transfer/close (no exit 4 here)."""
+    session.execute(update(Conversation.__table__).where(Conversation.__table__.c.id == conversation_id)
+                    .values(updated_at=now))
 
 
 def note_record(note: Note, author: str | None) -> dict:
@@ -50,8 +58,8 @@ def add_note(session, actor: Actor, conversation_id: int, text: str, *, now: dat
     note = Note(conversation_id=conversation_id, author_id=actor.id, text=text, event_id=event_id,
                 created_at=now, updated_at=now)
     session.add(note)
-    conversation.updated_at = now
     session.flush()
+    _touch(session, conversation_id, now)
     session.add(NoteVersion(note_id=note.id, version=1, text=text, author_id=actor.id, at=now))
     event = events.record(session, conversation_id=conversation_id, actor=actor.handle, kind="note_added", at=now,
                           data={"note_id": note.id, "text": text, "previous_text": None})
@@ -67,8 +75,11 @@ def add_note(session, actor: Actor, conversation_id: int, text: str, *, now: dat
 
 
 def _load(session, actor: Actor, note_id: int, settings, verb: str) -> tuple[Note, str | None, Conversation]:
+    # The note row is locked (PostgreSQL; SQLite writers are serialised anyway), so two
+    # concurrent edits apply one after the other and each records the true previous text.
     row = session.execute(
         select(Note, User.handle).outerjoin(User, User.id == Note.author_id).where(Note.id == note_id)
+        .with_for_update(of=Note)
     ).first()
     if row is None:
         raise NotFound(f"note not found: {note_id}")
@@ -99,7 +110,7 @@ def edit_note(session, actor: Actor, note_id: int, text: str, *, now: datetime, 
     previous = note.text
     note.text = text
     note.updated_at = now
-    conversation.updated_at = now
+    _touch(session, note.conversation_id, now)
     session.add(NoteVersion(note_id=note.id, version=_next_version(session, note.id), text=text,
                             author_id=actor.id, at=now))
     session.flush()
@@ -113,7 +124,7 @@ def delete_note(session, actor: Actor, note_id: int, *, now: datetime, settings)
     note, author, conversation = _load(session, actor, note_id, settings, "delete")
     note.deleted_at = now
     note.updated_at = now
-    conversation.updated_at = now
+    _touch(session, note.conversation_id, now)
     session.flush()
     events.record(session, conversation_id=note.conversation_id, actor=actor.handle, kind="note_deleted", at=now,
                   data={"note_id": note.id, "text": None, "previous_text": note.text})
