@@ -1,15 +1,444 @@
-"""SLA deadlines and states. (Placeholder until the SLA engine lands: every caller
-already calls `refresh` when the facts of a conversation change.)"""
+"""SLA deadlines and states (SPEC §7, §8).
+
+`refresh` is called after every change to what an SLA depends on (messages in/out,
+status, priority, group, location, contact VIP) and by the `sla-sweep` job for the
+conversations whose `sla_next_check_at` has passed. For each conversation it:
+
+1. picks the policy: the first of `sla.policies` whose `when` matches (vip, priority,
+   channel, group, location; every given condition must hold);
+2. computes the targets in the policy's hours (24x7 or a business-hours calendar):
+   - `first_response`: from the first inbound message to the first reply;
+   - `next_response`: from the first inbound message after the latest reply to the next
+     reply (running only while the contact is waiting for an answer);
+   - `resolution`: from creation to resolved/closed, paused while `pending` when the
+     policy says `pause_when_pending` (the pauses are read from the event trail, so no
+     caller has to account for them);
+   no target runs while the conversation is `resolved` or `closed`;
+3. stores `*_due`, `sla_policy`, `sla_state` and `sla_next_check_at` (the next moment a
+   running target reaches its warning share or its due time), so the sweep is an
+   indexed range query on `sla_next_check_at <= now`;
+4. records each level reached once: a `sla_marks` row per (conversation, target,
+   level), an `sla_warning`/`sla_breached` event and a notification to the assignee (or
+   the group's supervisors when unassigned). A reply that comes after the due time
+   marks that target breached too (recorded when the reply is stored).
+
+State: `breached` once any target has been breached (it stays, like the `breached`
+list of the record), else `warning` while a running target is past its warning share,
+else `ok`; `none` when no policy applies.
+
+Set-based: per chunk of ids, one query loads the facts (with a correlated subquery for
+the start of the current next-response cycle), one the existing marks, one the pause
+events (only for conversations that ever went pending under a pausing policy); then
+Python computes, and one executemany UPDATE by primary key writes the changed rows.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, func, insert, select, update
+
+from deskctl.models import (
+    Contact,
+    Conversation,
+    Event,
+    Group,
+    GroupMember,
+    Location,
+    Message,
+    Outbox,
+    SlaMark,
+    User,
+)
+from deskctl.services import events as events_service
+from deskctl.services.business_hours import calendar_for
+
+TARGETS = ("first_response", "next_response", "resolution")
+STOPPED = ("resolved", "closed")
+CHUNK = 2000
+
+# Event kinds that take a conversation out of `pending` (ending a pause). `closed` ends
+# it unless it left the conversation pending (`close --status pending`).
+_PAUSE_END = ("resolved", "reopened", "boomerang_returned", "transferred", "released", "auto_closed",
+              "auto_unassigned", "merged", "closed")
+_PAUSE_KINDS = ("pending", *_PAUSE_END)
+
+_SLA_COLUMNS = ("sla_policy", "sla_state", "first_response_due", "next_response_due", "resolution_due",
+                "sla_next_check_at", "sla_paused_s")
 
 
-def refresh(session, conversation_ids: Sequence[int], *, now: datetime, settings) -> None:
+@dataclass
+class _Target:
+    name: str
+    due: datetime | None
+    warn_at: datetime | None
+    running: bool
+    late: bool = False  # finished (replied / resolved) after its due time
+
+
+def match_policy(policies, *, vip: bool, priority: str, channel: str, group: str | None,
+                 location: str | None):
+    """The first policy whose every `when` condition holds, or None."""
+    facts = {"vip": bool(vip), "priority": priority, "channel": channel, "group": group, "location": location}
+    for policy in policies:
+        if all(facts[cond] in values for cond, values in policy.when.items()):
+            return policy
+    return None
+
+
+def _facts_select(ids):
+    c = Conversation
+    cycle_start = (
+        select(func.min(Message.created_at))
+        .where(Message.conversation_id == c.id, Message.direction == "inbound",
+               Message.created_at > c.last_outbound_at)
+        .correlate(c)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            c.id, c.status, c.priority, c.channel, c.assignee_id, c.group_id,
+            c.created_at, c.updated_at, c.first_inbound_at, c.first_response_at, c.last_inbound_at,
+            c.last_outbound_at, c.resolved_at, c.closed_at, c.pending_since,
+            c.sla_policy, c.sla_state, c.first_response_due, c.next_response_due, c.resolution_due,
+            c.sla_next_check_at, c.sla_paused_s,
+            Contact.vip.label("vip"), Group.name.label("group_name"), Location.name.label("location_name"),
+            cycle_start.label("cycle_start"),
+        )
+        .outerjoin(Contact, Contact.id == c.contact_id)
+        .outerjoin(Group, Group.id == c.group_id)
+        .outerjoin(Location, Location.id == c.location_id)
+        .where(c.id.in_(ids))
+    )
+
+
+def _pauses(session, ids: Sequence[int]) -> dict[int, list[tuple[str, datetime, dict]]]:
+    """Status-changing events of the conversations that ever went pending, in order."""
+    if not ids:
+        return {}
+    went_pending = (
+        select(Event.conversation_id)
+        .where(Event.conversation_id.in_(ids), Event.kind.in_(("pending", "closed")))
+    )
+    rows = session.connection().execute(
+        select(Event.conversation_id, Event.kind, Event.at, Event.data)
+        .where(Event.conversation_id.in_(went_pending), Event.kind.in_(_PAUSE_KINDS))
+        .order_by(Event.conversation_id, Event.id)
+    )
+    out: dict[int, list] = defaultdict(list)
+    for cid, kind, at, data in rows:
+        out[cid].append((kind, at, data or {}))
+    return out
+
+
+def _pause_state(row, trail, calendar, now: datetime) -> tuple[float, datetime | None]:
+    """(seconds of open time paused in finished pauses, start of the running pause)."""
+    paused = 0.0
+    since: datetime | None = None
+    for kind, at, data in trail:
+        starts = kind == "pending" or (kind == "closed" and data.get("status") == "pending")
+        if starts:
+            if since is None:
+                since = at
+        elif since is not None:
+            paused += calendar.measure(since, at)
+            since = None
+    if row.status == "pending":
+        if since is None:  # no trail (data inserted directly): trust the row
+            since = row.pending_since or row.updated_at or now
+    elif since is not None:  # left pending by a change the trail does not name
+        paused += calendar.measure(since, row.updated_at or now)
+        since = None
+    return paused, since
+
+
+def _compute(row, policy, calendar, warning: float, trail, now: datetime):
+    """Targets and derived columns for one conversation."""
+    targets: list[_Target] = []
+    stopped = row.status in STOPPED
+    values = dict(first_response_due=None, next_response_due=None, resolution_due=None, sla_paused_s=0)
+
+    def deadline(start, target: timedelta, extra: float = 0.0):
+        due = calendar.add(start, target.total_seconds() + extra)
+        warn_at = calendar.add(start, target.total_seconds() * warning + extra)
+        return due, warn_at
+
+    if policy.first_response and row.first_inbound_at:
+        due, warn_at = deadline(row.first_inbound_at, policy.first_response)
+        values["first_response_due"] = due
+        if row.first_response_at is not None:
+            late = due is not None and row.first_response_at > due and row.first_response_at >= row.first_inbound_at
+            targets.append(_Target("first_response", due, warn_at, False, late))
+        else:
+            targets.append(_Target("first_response", due, warn_at, not stopped))
+
+    if policy.next_response:
+        waiting = (row.first_response_at is not None and row.last_outbound_at is not None
+                   and row.last_inbound_at is not None and row.last_inbound_at > row.last_outbound_at
+                   and row.cycle_start is not None)
+        if waiting and not stopped:
+            due, warn_at = deadline(row.cycle_start, policy.next_response)
+            values["next_response_due"] = due
+            targets.append(_Target("next_response", due, warn_at, True))
+        elif row.next_response_due is not None and row.last_outbound_at is not None \
+                and row.last_outbound_at > row.next_response_due:
+            # The cycle that was running at the last refresh was answered late.
+            targets.append(_Target("next_response", row.next_response_due, None, False, True))
+
+    if policy.resolution:
+        paused, since = (0.0, None)
+        if policy.pause_when_pending:
+            paused, since = _pause_state(row, trail, calendar, now)
+        values["sla_paused_s"] = int(paused)
+        due, warn_at = deadline(row.created_at, policy.resolution, paused)
+        if stopped:
+            values["resolution_due"] = due
+            end = row.resolved_at or row.closed_at or row.updated_at
+            targets.append(_Target("resolution", due, warn_at, False,
+                                   due is not None and end is not None and end > due))
+        elif since is not None:  # paused: the clock is stopped, no deadline yet
+            targets.append(_Target("resolution", None, None, False))
+        else:
+            values["resolution_due"] = due
+            targets.append(_Target("resolution", due, warn_at, True))
+    return targets, values
+
+
+def _level(target: _Target, now: datetime) -> str | None:
+    if target.late:
+        return "breached"
+    if not target.running or target.due is None:
+        return None
+    if now >= target.due:
+        return "breached"
+    if target.warn_at is not None and now >= target.warn_at:
+        return "warning"
+    return None
+
+
+def refresh(session, conversation_ids: Sequence[int], *, now: datetime, settings,
+            sweeping: bool = False) -> dict:
     """Recompute policy, due times, state and sla_next_check_at for these conversations.
 
     Called after any change to what SLA depends on: messages in/out, status, priority,
-    group, contact VIP. Must be set-based for large id lists."""
-    return None
+    group, contact VIP. Set-based for large id lists. Returns counts:
+    {refreshed, warnings, breaches, notifications}.
+
+    A target that finished late (a reply or resolution after its due time) is marked
+    breached here, with its event. A running target that has reached its warning or due
+    time is left to the sweep (`sweeping=True`), which records it and notifies: this
+    call only makes sure `sla_next_check_at` is already due for it."""
+    counts = {"refreshed": 0, "warnings": 0, "breaches": 0, "notifications": 0}
+    ids = list(dict.fromkeys(int(i) for i in conversation_ids))
+    if not ids:
+        return counts
+    session.flush()
+    for start in range(0, len(ids), CHUNK):
+        _refresh_chunk(session, ids[start:start + CHUNK], now=now, settings=settings, counts=counts,
+                       sweeping=sweeping)
+    _expire_loaded(session, set(ids))
+    return counts
+
+
+def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: dict, sweeping: bool) -> None:
+    rows = session.connection().execute(_facts_select(ids)).all()
+    if not rows:
+        return
+    marks: dict[int, set[tuple[str, str]]] = defaultdict(set)
+    for cid, target, level in session.connection().execute(
+            select(SlaMark.conversation_id, SlaMark.target, SlaMark.level).where(SlaMark.conversation_id.in_(ids))):
+        marks[cid].add((target, level))
+
+    policies = settings.sla.policies
+    warning = settings.sla.warning
+    chosen = {}
+    for row in rows:
+        chosen[row.id] = match_policy(policies, vip=bool(row.vip), priority=row.priority, channel=row.channel,
+                                      group=row.group_name, location=row.location_name)
+    pausing = [row.id for row in rows
+               if chosen[row.id] is not None and chosen[row.id].pause_when_pending and chosen[row.id].resolution]
+    trails = _pauses(session, pausing)
+
+    updates: list[dict] = []
+    new_marks: list[dict] = []
+    announce: list[tuple] = []  # (row, target name, level, due, running)
+    for row in rows:
+        policy = chosen[row.id]
+        if policy is None:
+            values = dict(sla_policy=None, sla_state="none", first_response_due=None, next_response_due=None,
+                          resolution_due=None, sla_next_check_at=None, sla_paused_s=0)
+        else:
+            calendar = calendar_for(settings, policy.hours)
+            targets, values = _compute(row, policy, calendar, warning, trails.get(row.id, ()), now)
+            have = marks.get(row.id, set())
+            state = "breached" if any(level == "breached" for _, level in have) else "ok"
+            next_check = None
+            for target in targets:
+                level = _level(target, now)
+                if level == "breached":
+                    state = "breached"
+                elif level == "warning" and state == "ok":
+                    state = "warning"
+                if level is not None and (sweeping or not target.running):
+                    levels = ("warning", "breached") if level == "breached" else ("warning",)
+                    for lv in levels:
+                        if (target.name, lv) in have:
+                            continue
+                        have.add((target.name, lv))
+                        new_marks.append({"conversation_id": row.id, "target": target.name, "level": lv, "at": now})
+                        # Jumping straight to breached records only the breach event.
+                        if lv == level:
+                            announce.append((row, target.name, lv, target.due, target.running))
+                if target.running:
+                    for lv, moment in (("warning", target.warn_at), ("breached", target.due)):
+                        if moment is None or (target.name, lv) in have:
+                            continue
+                        if moment > now or not sweeping:  # not swept yet: due for the next sweep
+                            if next_check is None or moment < next_check:
+                                next_check = moment
+            values.update(sla_policy=policy.name, sla_state=state, sla_next_check_at=next_check)
+        if any(getattr(row, col) != values[col] for col in _SLA_COLUMNS):
+            updates.append({"_id": row.id, **{f"_{k}": v for k, v in values.items()}})
+    counts["refreshed"] += len(rows)
+
+    if updates:
+        t = Conversation.__table__
+        stmt = (update(t).where(t.c.id == bindparam("_id"))
+                .values({col: bindparam(f"_{col}") for col in _SLA_COLUMNS}))
+        session.connection().execute(stmt, updates)
+    if new_marks:
+        inserted = _insert_marks(session, new_marks)
+        announce = [a for a in announce if (a[0].id, a[1], a[2]) in inserted]
+        _announce(session, announce, now=now, counts=counts)
+
+
+def _insert_ignore(session, table, rows: list[dict], returning):
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING, batched by SQLAlchemy's
+    insertmanyvalues (one cached statement); yields the rows actually inserted."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table).on_conflict_do_nothing().returning(*returning)
+    return session.connection().execute(stmt, rows).all()
+
+
+def _insert_marks(session, rows: list[dict]) -> set[tuple[int, str, str]]:
+    """Insert marks, ignoring ones a concurrent transaction stored first; returns the
+    (conversation, target, level) keys this call inserted."""
+    table = SlaMark.__table__
+    inserted = _insert_ignore(session, table, rows, (table.c.conversation_id, table.c.target, table.c.level))
+    return {(cid, target, level) for cid, target, level in inserted}
+
+
+def _announce(session, announce: list[tuple], *, now: datetime, counts: dict) -> None:
+    """Events and notifications for newly reached levels (bulk inserts)."""
+    if not announce:
+        return
+    event_rows = []
+    for row, target, level, due, _running in announce:
+        kind = "sla_warning" if level == "warning" else "sla_breached"
+        event_rows.append({"conversation_id": row.id, "actor": events_service.SYSTEM, "kind": kind, "at": now,
+                           "data": {"target": target, "due": due.isoformat() if due else None}})
+        counts["warnings" if level == "warning" else "breaches"] += 1
+    session.connection().execute(insert(Event.__table__), event_rows)
+
+    # Recipients: the assignee, else the group's supervisors (supervisor or admin members).
+    # Only levels the sweep found on running targets: a late reply needs no alert.
+    announce = [a for a in announce if a[4]]
+    if not announce:
+        return
+    unassigned_groups = {row.group_id for row, *_ in announce if row.assignee_id is None and row.group_id}
+    supervisors: dict[int, list[int]] = defaultdict(list)
+    if unassigned_groups:
+        for gid, uid in session.execute(
+                select(GroupMember.group_id, GroupMember.user_id).join(User, User.id == GroupMember.user_id)
+                .where(GroupMember.group_id.in_(unassigned_groups), User.role.in_(("supervisor", "admin")),
+                       User.active.is_(True))):
+            supervisors[gid].append(uid)
+    wanted: list[tuple[int, tuple]] = []
+    for item in announce:
+        row = item[0]
+        recipients = [row.assignee_id] if row.assignee_id else supervisors.get(row.group_id, [])
+        wanted.extend((uid, item) for uid in recipients)
+    if not wanted:
+        return
+    users = {u.id: u for u in session.execute(
+        select(User.id, User.handle, User.email).where(User.id.in_({uid for uid, _ in wanted})))}
+    outbox = []
+    for uid, (row, target, level, due, _running) in wanted:
+        user = users.get(uid)
+        if user is None:
+            continue
+        word = "breached" if level == "breached" else "warning"
+        label = target.replace("_", " ")
+        when = due.strftime("%Y-%m-%d %H:%M UTC") if due else "-"
+        outbox.append({
+            "kind": "notification",
+            "dedupe_key": f"sla_{word}:{row.id}:{target}:user:{uid}",
+            "conversation_id": row.id, "user_id": uid, "recipient": user.email or user.handle,
+            "subject": f"[#{row.id}] SLA {word}: {label} due {when}",
+            "body": f"Conversation #{row.id}: the {label} target "
+                    + ("is late" if level == "breached" else "is close to its due time") + f" (due {when}).",
+            "status": "queued", "attempts": 0, "next_attempt_at": now, "created_at": now,
+        })
+    counts["notifications"] += insert_outbox(session, outbox)
+
+
+def insert_outbox(session, rows: list[dict]) -> int:
+    """Bulk-queue outbox rows; rows whose dedupe_key is already queued are skipped."""
+    if not rows:
+        return 0
+    table = Outbox.__table__
+    return len(_insert_ignore(session, table, rows, (table.c.id,)))
+
+
+def _expire_loaded(session, ids: set[int]) -> None:
+    """Objects already in the session would otherwise keep their old SLA values."""
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Conversation) and obj.id in ids:
+            session.expire(obj, list(_SLA_COLUMNS))
+
+
+# -- the sweep ---------------------------------------------------------------------------
+
+def due_ids(session, now: datetime, limit: int | None = None) -> list[int]:
+    """Conversations whose next SLA check has come: an indexed range query."""
+    stmt = (select(Conversation.id).where(Conversation.sla_next_check_at <= now)
+            .order_by(Conversation.sla_next_check_at, Conversation.id))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def sweep(session, *, now: datetime, settings) -> dict:
+    """The `sla-sweep` job's work: refresh what is due; counts of what it found."""
+    ids = due_ids(session, now)
+    counts = refresh(session, ids, now=now, settings=settings, sweeping=True)
+    return {"checked": counts["refreshed"], "warnings": counts["warnings"], "breaches": counts["breaches"],
+            "notifications": counts["notifications"]}
+
+
+def describe(sla: dict, now: datetime) -> str:
+    """The table cell for a record's `sla`: "2h10m left", "late 35m", "breached", ""."""
+    from deskctl.timeparse import humanize_seconds
+
+    dues = [sla.get(k) for k in ("first_response_due", "next_response_due", "resolution_due")]
+    dues = [d for d in dues if d is not None]
+    state = sla.get("state")
+    if state in (None, "none"):
+        return ""
+    upcoming = [d for d in dues if d > now]
+    late = [d for d in dues if d <= now]
+    if late and state == "breached":
+        return f"late {humanize_seconds((now - min(late)).total_seconds())}"
+    if upcoming:
+        return f"{humanize_seconds((min(upcoming) - now).total_seconds())} left"
+    return state
+
+
+__all__ = ["refresh", "sweep", "due_ids", "match_policy", "describe", "insert_outbox"]
