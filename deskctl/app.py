@@ -102,6 +102,8 @@ class App:
     def ensure_schema(self) -> None:
         """Zero set-up on SQLite: a new database is created on first use. Anything
         not at the current revision must be migrated explicitly with `db upgrade`."""
+        if self.__dict__.get("_schema_checked"):  # once per run: loops of transactions stay cheap
+            return
         from deskctl.db import migrate
 
         with self.engine.connect() as connection:
@@ -109,9 +111,11 @@ class App:
             dialect = connection.dialect.name
         head = migrate.head_revision()
         if current == head:
+            self.__dict__["_schema_checked"] = True
             return
         if current is None and dialect == "sqlite":
             migrate.upgrade(self.engine)
+            self.__dict__["_schema_checked"] = True
             return
         state = "has no deskctl schema" if current is None else f"is at revision {current}, not {head}"
         raise ConfigError(None, "database.url", f"the database {state}; run `deskctl db upgrade`")

@@ -1,0 +1,429 @@
+"""JSON lines in: chat, SMS, social and web messages (SPEC §7).
+
+One object a line:
+  {"channel": "chat", "thread": "chat-8812", "id": "m-1", "at": "2026-11-20T10:02:00Z",
+   "from": {"name": ..., "email": ..., "phone": ..., "handle": ...}, "text": "...",
+   "subject": null, "group": null, "priority": null, "attachments": []}
+
+Messages with the same (channel, thread) form one conversation (its `thread_key`); a
+thread whose conversation is closed opens a new one linked to it. (channel, id) is the
+message's external id, so a re-delivered line is a `duplicate`. A bad line is
+quarantined with its line number and the rest of the batch is kept.
+
+Speed: a batch is a handful of set-based statements (one SELECT each for duplicates,
+threads, contacts and groups; one executemany INSERT each for conversations,
+messages, attachments and events; one UPDATE executemany for touched conversations).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import mimetypes
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, bindparam, case, insert, or_, select, update
+
+from deskctl.db.types import UTCDateTime
+from deskctl.models import PRIORITIES, Attachment, Contact, Conversation, Event, Group, Message
+from deskctl.services import events, sla
+from deskctl.services import quarantine as quarantine_service
+
+SOURCE = "jsonl"
+REOPENED_BY_REPLY = ("pending", "resolved")
+_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
+_FIELDS = {"channel", "thread", "id", "at", "from", "text", "html", "subject", "group", "priority",
+           "attachments", "type"}
+
+
+class Bad(Exception):
+    """The line cannot be ingested; the text is the reason."""
+
+
+@dataclass
+class Item:
+    line: int
+    raw: bytes
+    channel: str
+    thread: str
+    external_id: str
+    at: datetime
+    name: str
+    email: str | None
+    phone: str | None
+    handle: str | None
+    text: str
+    html: str | None
+    subject: str | None
+    group: str | None
+    priority: str | None
+    message_type: str | None
+    attachments: list[tuple[str, str, bytes]] = field(default_factory=list)
+
+    @property
+    def contact_key(self) -> tuple[str, str]:
+        if self.email:
+            return ("email", self.email)
+        if self.phone:
+            return ("phone", self.phone)
+        return ("handle", f"{self.channel}:{self.handle}")
+
+
+def batches(stream, size: int):
+    """(line number, raw bytes) in lists of `size` non-blank lines."""
+    batch = []
+    for number, raw in enumerate(stream, 1):
+        if not raw.strip():
+            continue
+        batch.append((number, raw.rstrip(b"\r\n")))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _str(obj: dict, key: str, *, required: bool = False, limit: int = 998) -> str | None:
+    value = obj.get(key)
+    if value is None or value == "":
+        if required:
+            raise Bad(f"`{key}` is missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise Bad(f"`{key}` must be a string")
+    value = str(value).strip()
+    if required and not value:
+        raise Bad(f"`{key}` is empty")
+    if len(value) > limit:
+        raise Bad(f"`{key}` is longer than {limit} characters")
+    return value or None
+
+
+def parse_line(number: int, raw: bytes, *, now: datetime, channels) -> Item:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Bad(f"not UTF-8 (byte {exc.start})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise Bad(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(obj, dict):
+        raise Bad("not a JSON object")
+    channel = _str(obj, "channel", required=True, limit=32)
+    if channel not in channels:
+        raise Bad(f"unknown channel {channel!r} (configured: {', '.join(channels)})")
+    thread = _str(obj, "thread", required=True, limit=200)
+    external_id = _str(obj, "id", required=True)
+    at = now
+    if obj.get("at") is not None:
+        if not isinstance(obj["at"], str):
+            raise Bad("`at` must be an ISO 8601 string")
+        try:
+            at = datetime.fromisoformat(obj["at"].strip())
+        except ValueError:
+            raise Bad(f"`at` is not an ISO 8601 date-time: {obj['at']!r}") from None
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        at = min(at, now)
+    sender = obj.get("from")
+    if not isinstance(sender, dict):
+        raise Bad("`from` must be an object with an email, phone or handle")
+    email = _str(sender, "email", limit=320)
+    if email is not None:
+        email = email.lower()
+        if not _ADDRESS.match(email):
+            raise Bad(f"`from.email` is not an email address: {email!r}")
+    phone = _str(sender, "phone", limit=64)
+    handle = _str(sender, "handle", limit=150)
+    if not (email or phone or handle):
+        raise Bad("`from` has no email, phone or handle")
+    body = obj.get("text")
+    if body is not None and not isinstance(body, str):
+        raise Bad("`text` must be a string")
+    html = obj.get("html")
+    if html is not None and not isinstance(html, str):
+        raise Bad("`html` must be a string")
+    priority = _str(obj, "priority", limit=16)
+    if priority is not None and priority not in PRIORITIES:
+        raise Bad(f"unknown priority {priority!r} (choose from {', '.join(PRIORITIES)})")
+    attachments = _attachments(obj.get("attachments"))
+    if not (body or "").strip() and not attachments and not html:
+        raise Bad("no text and no attachments")
+    if html is not None and not (body or "").strip():
+        from deskctl.services.htmltext import html_to_text
+
+        body = html_to_text(html)
+    return Item(line=number, raw=raw, channel=channel, thread=thread, external_id=external_id, at=at,
+                name=(_str(sender, "name", limit=200) or ""), email=email, phone=phone, handle=handle,
+                text=body or "", html=html, subject=_str(obj, "subject"), group=_str(obj, "group", limit=100),
+                priority=priority, message_type=_str(obj, "type", limit=64), attachments=attachments)
+
+
+def _attachments(value) -> list[tuple[str, str, bytes]]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Bad("`attachments` must be a list")
+    out = []
+    for n, att in enumerate(value, 1):
+        if not isinstance(att, dict) or not isinstance(att.get("data"), str):
+            raise Bad(f"attachment {n} must be an object with base64 `data` (and `filename`, `content_type`)")
+        try:
+            data = base64.b64decode(att["data"], validate=True)
+        except (binascii.Error, ValueError):
+            raise Bad(f"attachment {n}: `data` is not valid base64") from None
+        filename = att.get("filename") if isinstance(att.get("filename"), str) else None
+        ctype = att.get("content_type") if isinstance(att.get("content_type"), str) else None
+        ctype = (ctype or (mimetypes.guess_type(filename)[0] if filename else None)
+                 or "application/octet-stream")[:200]
+        filename = _UNSAFE_NAME.sub("_", filename or "").strip(" .") or f"attachment-{n}"
+        out.append((filename[-500:], ctype, data))
+    return out
+
+
+def ingest_batch(session, lines: list[tuple[int, bytes]], *, now: datetime, settings,
+                 filename: str | None = None, hold: bool = True, store_attachment=None) -> list[dict]:
+    """Ingest (line number, raw bytes) pairs in the caller's transaction; one result
+    per line, in order: `created`, `appended`, `duplicate` or `quarantined`."""
+    results: dict[int, dict] = {}
+    bad: list[tuple[int, bytes, str]] = []
+    items: list[Item] = []
+    for number, raw in lines:
+        try:
+            items.append(parse_line(number, raw, now=now, channels=settings.channels))
+        except Bad as exc:
+            bad.append((number, raw, str(exc)))
+    groups = _groups(session, {i.group for i in items if i.group})
+    good = []
+    for item in items:
+        if item.group and item.group not in groups:
+            bad.append((item.line, item.raw, f"unknown group {item.group!r}"))
+        else:
+            good.append(item)
+    if good:
+        _store(session, good, results, groups=groups, now=now, settings=settings,
+               store_attachment=store_attachment)
+    if bad:
+        bad.sort()
+        ids = quarantine_service.hold_many(
+            session, [{"source": SOURCE, "reason": reason, "raw": raw, "filename": filename, "line_no": number}
+                      for number, raw, reason in bad], now=now) if hold else [None] * len(bad)
+        for (number, _raw, reason), qid in zip(bad, ids, strict=True):
+            results[number] = {"line": number, "id": None, "action": "quarantined", "external_id": None,
+                               "quarantine_id": qid, "reason": reason}
+    return [results[number] for number, _ in lines if number in results]
+
+
+def _groups(session, names: set[str]) -> dict[str, tuple[int, int | None]]:
+    if not names:
+        return {}
+    return {name: (gid, loc) for gid, name, loc in session.execute(
+        select(Group.id, Group.name, Group.location_id).where(Group.name.in_(sorted(names))))}
+
+
+def _store(session, items: list[Item], results: dict, *, groups, now, settings, store_attachment) -> None:
+    # 1. duplicates: already stored, or earlier in this batch
+    stored = {}
+    for channel, external_id, conversation_id in session.execute(
+            select(Message.channel, Message.external_id, Message.conversation_id)
+            .where(Message.external_id.in_(sorted({i.external_id for i in items})))):
+        stored[(channel, external_id)] = conversation_id
+    # 2. threads: the newest conversation of each (channel, thread)
+    threads: dict[tuple[str, str], dict] = {}
+    keys = {(i.channel, i.thread) for i in items}
+    for cid, channel, thread_key, status, group_id in session.execute(
+            select(Conversation.id, Conversation.channel, Conversation.thread_key, Conversation.status,
+                   Conversation.group_id)
+            .where(Conversation.thread_key.in_(sorted({k[1] for k in keys}))).order_by(Conversation.id)):
+        if (channel, thread_key) in keys:
+            threads[(channel, thread_key)] = {"ref": cid, "status": status, "group_id": group_id}
+    # 3. contacts
+    contacts = _contacts(session, items, now=now)
+
+    new_convs: list[dict] = []  # placeholders: "ref" is ("new", index) until inserted
+    touched: dict = {}  # ref -> {"first": at, "last": at, "reopened": previous status or None}
+    planned: list[tuple[Item, object, str]] = []
+    seen: dict[tuple[str, str], object] = {}
+    for item in items:
+        key = (item.channel, item.external_id)
+        if key in stored:
+            results[item.line] = {"line": item.line, "id": stored[key], "action": "duplicate",
+                                  "external_id": item.external_id, "quarantine_id": None, "reason": None}
+            continue
+        if key in seen:
+            planned.append((item, seen[key], "duplicate"))
+            continue
+        thread = threads.get((item.channel, item.thread))
+        contact_id = contacts[item.contact_key]
+        if thread is None or thread["status"] == "closed":
+            linked = thread["ref"] if thread is not None else None
+            if item.group:
+                group_id, location_id = groups[item.group]
+            else:
+                group_id = thread["group_id"] if thread is not None else None
+                location_id = None
+            ref = ("new", len(new_convs))
+            new_convs.append({
+                "subject": (item.subject or _subject_from(item.text))[:998], "channel": item.channel,
+                "status": "new", "priority": item.priority or "low", "group_id": group_id,
+                "location_id": location_id, "contact_id": contact_id, "linked_to_id": linked,
+                "thread_key": item.thread, "created_at": item.at, "updated_at": now, "sla_state": "none",
+                "sla_paused_s": 0, "version": 1, "first_inbound_at": item.at, "last_inbound_at": item.at,
+            })
+            threads[(item.channel, item.thread)] = {"ref": ref, "status": "new", "group_id": group_id}
+            action = "created"
+        else:
+            ref = thread["ref"]
+            action = "appended"
+            state = touched.setdefault(ref, {"first": item.at, "last": item.at, "reopened": None})
+            state["first"] = min(state["first"], item.at)
+            state["last"] = max(state["last"], item.at)
+            if thread["status"] in REOPENED_BY_REPLY and not isinstance(ref, tuple):
+                state["reopened"] = thread["status"]
+                thread["status"] = "new"
+            elif isinstance(ref, tuple):
+                conv = new_convs[ref[1]]
+                conv["first_inbound_at"] = min(conv["first_inbound_at"], item.at)
+                conv["last_inbound_at"] = max(conv["last_inbound_at"], item.at)
+        seen[key] = ref
+        planned.append((item, ref, action))
+
+    # 4. new conversations, then every id is known
+    new_ids: list[int] = []
+    if new_convs:
+        missing = [c for c in new_convs if c["group_id"] is not None and c["location_id"] is None]
+        if missing:
+            locations = dict(session.execute(select(Group.id, Group.location_id).where(
+                Group.id.in_(sorted({c["group_id"] for c in missing})))).all())
+            for conv in missing:
+                conv["location_id"] = locations.get(conv["group_id"])
+        new_ids = [row[0] for row in session.execute(
+            insert(Conversation).returning(Conversation.id, sort_by_parameter_order=True), new_convs)]
+
+    def real(ref):
+        return new_ids[ref[1]] if isinstance(ref, tuple) else ref
+
+    # 5. messages, attachments, events
+    message_rows = []
+    to_store = []
+    for item, ref, action in planned:
+        if action == "duplicate":
+            continue
+        message_rows.append({
+            "conversation_id": real(ref), "direction": "inbound", "author_contact_id": contacts[item.contact_key],
+            "author_name": item.name or item.handle or None, "channel": item.channel,
+            "message_type": item.message_type, "subject": item.subject, "text": item.text, "html": item.html,
+            "external_id": item.external_id, "in_reply_to": None, "references": None, "cc": [], "bcc": [],
+            "created_at": item.at, "author_user_id": None,
+        })
+        to_store.append(item)
+    message_ids = [row[0] for row in session.execute(
+        insert(Message).returning(Message.id, sort_by_parameter_order=True), message_rows)] if message_rows else []
+    attachment_rows = []
+    for item, message_id in zip(to_store, message_ids, strict=True):
+        for name, ctype, data in item.attachments:
+            if store_attachment is None:
+                from deskctl.services.outbound import store_attachment
+            attachment_rows.append({"message_id": message_id, "filename": name, "content_type": ctype,
+                                    "size": len(data), "sha256": store_attachment(settings, data)})
+    if attachment_rows:
+        session.execute(insert(Attachment), attachment_rows)
+    event_rows = []
+    for index, cid in enumerate(new_ids):
+        data = {"channel": new_convs[index]["channel"], "source": SOURCE}
+        if new_convs[index]["linked_to_id"] is not None:
+            data["linked_to"] = new_convs[index]["linked_to_id"]
+        event_rows.append({"conversation_id": cid, "actor": events.SYSTEM, "kind": "created", "at": now,
+                           "data": data})
+    reopened_done = set()
+    message_iter = iter(message_ids)
+    for item, ref, action in planned:
+        cid = real(ref)
+        if action == "duplicate":
+            results[item.line] = {"line": item.line, "id": cid, "action": "duplicate",
+                                  "external_id": item.external_id, "quarantine_id": None, "reason": None}
+            continue
+        event_rows.append({"conversation_id": cid, "actor": events.SYSTEM, "kind": "message_in", "at": now,
+                           "data": {"message_id": next(message_iter), "external_id": item.external_id}})
+        state = touched.get(ref)
+        if state and state["reopened"] and cid not in reopened_done:
+            reopened_done.add(cid)
+            event_rows.append({"conversation_id": cid, "actor": events.SYSTEM, "kind": "reopened", "at": now,
+                               "data": {"previous_status": state["reopened"], "cause": "contact_reply"}})
+        results[item.line] = {"line": item.line, "id": cid, "action": action, "external_id": item.external_id,
+                              "quarantine_id": None, "reason": None}
+    if event_rows:
+        session.execute(insert(Event), event_rows)
+
+    # 6. existing conversations: inbound timestamps, and back to `new` on a contact reply
+    existing = [(ref, state) for ref, state in touched.items() if not isinstance(ref, tuple)]
+    if existing:
+        table = Conversation.__table__
+        at_first = bindparam("b_first", type_=UTCDateTime())
+        at_last = bindparam("b_last", type_=UTCDateTime())
+        session.execute(
+            update(table).where(table.c.id == bindparam("b_id")).values(
+                first_inbound_at=case((or_(table.c.first_inbound_at.is_(None),
+                                           table.c.first_inbound_at > at_first), at_first),
+                                      else_=table.c.first_inbound_at),
+                last_inbound_at=case((or_(table.c.last_inbound_at.is_(None),
+                                          table.c.last_inbound_at < at_last), at_last),
+                                     else_=table.c.last_inbound_at),
+                updated_at=bindparam("b_now", type_=UTCDateTime()),
+                version=table.c.version + 1),
+            [{"b_id": ref, "b_first": s["first"], "b_last": s["last"], "b_now": now} for ref, s in existing])
+        reopened = [ref for ref, s in existing if s["reopened"]]
+        if reopened:
+            session.execute(update(table).where(table.c.id.in_(reopened))
+                            .values(status="new", boomerang_at=None, pending_since=None))
+    touched_ids = sorted({*new_ids, *(ref for ref, _ in existing)})
+    if touched_ids:
+        sla.refresh(session, touched_ids, now=now, settings=settings)
+
+
+def _subject_from(text: str) -> str:
+    first = next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
+    return first if len(first) <= 80 else first[:79] + "…"
+
+
+def _contacts(session, items: list[Item], *, now: datetime) -> dict[tuple[str, str], int]:
+    """Contact id per sender key (email, else phone, else channel:handle), creating the
+    missing ones in one INSERT."""
+    wanted: dict[tuple[str, str], Item] = {}
+    for item in items:
+        wanted.setdefault(item.contact_key, item)
+    found: dict[tuple[str, str], int] = {}
+    emails = sorted(k[1] for k in wanted if k[0] == "email")
+    phones = sorted(k[1] for k in wanted if k[0] == "phone")
+    handles = sorted(k[1] for k in wanted if k[0] == "handle")
+    if emails:
+        for cid, email in session.execute(select(Contact.id, Contact.email).where(Contact.email.in_(emails))):
+            found[("email", email)] = cid
+    if phones:
+        for cid, phone in session.execute(select(Contact.id, Contact.phone).where(
+                and_(Contact.phone.in_(phones), Contact.email.is_(None))).order_by(Contact.id.desc())):
+            found[("phone", phone)] = cid
+        for cid, phone in session.execute(select(Contact.id, Contact.phone).where(Contact.phone.in_(phones))
+                                          .order_by(Contact.id.desc())):
+            found.setdefault(("phone", phone), cid)
+    if handles:
+        handle = Contact.attributes["handle"].as_string()
+        for cid, value in session.execute(select(Contact.id, handle).where(handle.in_(handles))):
+            found[("handle", value)] = cid
+    missing = [key for key in wanted if key not in found]
+    if missing:
+        rows = []
+        for key in missing:
+            item = wanted[key]
+            rows.append({"name": item.name or (item.handle or ""), "email": item.email,
+                         "phone": item.phone, "account_id": None, "vip": False,
+                         "attributes": {"handle": key[1]} if key[0] == "handle" else {}, "created_at": now})
+        ids = session.execute(insert(Contact).returning(Contact.id, sort_by_parameter_order=True), rows)
+        for key, (cid,) in zip(missing, ids, strict=True):
+            found[key] = cid
+    return found
+

@@ -1,0 +1,119 @@
+"""The quarantine: input that could not be ingested, kept whole with the reason.
+
+A row is `held` until someone deals with it: `retry` feeds its raw bytes through the
+ingest again (after a fix to the config, a new group, or an edited copy of the bytes)
+and marks it `retried` when that works; `drop` marks it `dropped`. Rows are never
+deleted by deskctl, so nothing that reached the gateway is ever lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+
+from deskctl.errors import Conflict, NotFound, UsageError
+from deskctl.models import Quarantine
+
+STATUSES = ("held", "retried", "dropped")
+SOURCES = ("email", "jsonl")
+MAX_REASON = 2000
+
+
+def _held_ids(session, source: str, raws: Sequence[bytes]) -> dict[bytes, int]:
+    """Entries still held with exactly these bytes: a re-delivery is not held twice."""
+    found: dict[bytes, int] = {}
+    for qid, raw in session.execute(select(Quarantine.id, Quarantine.raw).where(
+            Quarantine.source == source, Quarantine.status == "held",
+            Quarantine.raw.in_(sorted(set(raws)))).order_by(Quarantine.id)):
+        found.setdefault(bytes(raw), qid)
+    return found
+
+
+def hold(session, *, source: str, reason: str, raw: bytes, now: datetime, filename: str | None = None,
+         line_no: int | None = None) -> int:
+    """Store one unusable input (unless the same bytes are already held); returns the
+    quarantine id."""
+    existing = _held_ids(session, source, [raw]).get(raw)
+    if existing is not None:
+        return existing
+    return session.execute(
+        insert(Quarantine).returning(Quarantine.id),
+        {"source": source, "reason": reason[:MAX_REASON], "raw": raw, "filename": filename, "line_no": line_no,
+         "status": "held", "created_at": now},
+    ).scalar_one()
+
+
+def hold_many(session, rows: Sequence[dict], *, now: datetime) -> list[int]:
+    """Store several (source, reason, raw, filename, line_no) at once; ids in the given order."""
+    if not rows:
+        return []
+    held: dict[bytes, int] = {}
+    for source in {r["source"] for r in rows}:
+        held.update(_held_ids(session, source, [r["raw"] for r in rows if r["source"] == source]))
+    fresh = [r for r in rows if r["raw"] not in held]
+    params = [{"source": r["source"], "reason": r["reason"][:MAX_REASON], "raw": r["raw"],
+               "filename": r.get("filename"), "line_no": r.get("line_no"), "status": "held", "created_at": now}
+              for r in fresh]
+    if params:
+        result = session.execute(insert(Quarantine).returning(Quarantine.id, sort_by_parameter_order=True), params)
+        for r, (qid,) in zip(fresh, result, strict=True):
+            held.setdefault(r["raw"], qid)
+    return [held[r["raw"]] for r in rows]
+
+
+def record(row: Quarantine, *, raw: bool = False) -> dict:
+    out = {"id": row.id, "source": row.source, "status": row.status, "reason": row.reason,
+           "filename": row.filename, "line": row.line_no, "size": len(row.raw or b""), "created_at": row.created_at}
+    if raw:
+        out["raw"] = (row.raw or b"").decode("utf-8", "replace")
+    return out
+
+
+def list_rows(session, *, status: Sequence[str] = ("held",), source: str | None = None, limit: int | None = None):
+    for value in status:
+        if value not in STATUSES:
+            raise UsageError(f"unknown quarantine status {value!r} (choose from {', '.join(STATUSES)})")
+    stmt = select(Quarantine).where(Quarantine.status.in_(list(status))).order_by(Quarantine.id)
+    if source:
+        stmt = stmt.where(Quarantine.source == source)
+    if limit:
+        stmt = stmt.limit(limit)
+    for row in session.scalars(stmt):
+        yield record(row)
+
+
+def get(session, quarantine_id: int) -> Quarantine:
+    row = session.get(Quarantine, quarantine_id)
+    if row is None:
+        raise NotFound(f"quarantine entry not found: {quarantine_id}")
+    return row
+
+
+def get_many(session, ids: Sequence[int], *, held_only: bool) -> list[Quarantine]:
+    """All of them or an error naming each missing (3) or already handled (4) one."""
+    rows = {r.id: r for r in session.scalars(select(Quarantine).where(Quarantine.id.in_(list(ids))))}
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise NotFound("quarantine entry not found: " + ", ".join(str(i) for i in missing))
+    if held_only:
+        done = [f"{i} ({rows[i].status})" for i in ids if rows[i].status != "held"]
+        if done:
+            raise Conflict("already handled: " + ", ".join(done))
+    return [rows[i] for i in ids]
+
+
+def drop(session, ids: Sequence[int]) -> list[dict]:
+    rows = get_many(session, ids, held_only=True)
+    session.execute(update(Quarantine).where(Quarantine.id.in_(list(ids))).values(status="dropped"))
+    for row in rows:
+        row.status = "dropped"
+    return [record(r) for r in rows]
+
+
+def mark(session, quarantine_id: int, *, status: str, reason: str | None = None) -> None:
+    values: dict = {"status": status}
+    if reason is not None:
+        values["reason"] = reason[:MAX_REASON]
+    session.execute(update(Quarantine).where(Quarantine.id == quarantine_id).values(**values))
