@@ -1,0 +1,239 @@
+"""The baselines deskctl is compared with: the same work done by hand-written SQL or the
+standard library alone, run as a process like deskctl (`python -m bench.baselines OP URL ...`).
+
+They use the same engine set-up as deskctl (deskctl.db.engine.make_engine: same driver,
+same SQLite pragmas), so a ratio measures what deskctl adds over the bare query: its
+imports, config, permission checks, validation, events, notifications and output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+
+
+def _engine(url):
+    from deskctl.db.engine import make_engine
+
+    return make_engine(url)
+
+
+def _param(conn, value: datetime):
+    """A datetime as the column stores it (naive UTC text on SQLite)."""
+    if conn.dialect.name == "sqlite":
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value
+
+
+def _json_object(conn, *pairs: str) -> str:
+    fn = "json_object" if conn.dialect.name == "sqlite" else "jsonb_build_object"
+    return f"{fn}({', '.join(pairs)})"
+
+
+def _day(conn, column: str) -> str:
+    if conn.dialect.name == "sqlite":
+        return f"substr({column}, 1, 10)"
+    return f"date_trunc('day', {column})"
+
+
+def _seconds(conn, later: str, earlier: str) -> str:
+    if conn.dialect.name == "sqlite":
+        return f"(julianday({later}) - julianday({earlier})) * 86400"
+    return f"extract(epoch from ({later} - {earlier}))"
+
+
+def _now():
+    from deskctl.clock import now
+
+    return now()
+
+
+def transfer(url, where: str, params: dict, to_group: str) -> int:
+    """UPDATE conversations ...; INSERT INTO events SELECT ... for the selected rows."""
+    from sqlalchemy import text
+
+    with _engine(url).begin() as conn:
+        gid = conn.execute(text("SELECT id FROM groups WHERE name = :g"), {"g": to_group}).scalar()
+        now = _param(conn, _now())
+        data = _json_object(conn, "'from_user'", "u.handle", "'to_user'", "NULL", "'from_group'", "g.name",
+                            "'to_group'", ":to_group", "'reason'", "NULL", "'note_id'", "NULL")
+        conn.execute(text(
+            f"INSERT INTO events (conversation_id, at, actor, kind, data) "
+            f"SELECT c.id, :now, 'admin', 'transferred', {data} FROM conversations c "
+            f"LEFT JOIN users u ON u.id = c.assignee_id LEFT JOIN groups g ON g.id = c.group_id WHERE {where}"),
+            {**params, "now": now, "to_group": to_group})
+        moved = conn.execute(text(
+            f"UPDATE conversations SET assignee_id = NULL, group_id = :gid, status = 'new', updated_at = :now, "
+            f"version = version + 1 WHERE id IN (SELECT c.id FROM conversations c WHERE {where})"),
+            {**params, "gid": gid, "now": now}).rowcount
+    return moved
+
+
+def transfer_from(url, handle, to_group):
+    from sqlalchemy import text
+
+    with _engine(url).connect() as conn:
+        uid = conn.execute(text("SELECT id FROM users WHERE handle = :h"), {"h": handle}).scalar()
+    return transfer(url, "c.assignee_id = :uid AND c.status <> 'closed'", {"uid": uid}, to_group)
+
+
+def transfer_group(url, group, to_group):
+    from sqlalchemy import text
+
+    with _engine(url).connect() as conn:
+        gid = conn.execute(text("SELECT id FROM groups WHERE name = :g"), {"g": group}).scalar()
+    return transfer(url, "c.group_id = :src AND c.status <> 'closed'", {"src": gid}, to_group)
+
+
+def sla_query(url):
+    """The sweep's indexed range query: what is due now."""
+    from sqlalchemy import text
+
+    with _engine(url).connect() as conn:
+        rows = conn.execute(text(
+            "SELECT id, first_response_due, next_response_due, resolution_due, sla_state FROM conversations "
+            "WHERE sla_next_check_at <= :now"), {"now": _param(conn, _now())}).all()
+    return len(rows)
+
+
+def boomerang(url):
+    from sqlalchemy import text
+
+    with _engine(url).begin() as conn:
+        now = _param(conn, _now())
+        data = _json_object(conn, "'previous_status'", "status", "'boomerang_at'", "boomerang_at")
+        conn.execute(text(
+            f"INSERT INTO events (conversation_id, at, actor, kind, data) "
+            f"SELECT id, :now, 'system', 'boomerang_returned', {data} FROM conversations "
+            f"WHERE boomerang_at <= :now"), {"now": now})
+        return conn.execute(text(
+            "UPDATE conversations SET status = 'new', boomerang_at = NULL, updated_at = :now, "
+            "version = version + 1 WHERE boomerang_at <= :now"), {"now": now}).rowcount
+
+
+def report(url, kind):
+    """The bare GROUP BY behind each report over the last 30 days."""
+    from sqlalchemy import text
+
+    with _engine(url).connect() as conn:
+        since = _param(conn, _now() - timedelta(days=30))
+        queries = {
+            "volume": [
+                f"SELECT {_day(conn, 'created_at')}, count(*) FROM conversations WHERE created_at >= :since GROUP BY 1",
+                f"SELECT {_day(conn, 'resolved_at')}, count(*) FROM conversations WHERE resolved_at >= :since "
+                "GROUP BY 1",
+                f"SELECT {_day(conn, 'closed_at')}, count(*) FROM conversations WHERE closed_at >= :since GROUP BY 1",
+                f"SELECT {_day(conn, 'at')}, count(*) FROM events WHERE kind = 'reopened' AND at >= :since "
+                "GROUP BY 1",
+            ],
+            "sla": [
+                f"SELECT {_day(conn, 'created_at')}, count(*), "
+                "sum(CASE WHEN first_response_at <= first_response_due THEN 1 ELSE 0 END), "
+                "sum(CASE WHEN first_response_at > first_response_due THEN 1 ELSE 0 END), "
+                "sum(CASE WHEN resolved_at <= resolution_due THEN 1 ELSE 0 END), "
+                f"avg({_seconds(conn, 'first_response_at', 'first_inbound_at')}) "
+                "FROM conversations WHERE created_at >= :since GROUP BY 1",
+            ],
+            "agents": [
+                "SELECT actor, kind, count(*) FROM events WHERE at >= :since AND kind IN "
+                "('claimed', 'transferred', 'message_out', 'resolved', 'closed') GROUP BY actor, kind",
+            ],
+            "tags": [
+                f"SELECT t.tag, count(*), avg({_seconds(conn, 'c.resolved_at', 'c.created_at')}) "
+                "FROM conversation_tags t JOIN conversations c ON c.id = t.conversation_id "
+                "WHERE c.resolved_at >= :since GROUP BY t.tag",
+            ],
+            "csat": [
+                f"SELECT {_day(conn, 'closed_at')}, count(csat), avg(csat), "
+                "sum(CASE WHEN csat >= 4 THEN 1 ELSE 0 END) FROM conversations "
+                "WHERE closed_at >= :since AND csat IS NOT NULL GROUP BY 1",
+            ],
+            "backlog": [
+                "SELECT group_id, status, count(*) FROM conversations WHERE status <> 'closed' "
+                "GROUP BY group_id, status",
+            ],
+            "conversations": [
+                "SELECT c.id, c.subject, c.channel, g.name, u.handle, c.status, c.priority, c.reason, c.created_at, "
+                f"{_seconds(conn, 'c.first_response_at', 'c.first_inbound_at')}, "
+                f"{_seconds(conn, 'c.resolved_at', 'c.created_at')}, c.csat, c.sla_state "
+                "FROM conversations c LEFT JOIN groups g ON g.id = c.group_id "
+                "LEFT JOIN users u ON u.id = c.assignee_id WHERE c.resolved_at >= :since",
+            ],
+        }
+        rows = 0
+        for sql in queries[kind]:
+            rows += len(conn.execute(text(sql), {"since": since}).all())
+    return rows
+
+
+def list_jsonl(url):
+    """Every conversation with its joined names, streamed as JSON lines to stdout."""
+    from sqlalchemy import text
+
+    out = sys.stdout
+    count = 0
+    with _engine(url).connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=2000).execute(text(
+            "SELECT c.id, c.subject, c.status, c.channel, c.priority, u.handle, g.name, l.name, "
+            "ct.id, ct.name, ct.email, ct.vip, c.created_at, c.updated_at, c.boomerang_at, c.sla_state "
+            "FROM conversations c LEFT JOIN users u ON u.id = c.assignee_id "
+            "LEFT JOIN groups g ON g.id = c.group_id LEFT JOIN locations l ON l.id = c.location_id "
+            "LEFT JOIN contacts ct ON ct.id = c.contact_id ORDER BY c.id"))
+        for row in result:
+            out.write(json.dumps({
+                "id": row[0], "subject": row[1], "status": row[2], "channel": row[3], "priority": row[4],
+                "assignee": row[5], "group": row[6], "location": row[7],
+                "contact": {"id": row[8], "name": row[9], "email": row[10], "vip": bool(row[11])},
+                "created_at": str(row[12]), "updated_at": str(row[13]),
+                "boomerang_at": str(row[14]) if row[14] else None, "sla": {"state": row[15]},
+            }, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def parse_mbox(path):
+    """Stdlib parsing alone: every message of the mbox, headers and text body."""
+    import mailbox
+    from email import policy
+    from email.parser import BytesParser
+
+    parser = BytesParser(policy=policy.default)
+    count = 0
+    box = mailbox.mbox(path, create=False)
+    for key in box.iterkeys():
+        msg = parser.parsebytes(box.get_bytes(key))
+        body = msg.get_body(("plain", "html"))
+        _ = (msg["Message-ID"], msg["In-Reply-To"], msg["From"], msg["Subject"],
+             body.get_content() if body is not None else "")
+        count += 1
+    return count
+
+
+def parse_jsonl(path):
+    count = 0
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                json.loads(line)
+                count += 1
+    return count
+
+
+OPS = {
+    "transfer-from": transfer_from, "transfer-group": transfer_group, "sla-query": sla_query,
+    "boomerang": boomerang, "report": report, "list-jsonl": list_jsonl, "parse-mbox": parse_mbox,
+    "parse-jsonl": parse_jsonl,
+}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    op, args = argv[0], argv[1:]
+    count = OPS[op](*args)
+    print(f"baseline {op}: {count} rows", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,462 @@
+"""deskctl benchmarks: `python -m bench.run --engine sqlite|postgresql --n N`.
+
+Builds a desk with `deskctl demo --conversations N`, then times each hot path as a whole
+`deskctl` process and, in the same run on the same data, its baseline (hand-written SQL or
+the standard library alone, see bench/baselines.py). Each is run --repeat times (default 3)
+and the median is reported; the machine is shared and noisy, so the ratio
+(deskctl ÷ baseline) is the figure to compare over time, not the seconds.
+
+Prints one table on stdout and writes the same as JSON to
+bench/results/<UTC timestamp>-<commit>.json. Commands that do not exist yet in this
+checkout are skipped with a note. See BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REPORT_KINDS = ("volume", "sla", "agents", "tags", "csat", "backlog", "conversations")
+REPORT_BY = {"volume": "day", "sla": "day", "agents": "agent", "tags": "tag", "csat": "day", "backlog": "group",
+             "conversations": None}
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_mb: float
+    returncode: int
+    stderr: str = ""
+
+
+@dataclass
+class Result:
+    operation: str
+    n: int
+    engine: str
+    deskctl_s: float | None
+    baseline_s: float | None
+    ratio: float | None
+    rows: int | None
+    rows_per_s: float | None
+    peak_mb: float | None
+    baseline_peak_mb: float | None = None
+    runs: dict = field(default_factory=dict)
+    note: str = ""
+
+
+def run_process(cmd: list[str], env: dict, *, stdout=None) -> Run:
+    """Run a child to completion; wall time and its own peak RSS (os.wait4's rusage)."""
+    with tempfile.TemporaryFile() as err:
+        out = open(stdout, "wb") if stdout else subprocess.DEVNULL
+        try:
+            start = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
+            _, status, usage = os.wait4(proc.pid, 0)
+            elapsed = time.perf_counter() - start
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        finally:
+            if stdout:
+                out.close()
+        err.seek(0)
+        text = err.read().decode("utf-8", "replace")
+    return Run(elapsed, usage.ru_maxrss / 1024, proc.returncode, text)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.engine = args.engine
+        self.n = args.n
+        self.repeat = args.repeat
+        self.results: list[Result] = []
+        self.notes: list[str] = []
+        self.work = Path(tempfile.mkdtemp(prefix="deskctl-bench-"))
+        self.now = datetime.now(UTC).replace(microsecond=0)
+        bindir = Path(sys.executable).parent
+        script = bindir / "deskctl"
+        self.deskctl = [str(script)] if script.exists() else [sys.executable, "-m", "deskctl"]
+        self.python = sys.executable
+        self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("DESKCTL_")}
+        self.base_env["DESKCTL_NOW"] = self.now.isoformat()
+        self.base_env["DESKCTL_CONFIG"] = str(self.work / "deskctl.yaml")
+        self.base_env["XDG_DATA_HOME"] = str(self.work / "data")
+        self.base_env["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
+        (self.work / "deskctl.yaml").write_text("timezone: UTC\n", encoding="utf-8")
+        self._pg_dbs: list[str] = []
+        self.main_url = self._main_url()
+
+    # -- databases --------------------------------------------------------------------------
+    def _main_url(self) -> str:
+        if self.engine == "sqlite":
+            return f"sqlite:///{self.work / 'bench.db'}"
+        admin = os.environ.get("DESKCTL_TEST_POSTGRES_URL") or DEFAULT_PG
+        from deskctl.db.engine import normalize_url
+
+        self.pg_admin = normalize_url(admin).replace("postgresql+psycopg://", "postgresql://")
+        self.pg_base = normalize_url(admin).rpartition("/")[0]
+        name = f"deskctl_bench_{os.getpid()}"
+        self._pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+        self._pg_dbs.append(name)
+        self.pg_main = name
+        return f"{self.pg_base}/{name}"
+
+    def _pg_exec(self, *statements: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.pg_admin, autocommit=True) as conn:
+            for sql in statements:
+                conn.execute(sql)
+
+    def scratch(self) -> str:
+        """A fresh copy of the built desk, for operations that change it."""
+        if self.engine == "sqlite":
+            target = self.work / "scratch.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{target}{suffix}").unlink(missing_ok=True)
+            shutil.copyfile(self.work / "bench.db", target)
+            return f"sqlite:///{target}"
+        name = f"{self.pg_main}_scratch"
+        if name not in self._pg_dbs:
+            self._pg_dbs.append(name)
+        self._pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                      f'CREATE DATABASE "{name}" TEMPLATE "{self.pg_main}"')
+        return f"{self.pg_base}/{name}"
+
+    def sql(self, url: str, statement: str, params: dict | None = None, *, fetch: bool = False):
+        from sqlalchemy import text
+
+        from deskctl.db.engine import make_engine
+
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                result = conn.execute(text(statement), params or {})
+                return result.all() if fetch else result.rowcount
+        finally:
+            engine.dispose()
+
+    def stamp(self, value: datetime):
+        if self.engine == "sqlite":
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        return value
+
+    def close(self) -> None:
+        if self.engine == "postgresql":
+            for name in self._pg_dbs:
+                try:
+                    self._pg_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                except Exception as exc:  # noqa: BLE001 - best effort clean-up
+                    print(f"warning: could not drop {name}: {exc}", file=sys.stderr)
+        if not self.args.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+        else:
+            print(f"kept {self.work}", file=sys.stderr)
+
+    # -- running ------------------------------------------------------------------------------
+    def env(self, url: str | None = None, **extra) -> dict:
+        env = dict(self.base_env)
+        env["DESKCTL_DATABASE_URL"] = url or self.main_url
+        env.update(extra)
+        return env
+
+    def dk(self, *args) -> list[str]:
+        return [*self.deskctl, *[str(a) for a in args]]
+
+    def baseline(self, *args) -> list[str]:
+        return [self.python, "-m", "bench.baselines", *[str(a) for a in args]]
+
+    def check(self, run: Run, what: str) -> None:
+        if run.returncode != 0:
+            raise RuntimeError(f"{what} failed (exit {run.returncode}): {run.stderr.strip()[-800:]}")
+
+    def has(self, *command: str) -> bool:
+        run = run_process(self.dk(*command, "--help"), self.env())
+        return run.returncode == 0
+
+    def measure(self, operation: str, deskctl_cmd, baseline_cmd, *, rows: int | None = None,
+                fresh: bool = False, stdout: bool = False, note: str = "") -> Result:
+        """Median of --repeat runs of each. `deskctl_cmd`/`baseline_cmd` take the URL to run on
+        (a fresh copy of the desk each time when `fresh`) and return the argv."""
+        mine: list[Run] = []
+        theirs: list[Run] = []
+        for i in range(self.repeat):
+            for cmd_for, runs, label in ((deskctl_cmd, mine, "deskctl"), (baseline_cmd, theirs, "baseline")):
+                if cmd_for is None:
+                    continue
+                url = self.scratch() if fresh else self.main_url
+                out = str(self.work / f"out-{label}.txt") if stdout else None
+                run = run_process(cmd_for(url), self.env(url), stdout=out)
+                self.check(run, f"{operation} ({label}, run {i + 1})")
+                if stdout and label == "deskctl" and operation.startswith("list"):
+                    with open(out, "rb") as fh:
+                        lines = sum(1 for _ in fh)
+                    if lines != rows:
+                        raise RuntimeError(f"{operation}: printed {lines} lines, expected {rows}")
+                runs.append(run)
+        d = statistics.median(r.seconds for r in mine) if mine else None
+        b = statistics.median(r.seconds for r in theirs) if theirs else None
+        result = Result(
+            operation=operation, n=self.n, engine=self.engine, deskctl_s=_round(d), baseline_s=_round(b),
+            ratio=round(d / b, 2) if d and b else None, rows=rows,
+            rows_per_s=_rate(rows, d),
+            peak_mb=round(max(r.peak_mb for r in mine), 1) if mine else None,
+            baseline_peak_mb=round(max(r.peak_mb for r in theirs), 1) if theirs else None,
+            runs={"deskctl": [round(r.seconds, 4) for r in mine], "baseline": [round(r.seconds, 4) for r in theirs]},
+            note=note,
+        )
+        self.results.append(result)
+        print(f"  {operation}: deskctl {_fmt(result.deskctl_s)} s, baseline {_fmt(result.baseline_s)} s, "
+              f"ratio {_fmt(result.ratio)}", file=sys.stderr, flush=True)
+        return result
+
+    def skip(self, operation: str, why: str) -> None:
+        self.notes.append(f"{operation}: skipped, {why}")
+        self.results.append(Result(operation, self.n, self.engine, None, None, None, None, None, None,
+                                   note=f"skipped: {why}"))
+        print(f"  {operation}: skipped ({why})", file=sys.stderr, flush=True)
+
+    # -- the benchmarks -----------------------------------------------------------------------
+    def build(self) -> None:
+        self.check(run_process(self.dk("db", "upgrade"), self.env()), "db upgrade")
+        run = run_process(self.dk("demo", "--conversations", self.n, "--seed", 42, "--format", "tsv"), self.env())
+        self.check(run, "demo")
+        self.results.append(Result("demo build", self.n, self.engine, _round(run.seconds), None, None, self.n,
+                                   _rate(self.n, run.seconds), round(run.peak_mb, 1)))
+        print(f"  demo build: {run.seconds:.1f} s for {self.n} conversations", file=sys.stderr, flush=True)
+        if self.engine == "sqlite":  # one self-contained file to copy
+            import sqlite3
+
+            conn = sqlite3.connect(self.work / "bench.db")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            conn.close()
+        else:
+            self.sql(self.main_url, "ANALYZE")
+
+    def bench_help(self) -> None:
+        self.measure("deskctl --help", lambda url: self.dk("--help"),
+                     lambda url: [self.python, "-c", "import click"])
+
+    def bench_claim(self) -> None:
+        if not self.has("claim"):
+            return self.skip("claim", "`deskctl claim` is not in this checkout")
+        # Fresh `new` unassigned conversations to claim, one per run (made so when too few).
+        rows = self.sql(self.main_url, "SELECT id FROM conversations WHERE status = 'new' AND assignee_id IS NULL "
+                                       "ORDER BY id DESC", fetch=True)
+        ids = [r[0] for r in rows][: self.repeat]
+        if len(ids) < self.repeat:
+            more = self.sql(self.main_url, "SELECT id FROM conversations WHERE status = 'open' ORDER BY id DESC",
+                            fetch=True)
+            extra = [r[0] for r in more][: self.repeat - len(ids)]
+            for cid in extra:
+                self.sql(self.main_url, "UPDATE conversations SET status = 'new', assignee_id = NULL, "
+                                        "claimed_at = NULL WHERE id = :id", {"id": cid})
+            ids += extra
+        queue = list(ids)
+        self.measure("claim (process)", lambda url: self.dk("--as", "admin", "claim", queue.pop(0), "--format", "tsv"),
+                     lambda url: [self.python, "-c", "import click"], rows=1)
+
+    def bench_list(self) -> None:
+        self.measure("list --format jsonl", lambda url: self.dk("--as", "admin", "list", "--format", "jsonl"),
+                     lambda url: self.baseline("list-jsonl", url), rows=self.n, stdout=True,
+                     note="peak MB is the deskctl process's maximum RSS")
+
+    def bench_transfer(self) -> None:
+        if not self.has("transfer"):
+            return self.skip("transfer", "`deskctl transfer` is not in this checkout")
+        rows = self.sql(self.main_url,
+                        "SELECT u.handle, count(*) FROM conversations c JOIN users u ON u.id = c.assignee_id "
+                        "WHERE c.status <> 'closed' AND u.handle <> 'alice' GROUP BY u.handle "
+                        "ORDER BY count(*) DESC, u.handle", fetch=True)
+        if rows:
+            handle, count = rows[0]
+            self.measure(f"transfer --from {handle} ({count})",
+                         lambda url: self.dk("--as", "admin", "transfer", "--from", handle, "--to", "group:support",
+                                             "--no-keep-informed", "--yes", "--format", "tsv"),
+                         lambda url: self.baseline("transfer-from", url, handle, "support"),
+                         rows=count, fresh=True)
+        count = self.sql(self.main_url, "SELECT count(*) FROM conversations c JOIN groups g ON g.id = c.group_id "
+                                        "WHERE g.name = 'billing' AND c.status <> 'closed'", fetch=True)[0][0]
+        self.measure(f"transfer group billing ({count})",
+                     lambda url: self.dk("--as", "admin", "transfer", "--group", "billing", "--status",
+                                         "new,open,pending,resolved", "--to", "group:support",
+                                         "--no-keep-informed", "--yes", "--format", "tsv"),
+                     lambda url: self.baseline("transfer-group", url, "billing", "support"),
+                     rows=count, fresh=True)
+
+    def _make_due(self, url: str, column: str) -> int:
+        """Make 1% of N (not closed) conversations due now for a sweep."""
+        k = max(1, self.n // 100)
+        past = self.stamp(self.now - timedelta(minutes=1))
+        if column == "boomerang_at":
+            sql = ("UPDATE conversations SET status = 'pending', boomerang_at = :past, pending_since = :past "
+                   "WHERE id IN (SELECT id FROM conversations WHERE status <> 'closed' ORDER BY id DESC LIMIT :k)")
+        else:
+            sql = ("UPDATE conversations SET sla_next_check_at = :past, first_response_due = :past, "
+                   "sla_state = 'ok' WHERE id IN (SELECT id FROM conversations WHERE status IN ('new', 'open') "
+                   "ORDER BY id DESC LIMIT :k)")
+        return self.sql(url, sql, {"past": past, "k": k})
+
+    def bench_sweeps(self) -> None:
+        if not self.has("jobs", "run"):
+            for op in ("sla-sweep idle", "sla-sweep 1% due", "boomerang 1% due"):
+                self.skip(op, "`deskctl jobs run` is not in this checkout")
+            return
+        self.measure("sla-sweep idle", lambda url: self.dk("jobs", "run", "sla-sweep"),
+                     lambda url: self.baseline("sla-query", url), rows=0, fresh=True,
+                     note="target: under 50 ms at 1M")
+        due = max(1, self.n // 100)
+
+        def with_due(column, argv_for):
+            def cmd(url):
+                self._make_due(url, column)
+                return argv_for(url)
+            return cmd
+
+        self.measure("sla-sweep 1% due", with_due("sla_next_check_at", lambda url: self.dk("jobs", "run", "sla-sweep")),
+                     with_due("sla_next_check_at", lambda url: self.baseline("sla-query", url)),
+                     rows=due, fresh=True)
+        self.measure("boomerang 1% due", with_due("boomerang_at", lambda url: self.dk("jobs", "run", "boomerang")),
+                     with_due("boomerang_at", lambda url: self.baseline("boomerang", url)),
+                     rows=due, fresh=True)
+
+    def bench_reports(self) -> None:
+        if not self.has("report"):
+            return self.skip("report", "`deskctl report` is not in this checkout")
+        for kind in REPORT_KINDS:
+            by = ["--by", REPORT_BY[kind]] if REPORT_BY[kind] else []
+            self.measure(f"report {kind} 30d",
+                         lambda url, kind=kind, by=by: self.dk("--as", "admin", "report", kind, "--since", "30d",
+                                                               *by, "--format", "csv"),
+                         lambda url, kind=kind: self.baseline("report", url, kind), rows=self.n)
+
+    def bench_ingest(self) -> None:
+        count = self.args.ingest_messages
+        if not self.has("ingest", "email"):
+            self.skip("ingest email", "`deskctl ingest email` is not in this checkout")
+        else:
+            from bench.samples import write_mbox
+
+            mbox = self.work / "bench.mbox"
+            write_mbox(mbox, count, now=self.now)
+            self.measure(f"ingest email mbox ({count})",
+                         lambda url: self.dk("--as", "admin", "ingest", "email", "--mbox", mbox, "--group", "support",
+                                             "--format", "tsv"),
+                         lambda url: self.baseline("parse-mbox", mbox), rows=count, fresh=True)
+        if not self.has("ingest", "jsonl"):
+            self.skip("ingest jsonl", "`deskctl ingest jsonl` is not in this checkout")
+        else:
+            from bench.samples import write_jsonl
+
+            lines = self.work / "bench.jsonl"
+            write_jsonl(lines, count, now=self.now)
+            self.measure(f"ingest jsonl ({count})",
+                         lambda url: self.dk("--as", "admin", "ingest", "jsonl", lines, "--format", "tsv"),
+                         lambda url: self.baseline("parse-jsonl", lines), rows=count, fresh=True)
+
+    def run(self) -> dict:
+        print(f"deskctl bench: {self.engine}, N={self.n}, repeat {self.repeat}, work dir {self.work}",
+              file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        self.build()
+        for step in (self.bench_help, self.bench_claim, self.bench_list, self.bench_transfer, self.bench_sweeps,
+                     self.bench_reports, self.bench_ingest):
+            if self.args.only and not any(word in step.__name__ for word in self.args.only):
+                continue
+            step()
+        return {
+            "commit": _commit(), "timestamp": self.now.strftime("%Y%m%dT%H%M%SZ"), "engine": self.engine,
+            "n": self.n, "repeat": self.repeat, "python": platform.python_version(),
+            "platform": platform.platform(), "cpus": os.cpu_count(),
+            "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+            "total_s": round(time.perf_counter() - started, 1),
+            "results": [asdict(r) for r in self.results], "notes": self.notes,
+        }
+
+
+def _rate(rows, seconds):
+    if not rows or not seconds:
+        return None
+    rate = rows / seconds
+    return round(rate) if rate >= 100 else round(rate, 2)
+
+
+def _round(value):
+    return None if value is None else round(value, 4)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value}"
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10)
+        commit = out.stdout.strip() or "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except Exception:  # noqa: BLE001 - not a git checkout
+        return "unknown"
+
+
+HEADERS = ["operation", "N", "engine", "deskctl s", "baseline s", "ratio", "rows/s", "peak MB"]
+
+
+def table(report: dict) -> str:
+    from tabulate import tabulate
+
+    rows = [[r["operation"], r["n"], r["engine"], _cell(r["deskctl_s"]), _cell(r["baseline_s"]), _cell(r["ratio"]),
+             _cell(r["rows_per_s"]), _cell(r["peak_mb"])] for r in report["results"]]
+    return tabulate(rows, headers=HEADERS, tablefmt="github", disable_numparse=True)
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--n", type=int, default=100_000, help="conversations in the demo desk (default 100000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the median is kept")
+    parser.add_argument("--ingest-messages", type=int, default=10_000, help="messages in the generated mbox/jsonl")
+    parser.add_argument("--out-dir", default=str(ROOT / "bench" / "results"), help="where the JSON result goes")
+    parser.add_argument("--only", nargs="*", help="run only these steps: help claim list transfer sweeps "
+                                                  "reports ingest")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, samples)")
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.repeat < 1:
+        parser.error("--n and --repeat must be at least 1")
+    bench = Bench(args)
+    try:
+        report = bench.run()
+    finally:
+        bench.close()
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{report['timestamp']}-{report['commit']}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(table(report))
+    for note in report["notes"]:
+        print(f"note: {note}")
+    print(f"results written to {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
