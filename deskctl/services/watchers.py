@@ -47,13 +47,28 @@ def watch(session, actor: Actor, ids: Sequence[int], *, now: datetime, settings)
     ids = list(dict.fromkeys(ids))
     _check_targets(session, actor, ids, settings)
     already = _watched(session, actor.id, ids)
-    new = [i for i in ids if i not in already]
-    if new:
-        session.execute(Watcher.__table__.insert(),
-                        [{"conversation_id": i, "user_id": actor.id, "created_at": now} for i in new])
-        events.record_many(session, [{"conversation_id": i, "actor": actor.handle, "kind": "watched", "at": now,
-                                      "data": {"user": actor.handle}} for i in new])
-    return [{"id": i, "user": actor.handle, "watching": True, "changed": i not in already} for i in ids]
+    wanted = [i for i in ids if i not in already]
+    added: set[int] = set()
+    table = Watcher.__table__
+    insert = _dialect_insert(session)
+    for chunk in chunks(wanted, 1000):
+        # ON CONFLICT DO NOTHING: a concurrent `watch` of the same conversation is not a
+        # conflict (watching is idempotent); RETURNING says which rows this call added.
+        stmt = (insert(table).values([{"conversation_id": i, "user_id": actor.id, "created_at": now} for i in chunk])
+                .on_conflict_do_nothing().returning(table.c.conversation_id))
+        added.update(session.scalars(stmt))
+    new = [i for i in wanted if i in added]
+    events.record_many(session, [{"conversation_id": i, "actor": actor.handle, "kind": "watched", "at": now,
+                                  "data": {"user": actor.handle}} for i in new])
+    return [{"id": i, "user": actor.handle, "watching": True, "changed": i in added} for i in ids]
+
+
+def _dialect_insert(session):
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
 
 
 def unwatch(session, actor: Actor, ids: Sequence[int], *, now: datetime, settings) -> list[dict]:
@@ -66,14 +81,17 @@ def unwatch(session, actor: Actor, ids: Sequence[int], *, now: datetime, setting
     missing = [(i, NotFound(f"conversation not found: #{i}")) for i in ids if i not in found]
     if missing:
         raise BulkError(missing)
-    watched = _watched(session, actor.id, ids)
-    gone = [i for i in ids if i in watched]
-    for chunk in chunks(gone):
-        session.execute(delete(Watcher).where(Watcher.user_id == actor.id, Watcher.conversation_id.in_(chunk)))
-    if gone:
-        events.record_many(session, [{"conversation_id": i, "actor": actor.handle, "kind": "unwatched", "at": now,
-                                      "data": {"user": actor.handle}} for i in gone])
-    return [{"id": i, "user": actor.handle, "watching": False, "changed": i in watched} for i in ids]
+    removed: set[int] = set()
+    table = Watcher.__table__
+    for chunk in chunks(ids):
+        # RETURNING: only the rows this call deleted count (a concurrent unwatch is a no-op).
+        removed.update(session.scalars(
+            delete(table).where(table.c.user_id == actor.id, table.c.conversation_id.in_(chunk))
+            .returning(table.c.conversation_id)))
+    gone = [i for i in ids if i in removed]
+    events.record_many(session, [{"conversation_id": i, "actor": actor.handle, "kind": "unwatched", "at": now,
+                                  "data": {"user": actor.handle}} for i in gone])
+    return [{"id": i, "user": actor.handle, "watching": False, "changed": i in removed} for i in ids]
 
 
 def inbox_select(session, actor: Actor, handle: str | None, *, sort: str | None = None, limit: int | None = None):
