@@ -1,0 +1,11 @@
+"""The `auto-close` job: close resolved conversations untouched for `after` (SPEC §5)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def run(session, *, now: datetime, settings) -> dict:
+    from deskctl.services import sweeps
+
+    return sweeps.auto_close(session, now=now, settings=settings)

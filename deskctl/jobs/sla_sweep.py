@@ -1,0 +1,11 @@
+"""The `sla-sweep` job: record warnings and breaches that have come due (SPEC §5)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def run(session, *, now: datetime, settings) -> dict:
+    from deskctl.services import sla
+
+    return sla.sweep(session, now=now, settings=settings)
