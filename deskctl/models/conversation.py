@@ -21,8 +21,8 @@ class Conversation(Base):
         Index("ix_conversations_status_assignee", "status", "assignee_id"),
         Index("ix_conversations_status_group", "status", "group_id"),
         Index("ix_conversations_channel_thread", "channel", "thread_key"),
-        # Reports and the nightly export select "resolved or closed in the period".
-        Index("ix_conversations_resolved_at", "resolved_at"),
+        # Reports and the nightly export select "resolved or closed in the period" (covering).
+        Index("ix_conversations_resolved_at_status", "resolved_at", "status"),
     )
 
     id: Mapped[intpk]

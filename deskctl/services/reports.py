@@ -412,13 +412,15 @@ def _volume(ctx: _Ctx) -> dict:
         for k, (n,) in _grouped(ctx, stmt, key).items():
             out[k]["backlog_end"] = n
         return out
-    created_before = ctx.session.scalar(_filtered(ctx, select(func.count()).select_from(c)
-                                                  .where(c.created_at < ctx.since)))
-    finished_total = ctx.session.scalar(_filtered(ctx, select(func.count()).select_from(c).where(finished)))
-    finished_since = ctx.session.scalar(_filtered(ctx, select(func.count()).select_from(c)
-                                                  .where(finished, c.resolved_at >= ctx.since)))
+    # Finished before the period = all finished - finished in it - finished after it: three
+    # index range counts (status; resolved_at, status) instead of a scan of all history.
+    def count(*where) -> int:
+        return ctx.session.scalar(_filtered(ctx, select(func.count()).select_from(c).where(*where)))
+
     finished_per = _grouped(ctx, *_conv_select(ctx, c.resolved_at, func.count(), where=(finished,)))
-    backlog = created_before - (finished_total - finished_since)
+    finished_in = sum(n for (n,) in finished_per.values())
+    finished_before = count(finished) - finished_in - count(c.resolved_at >= ctx.until, finished)
+    backlog = count(c.created_at < ctx.since) - finished_before
     for k in ctx.bucket_keys():
         backlog += out.get(k, {}).get("created", 0) - finished_per.get(k, (0,))[0]
         out[k]["backlog_end"] = backlog
@@ -432,18 +434,22 @@ def _sla(ctx: _Ctx) -> dict:
     resolved = func.sum(case((c.resolved_at.is_not(None) & c.status.in_(FINISHED), 1), else_=0))
     base = _grouped(ctx, *_conv_select(ctx, c.created_at, func.count(), responded, resolved))
     # Breaches: every sla_breached event comes after its conversation's creation, so only
-    # events since the period's start can belong to conversations created in it.
+    # events since the period's start can belong to conversations created in it. The
+    # (conversation, target) pairs are selected first (few rows, by the kind/at index),
+    # then joined to their conversations by primary key.
     target = e.data["target"].as_string()
+    pairs = (select(e.conversation_id.label("cid"), target.label("target"))
+             .where(e.kind == "sla_breached", e.at >= ctx.since, target.in_(("first_response", "resolution")))
+             .distinct().subquery())
     breach_stmt, key = _conv_select(
-        ctx, c.created_at, target.label("target"), func.count(distinct(c.id)),
-        func.count(distinct(case((c.first_response_at.is_not(None), c.id)))),
-        func.count(distinct(case((c.resolved_at.is_not(None) & c.status.in_(FINISHED), c.id)))),
-        where=(e.kind == "sla_breached", e.at >= ctx.since, target.in_(("first_response", "resolution"))))
-    breach_stmt = breach_stmt.join(e, e.conversation_id == c.id)
+        ctx, c.created_at, pairs.c.target.label("target"), func.count(),
+        func.sum(case((c.first_response_at.is_not(None), 1), else_=0)),
+        func.sum(case((c.resolved_at.is_not(None) & c.status.in_(FINISHED), 1), else_=0)))
+    breach_stmt = breach_stmt.join(pairs, pairs.c.cid == c.id)
     breaches: dict = defaultdict(dict)
     grouping = breach_stmt.group_by(literal_column("k"), literal_column("target"))
     for k, tgt, n, n_responded, n_resolved in ctx.session.execute(grouping):
-        breaches[_norm_key(k)][tgt] = (n, n_responded, n_resolved)
+        breaches[_norm_key(k)][tgt] = (n, int(n_responded or 0), int(n_resolved or 0))
     frs = seconds_between(ctx.dialect, c.first_response_at, c.first_inbound_at)
     pct_stmt, _ = _conv_select(ctx, c.created_at, frs.label("v"),
                                where=(c.first_response_at.is_not(None), c.first_inbound_at.is_not(None),

@@ -147,7 +147,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_conversations_sla_next_check_at'), ['sla_next_check_at'], unique=False)
         batch_op.create_index('ix_conversations_status_assignee', ['status', 'assignee_id'], unique=False)
         batch_op.create_index('ix_conversations_status_group', ['status', 'group_id'], unique=False)
-        batch_op.create_index('ix_conversations_resolved_at', ['resolved_at'], unique=False)
+        batch_op.create_index('ix_conversations_resolved_at_status', ['resolved_at', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_conversations_updated_at'), ['updated_at'], unique=False)
 
     op.create_table('group_members',
@@ -364,7 +364,7 @@ def downgrade() -> None:
     op.drop_table('group_members')
     with op.batch_alter_table('conversations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_conversations_updated_at'))
-        batch_op.drop_index('ix_conversations_resolved_at')
+        batch_op.drop_index('ix_conversations_resolved_at_status')
         batch_op.drop_index('ix_conversations_status_group')
         batch_op.drop_index('ix_conversations_status_assignee')
         batch_op.drop_index(batch_op.f('ix_conversations_sla_next_check_at'))
