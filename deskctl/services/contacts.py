@@ -92,11 +92,20 @@ def resolve_or_create(session, ref: str, *, now: datetime, name: str | None = No
     if _ID.match((ref or "").strip()):
         raise NotFound(f"contact not found: {ref}")
     email = normalize_email(ref, "contact REF")
-    contact = Contact(name=name or email.partition("@")[0], email=email, vip=False, attributes={},
-                      created_at=now)
-    session.add(contact)
-    session.flush()
-    return contact, True
+    # ON CONFLICT DO NOTHING: when another command creates the same address at the same
+    # moment, use its contact instead of failing on the unique email.
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    table = Contact.__table__
+    new_id = session.scalar(
+        insert(table).values(name=name or email.partition("@")[0], email=email, vip=False, attributes={},
+                             created_at=now)
+        .on_conflict_do_nothing(index_elements=[table.c.email]).returning(table.c.id))
+    contact = session.get(Contact, new_id) if new_id is not None else \
+        session.scalar(select(Contact).where(Contact.email == email))
+    return contact, new_id is not None
 
 
 def _check_email_free(session, email: str, except_id: int | None = None) -> None:
