@@ -484,7 +484,7 @@ def _build_conversations(conn, rng, now, settings, n, d: _Directory, contacts) -
     policies: dict = {}
     pinned = max(0, n - 6)  # the last 6 (the newest) are alice's open work in billing
     writer = _Writer(conn)
-    sim = _Sim(rng, now_ts, d, ids, pick_csat, groups, writer)
+    sim = _Sim(rng, now_ts, d, ids, pick_csat, groups, writer, settings)
 
     for start in range(0, n, BATCH):
         sim.reset()
@@ -531,7 +531,9 @@ MESSAGE_COLUMNS = (
 class _Sim:
     """Simulates one conversation at a time, appending rows to per-table lists."""
 
-    def __init__(self, rng, now_ts, d: _Directory, ids: _Ids, pick_csat, groups, writer):
+    def __init__(self, rng, now_ts, d: _Directory, ids: _Ids, pick_csat, groups, writer, settings):
+        self.settings = settings
+        self._clocks: dict = {}
         self.dt = writer.db_time
         self.js = writer.db_json
         self.empty_list = writer.db_json([])
@@ -563,6 +565,16 @@ class _Sim:
                 (ConversationTag.__table__, ("conversation_id", "tag"), self.tags),
                 (Watcher.__table__, ("conversation_id", "user_id", "created_at"), self.watchers),
                 (SlaMark.__table__, ("conversation_id", "target", "level", "at"), self.marks))
+
+    def clock(self, policy):
+        if policy is None or policy.hours == "24x7":
+            return _ALWAYS_OPEN
+        clock = self._clocks.get(policy.hours)
+        if clock is None:
+            from deskctl.services.business_hours import calendar_for
+
+            clock = self._clocks[policy.hours] = _business_clock(calendar_for(self.settings, policy.hours))
+        return clock
 
     # -- row helpers ------------------------------------------------------------------------
     def _event(self, cid, ts, actor, kind, data) -> int:
@@ -617,7 +629,7 @@ class _Sim:
         s = {  # the conversation's state as the simulation advances
             "status": "new", "assignee": None, "group": group, "claimed_at": None, "pending_since": None,
             "resolved_at": None, "closed_at": None, "first_response_at": None, "last_outbound": None,
-            "boomerang": None, "first_resolved": None, "reason": None, "csat": None, "closing_note": None, "paused": 0.0, "updated": created,
+            "boomerang": None, "reason": None, "csat": None, "closing_note": None, "pauses": [], "updated": created,
         }
         last_external = None
         self._event(cid, created, "system" if channel != "phone" else self._agent(group), "created",
@@ -725,7 +737,7 @@ class _Sim:
                         return
                     inbound(FOLLOWUPS[rng.randrange(len(FOLLOWUPS))])
                     self._event(cid, t, "system", "reopened", {"previous_status": "pending", "cause": "contact_reply"})
-                s["paused"] += t - since
+                s["pauses"].append((since, t))
                 s["status"], s["pending_since"], s["boomerang"] = "new", None, None
                 if alice:
                     return
@@ -738,13 +750,13 @@ class _Sim:
             if alice:
                 return
             # resolve (30%, closed later) or close directly
-            if not advance(rng.triangular(10 * MINUTE, DAY, 10 * MINUTE)):
+            if not advance(rng.triangular(10 * MINUTE, 2 * DAY, 10 * MINUTE)):
                 return
             handle = s["assignee"]
-            if rng.random() < 0.3:
+            if rng.random() < 0.35:
                 self._event(cid, t, handle, "resolved", {"until": None})
-                s["status"], s["resolved_at"], s["first_resolved"] = "resolved", t, t
-                if not advance(rng.triangular(HOUR, 4 * DAY, HOUR)):
+                s["status"], s["resolved_at"] = "resolved", t
+                if not advance(rng.triangular(HOUR, 2 * DAY, HOUR)):
                     return
             tags = list({TAGS[s["group"]][rng.randrange(4)] for _ in range(rng.choice((1, 1, 2)))})
             if rng.random() < 0.1:
@@ -755,12 +767,12 @@ class _Sim:
             self._event(cid, t, handle, "closed", {"status": "closed", "tags": tags, "reason": reason, "csat": csat})
             for tag in tags:
                 self.tags.append((cid, tag))
-            s.update(status="closed", resolved_at=t, closed_at=t, first_resolved=s["first_resolved"] or t, reason=reason, csat=csat,
+            s.update(status="closed", resolved_at=t, closed_at=t, reason=reason, csat=csat,
                      closing_note="Solved." if rng.random() < 0.2 else None)
 
         life()
         # -- SLA columns (24x7 clock; see docs/demo.md) ----------------------------------------
-        sla = _sla(policy, s, created, last_inbound, now, warning_share)
+        sla = _sla(policy, self.clock(policy), s, created, last_inbound, now, warning_share)
         for target, level, at, due in sla["marks"]:
             self.marks.append((cid, target, level, self.dt(at)))
             self._event(cid, at, "system", f"sla_{level}", {"target": target, "due": _iso(due)})
@@ -774,56 +786,92 @@ class _Sim:
             dt(created), dt(s["updated"]), dt(s["boomerang"]), dt(s["claimed_at"]), dt(s["pending_since"]),
             dt(s["resolved_at"]), dt(s["closed_at"]), dt(created), dt(s["first_response_at"]), dt(last_inbound),
             dt(s["last_outbound"]), policy.name if policy else None, sla["state"], dt(sla["first_response_due"]),
-            dt(sla["next_response_due"]), dt(sla["resolution_due"]), dt(sla["next_check"]), int(s["paused"]), 1,
+            dt(sla["next_response_due"]), dt(sla["resolution_due"]), dt(sla["next_check"]), sla["paused"], 1,
         ))
 
 
-def _sla(policy, s, created, last_inbound, now, warning_share) -> dict:
-    """Due times, marks reached and the state at `now`, on a 24x7 clock."""
+def _always_open():
+    def add(start: int, seconds: float) -> int:
+        return start + int(seconds)
+
+    def measure(start: int, end: int) -> float:
+        return end - start
+
+    return add, measure
+
+
+_ALWAYS_OPEN = _always_open()
+
+
+def _business_clock(calendar):
+    """The SLA engine's calendar (business hours, holidays) on epoch seconds."""
+
+    def add(start: int, seconds: float) -> int | None:
+        at = calendar.add(datetime.fromtimestamp(start, UTC), seconds)
+        return None if at is None else int(at.timestamp())
+
+    def measure(start: int, end: int) -> float:
+        return calendar.measure(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC))
+
+    return add, measure
+
+
+def _sla(policy, clock, s, created, last_inbound, now, warning_share) -> dict:
+    """The SLA columns and the marks reached by `now`, by the rules of services/sla.py:
+    targets counted in the policy's hours; none runs while resolved or closed; resolution
+    paused while pending (no due time while it is); state `breached` once any target was,
+    else `warning` while a running target is past its warning share; marks (and their
+    events) are those the every-minute sweep would have recorded."""
     out = {"state": "none", "first_response_due": None, "next_response_due": None, "resolution_due": None,
-           "next_check": None, "marks": []}
+           "next_check": None, "marks": [], "paused": 0}
     if policy is None:
         return out
-    done_status = s["status"] in ("resolved", "closed")
-    targets = []  # (name, start, due, done_at or None, active)
+    add, measure = clock
+    stopped = s["status"] in ("resolved", "closed")
+    targets = []  # (name, warn_at, due, done_at or None, running)
+
+    def deadline(start, target, extra=0.0):
+        seconds = target.total_seconds()
+        return add(start, seconds * warning_share + extra), add(start, seconds + extra)
+
     if policy.first_response is not None:
-        due = created + int(policy.first_response.total_seconds())
+        warn_at, due = deadline(created, policy.first_response)
         out["first_response_due"] = due
-        targets.append(("first_response", created, due, s["first_response_at"], not done_status))
-    if policy.next_response is not None and s["last_outbound"] is not None and last_inbound > s["last_outbound"]:
-        due = last_inbound + int(policy.next_response.total_seconds())
+        done = s["first_response_at"]
+        targets.append(("first_response", warn_at, due, done, done is None and not stopped))
+    if policy.next_response is not None and not stopped and s["last_outbound"] is not None \
+            and last_inbound > s["last_outbound"]:
+        warn_at, due = deadline(last_inbound, policy.next_response)
         out["next_response_due"] = due
-        targets.append(("next_response", last_inbound, due, s["first_resolved"], not done_status))
+        targets.append(("next_response", warn_at, due, None, True))
     if policy.resolution is not None:
-        paused = s["paused"] if policy.pause_when_pending else 0.0
-        due = created + int(policy.resolution.total_seconds() + paused)
-        out["resolution_due"] = due
-        pending_now = s["status"] == "pending" and policy.pause_when_pending
-        targets.append(("resolution", created, due, s["first_resolved"], not done_status and not pending_now))
+        paused = 0.0
+        if policy.pause_when_pending:
+            paused = sum(measure(a, b) for a, b in s["pauses"])
+        out["paused"] = int(paused)
+        if not (s["status"] == "pending" and policy.pause_when_pending):
+            warn_at, due = deadline(created, policy.resolution, paused)
+            out["resolution_due"] = due
+            targets.append(("resolution", warn_at, due, s["resolved_at"] if stopped else None, not stopped))
     breached = warning = False
     next_check = None
-    for name, start, due, done_at, active in targets:
-        if done_at is not None:
-            end = done_at
-        elif name == "resolution" and not active and s["pending_since"] is not None:
-            end = s["pending_since"]  # the clock stopped while pending
-        else:
-            end = now
-        warn_at = start + int((due - start) * warning_share)
-        if end >= warn_at and warn_at <= now:
+    for name, warn_at, due, done_at, running in targets:
+        if due is None:
+            continue
+        end = done_at if done_at is not None else now
+        if warn_at is not None and end >= warn_at:
             out["marks"].append((name, "warning", warn_at, due))
-            if end < due:
-                warning = warning or (done_at is None and active)
-        if end >= due and due <= now:
+            warning = warning or (running and end < due)
+        if end > due or (running and now >= due):
             out["marks"].append((name, "breached", due, due))
             breached = True
-        if done_at is None and active:
+        if running:
             for moment in (warn_at, due):
-                if moment > now and (next_check is None or moment < next_check):
+                if moment is not None and moment > now and (next_check is None or moment < next_check):
                     next_check = moment
                     break
     out["state"] = "breached" if breached else "warning" if warning else "ok"
-    out["next_check"] = next_check if next_check is not None else None
+    out["next_check"] = next_check
     return out
 
 

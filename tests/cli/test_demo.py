@@ -213,3 +213,55 @@ def test_small_desk_still_gives_alice_open_work(desk):
     rows = desk.rows("SELECT c.status FROM conversations c JOIN users u ON u.id = c.assignee_id "
                      "WHERE u.handle = 'alice' AND c.status <> 'closed'")
     assert len(rows) >= 3
+
+
+BUSINESS_HOURS_CONFIG = """\
+business_hours:
+  paris:
+    timezone: Europe/Paris
+    week: {mon: ["09:00-12:30", "13:30-18:00"], tue: ["09:00-18:00"], wed: ["09:00-18:00"],
+           thu: ["09:00-18:00"], fri: ["09:00-17:00"], sat: [], sun: []}
+    holidays: {country: FR}
+sla:
+  policies:
+    - {name: vip, when: {vip: true}, first_response: 30m, next_response: 1h, resolution: 8h, hours: 24x7}
+    - {name: urgent, when: {priority: urgent}, first_response: 1h, resolution: 1d, hours: paris,
+       pause_when_pending: false}
+    - {name: default, first_response: 4h, next_response: 8h, resolution: 3d, hours: paris}
+"""
+
+
+@pytest.mark.parametrize("config", [None, BUSINESS_HOURS_CONFIG], ids=["24x7", "business-hours"])
+def test_sla_columns_and_marks_are_what_the_sla_engine_computes(desk, tmp_path, config):
+    """Recomputing every conversation with services/sla.refresh changes nothing."""
+    from sqlalchemy.orm import Session
+
+    from deskctl.config import load_settings
+    from deskctl.models import SlaMark
+    from deskctl.services import sla
+
+    env = {}
+    config_file = None
+    if config:
+        config_file = tmp_path / "deskctl.yaml"
+        config_file.write_text(config)
+        env["DESKCTL_CONFIG"] = str(config_file)
+    desk.now = NOW
+    desk.ok("demo", "--conversations", "300", "--seed", "3", env=env)
+    columns = [Conversation.id, Conversation.sla_policy, Conversation.sla_state, Conversation.first_response_due,
+               Conversation.next_response_due, Conversation.resolution_due, Conversation.sla_next_check_at,
+               Conversation.sla_paused_s]
+    settings = load_settings(str(config_file) if config_file else None, desk.url)
+    with Session(desk.engine) as s:
+        before = s.execute(select(*columns).order_by(Conversation.id)).all()
+        marks = set(s.execute(select(SlaMark.conversation_id, SlaMark.target, SlaMark.level)).all())
+        assert {row.sla_state for row in before} >= {"ok", "breached"}
+        if config:
+            assert {row.sla_policy for row in before} == {"vip", "urgent", "default"}
+        counts = sla.refresh(s, [row.id for row in before], now=datetime.fromisoformat(NOW), settings=settings)
+        s.flush()
+        after = s.execute(select(*columns).order_by(Conversation.id)).all()
+        assert counts["breaches"] == counts["warnings"] == 0
+        assert [tuple(r) for r in after] == [tuple(r) for r in before]
+        assert set(s.execute(select(SlaMark.conversation_id, SlaMark.target, SlaMark.level)).all()) == marks
+        s.rollback()
