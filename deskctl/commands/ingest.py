@@ -79,7 +79,7 @@ def _mbox_path(value):
 
     spool = tempfile.NamedTemporaryFile(prefix="deskctl-mbox-", suffix=".mbox", delete=False)
     with spool:
-        stdin = click.get_binary_stream("stdin")
+        stdin = click.open_file("-", "rb")
         while chunk := stdin.read(1 << 20):
             spool.write(chunk)
     return spool.name, spool.name
@@ -287,7 +287,7 @@ def quarantine_show(app, quarantine_id, raw):
         _supervisor(app, session, "ingest quarantine show")
         row = service.get(session, quarantine_id)
         if raw:
-            out = click.get_binary_stream("stdout")
+            out = click.open_file("-", "wb")
             out.write(row.raw or b"")
             out.flush()
             return

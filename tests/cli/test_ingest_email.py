@@ -356,3 +356,9 @@ def test_database_locked_exits_75(mail_desk, tmp_path, monkeypatch):
     assert result.exit_code == 75, result
     assert mail_desk.scalar("SELECT count(*) FROM quarantine") == 0
     assert mail_desk.scalar("SELECT count(*) FROM messages") == 1
+
+
+def test_mbox_from_stdin(mail_desk):
+    result = ingest(mail_desk, "--mbox", "-", input=(MAIL / "thread.mbox").read_bytes())
+    assert result.exit_code == 0, result
+    assert [r["action"] for r in result.json()] == ["created", "appended", "appended", "created"]
