@@ -72,6 +72,10 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except BrokenPipeError:
+            # The reader stopped early (`| head`): like any Unix filter, stop quietly.
+            _silence_stdout()
+            ctx.exit(0)
         except Exception as exc:  # the one place internal errors are translated
             translated = _translate(exc, ctx)
             if translated is not None:
@@ -84,6 +88,15 @@ class LazyGroup(click.Group):
                 err=True,
             )
             ctx.exit(INTERNAL)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _translate(exc: Exception, ctx) -> DeskError | None:

@@ -5,7 +5,7 @@ import io
 import subprocess
 import sys
 
-from tests.factories import make_conversation
+from tests.factories import T0, make_conversation
 
 
 def test_migrations_from_empty_are_idempotent(desk):
@@ -165,3 +165,23 @@ def test_db_check_clean_then_reports_a_broken_invariant(seeded):
     assert result.exit_code == 4
     broken = {r["check"]: r for r in result.json()}["open_without_assignee"]
     assert broken["problems"] == 1 and broken["sample"] == [cid]
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(seeded):
+    """`deskctl ... | head -1`: the broken pipe ends the command quietly with exit 0."""
+    import os
+
+    from deskctl.models import Message
+
+    cid = make_conversation(seeded, subject="Long thread")
+    with seeded.session() as s:
+        s.add_all(Message(conversation_id=cid, direction="inbound", channel="email", text="x" * 4000,
+                          created_at=T0, cc=[], bcc=[]) for _ in range(100))
+    env = {**os.environ, "DESKCTL_DATABASE_URL": seeded.url, "DESKCTL_USER": "root"}
+    proc = subprocess.Popen([sys.executable, "-m", "deskctl", "show", str(cid), "--format", "jsonl"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout.read(10)
+    proc.stdout.close()  # 400 kB are still to come: the next write breaks the pipe
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, stderr
+    assert stderr == ""
