@@ -1,0 +1,161 @@
+"""`deskctl daemon [--once]` and `deskctl jobs list|run|history` (SPEC §5)."""
+
+from __future__ import annotations
+
+import click
+
+from deskctl.commands._options import emit, output_options
+
+
+def _columns(kind: str):
+    from deskctl.output import Column
+
+    if kind == "run":
+        return [Column("id", "int"), Column("job"), Column("scheduled_for", "datetime"),
+                Column("started_at", "datetime"), Column("finished_at", "datetime"), Column("outcome"),
+                Column("counts"), Column("error")]
+    return [Column("job"), Column("schedule"), Column("last_run", "datetime"), Column("outcome"),
+            Column("next_run", "datetime"), Column("description")]
+
+
+def _setup_logging(app) -> None:
+    import logging
+    import sys
+
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.DEBUG if app.verbose else logging.WARNING, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not app.verbose:  # job outcomes at INFO; libraries (alembic, apscheduler) only warn
+        for name in ("deskctl.jobs", "deskctl.daemon", "deskctl.notify"):
+            logging.getLogger(name).setLevel(logging.INFO)
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="Run every job that is due once, then exit (for cron).")
+@click.pass_obj
+def daemon(app, once):
+    """Run the scheduler: sla-sweep, boomerang, auto-close, auto-unassign, notify,
+    nightly-export on their configured schedules. SIGTERM/SIGINT let the running job
+    finish, then exit 0. A run missed while the daemon was down runs once at start."""
+    from deskctl.jobs import daemon as daemon_module
+
+    _setup_logging(app)
+    if once:
+        results = daemon_module.run_once(app)
+        failed = [r for r in results if r.outcome == "failed"]
+        from deskctl.output import notice
+
+        notice(f"ran {len(results)} job(s): " + (", ".join(f"{r.job} {r.outcome}" for r in results) or "none due"))
+        if failed:
+            raise click.exceptions.Exit(_exit_code(failed[0]))
+        return
+    raise click.exceptions.Exit(daemon_module.serve(app))
+
+
+@click.group()
+def jobs():
+    """Scheduled jobs: list them, run one now (for cron), show past runs."""
+
+
+@jobs.command("list")
+@output_options
+@click.pass_obj
+def list_jobs(app):
+    """Each job's schedule, last run and outcome, and next run."""
+    from sqlalchemy import select
+
+    from deskctl.jobs import registry, runner
+    from deskctl.models import JobRun
+
+    now = app.now()
+    settings = app.settings
+    rows = []
+    with app.read() as session:
+        for name in registry.names():
+            schedule = runner.schedule_for(name, settings)
+            trigger = runner.trigger_for(schedule, settings.timezone)
+            last = session.scalars(select(JobRun).where(JobRun.job == name)
+                                   .order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(1)).first()
+            next_run = None
+            if trigger is not None:
+                if runner.is_due(trigger, runner.last_scheduled(session, name), now):
+                    next_run = now
+                else:
+                    next_run = runner.next_fire_time(trigger, now)
+            description = registry.get(name).description
+            if not registry.available(name):
+                description += " [not installed]"
+            rows.append({"job": name, "schedule": schedule.describe(), "last_run": last.started_at if last else None,
+                         "outcome": last.outcome if last else None, "next_run": next_run,
+                         "description": description})
+    emit(app, rows, _columns("list"), id_key="job")
+
+
+@jobs.command("run")
+@click.argument("name")
+@click.option("--now", "now_text", metavar="T", help="Run as of this ISO 8601 time (default: now).")
+@output_options
+@click.pass_obj
+def run_job(app, name, now_text):
+    """Run job NAME once now, recorded like a scheduled run (for cron). Exits non-zero
+    when the job fails; a run skipped because another runner holds the job exits 0."""
+    from deskctl.jobs import registry, runner
+    from deskctl.output import notice
+
+    registry.get(name)
+    now = None
+    if now_text:
+        from deskctl.clock import parse_iso
+
+        try:
+            now = parse_iso(now_text)
+        except ValueError:
+            raise click.BadParameter(f"not an ISO 8601 time: {now_text!r}", param_hint="--now") from None
+    schedule = runner.schedule_for(name, app.settings)
+    if not schedule.enabled:
+        notice(f"note: {name} is off in the configuration; running it anyway")
+    result = runner.run_job(app, name, now=now)
+    emit(app, [result.record()], _columns("run"))
+    if result.outcome == "skipped":
+        notice(f"{name} skipped: another runner is running it")
+    elif result.outcome == "failed":
+        click.echo(f"deskctl: job {name} failed: {result.error}", err=True)
+        raise click.exceptions.Exit(_exit_code(result))
+
+
+def _exit_code(result) -> int:
+    from deskctl.errors import INTERNAL, DeskError
+
+    exc = result.exception
+    return exc.exit_code if isinstance(exc, DeskError) else INTERNAL
+
+
+@jobs.command("history")
+@click.argument("name", required=False)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most N runs.")
+@click.option("--outcome", type=click.Choice(["ok", "failed", "skipped", "running"]), multiple=True,
+              help="Only runs with this outcome (repeatable).")
+@output_options
+@click.pass_obj
+def history(app, name, limit, outcome):
+    """Past runs, newest first: scheduled time, start, end, outcome, counts, error."""
+    from sqlalchemy import select
+
+    from deskctl.jobs import registry, runner
+    from deskctl.models import JobRun
+
+    if name:
+        registry.get(name)
+    with app.read() as session:
+        stmt = select(JobRun).order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(limit)
+        if name:
+            stmt = stmt.where(JobRun.job == name)
+        if outcome:
+            stmt = stmt.where(JobRun.outcome.in_(outcome))
+        rows = [runner.run_record(r) for r in session.scalars(stmt)]
+    count = emit(app, rows, _columns("run"))
+    if count == 0:
+        from deskctl.output import notice
+
+        notice("no job runs recorded")
