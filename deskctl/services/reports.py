@@ -185,6 +185,22 @@ class _Ctx:
     def pg(self) -> bool:
         return self.dialect == "postgresql"
 
+    def norm(self, value):
+        """A key as read from the database → the key of the report row: the period's first
+        day, or the handle/name for the ids that agent/group/location keys group by."""
+        if self.timed:
+            if isinstance(value, datetime):
+                return value.date()
+            return date.fromisoformat(value) if isinstance(value, str) else value
+        if isinstance(value, int) and self.by in ("agent", "group", "location"):
+            names = self.__dict__.get("_names")
+            if names is None:
+                model, column = {"agent": (User, User.handle), "group": (Group, Group.name),
+                                 "location": (Location, Location.name)}[self.by]
+                names = self.__dict__["_names"] = dict(self.session.execute(select(model.id, column)).all())
+            return names.get(value, str(value))
+        return value
+
     def bucket_keys(self) -> list[date]:
         first = period_start(self.since.astimezone(self.zone).date(), self.by)
         last = period_start((self.until - timedelta(microseconds=1)).astimezone(self.zone).date(), self.by)
@@ -193,14 +209,6 @@ class _Ctx:
             keys.append(first)
             first = next_period(first, self.by)
         return keys
-
-
-def _norm_key(value):
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, str) and len(value) == 10 and value[4] == "-":
-        return date.fromisoformat(value)
-    return value
 
 
 def _offset_segments(zone: ZoneInfo, since: datetime, until: datetime) -> list[tuple[datetime | None, int]]:
@@ -254,17 +262,15 @@ def seconds_between(dialect: str, later, earlier):
 
 
 def _dimension(ctx: _Ctx):
-    """(key expression, [(joined entity, on clause)]) for a non-time key over conversations."""
+    """(key expression, [(joined entity, on clause)]) for a non-time key over conversations.
+    Agents, groups and locations group by their id (no join per row); ctx.norm names them."""
     c = Conversation
     if ctx.by == "agent":
-        u = aliased(User)
-        return u.handle, [(u, u.id == c.assignee_id)]
+        return c.assignee_id, []
     if ctx.by == "group":
-        g = aliased(Group)
-        return g.name, [(g, g.id == c.group_id)]
+        return c.group_id, []
     if ctx.by == "location":
-        loc = aliased(Location)
-        return loc.name, [(loc, loc.id == c.location_id)]
+        return c.location_id, []
     if ctx.by == "channel":
         return c.channel, []
     if ctx.by == "tag":
@@ -323,7 +329,7 @@ def _event_select(ctx: _Ctx, kinds: Sequence[str], *columns, agent=None, where=(
 def _grouped(ctx: _Ctx, stmt, key) -> dict:
     """{key: (aggregates...)} of a _conv_select/_event_select statement grouped by its key."""
     # By the output name: PostgreSQL would not match a repeated expression with bound parameters.
-    return {_norm_key(row[0]): tuple(row[1:]) for row in ctx.session.execute(stmt.group_by(literal_column("k")))}
+    return {ctx.norm(row[0]): tuple(row[1:]) for row in ctx.session.execute(stmt.group_by(literal_column("k")))}
 
 
 def _percentiles(ctx: _Ctx, stmt, fractions: Sequence[float]) -> dict:
@@ -331,7 +337,7 @@ def _percentiles(ctx: _Ctx, stmt, fractions: Sequence[float]) -> dict:
     sub = stmt.subquery()
     if ctx.pg:
         q = select(sub.c.k, *[func.percentile_cont(f).within_group(cast(sub.c.v, Float)) for f in fractions])
-        return {_norm_key(k): [None if x is None else float(x) for x in vals]
+        return {ctx.norm(k): [None if x is None else float(x) for x in vals]
                 for k, *vals in ctx.session.execute(q.group_by(sub.c.k))}
     # SQLite: number the values of each key in order inside the database and return only
     # the (at most two) rows around each percentile position: 1 + f * (n - 1).
@@ -345,7 +351,7 @@ def _percentiles(ctx: _Ctx, stmt, fractions: Sequence[float]) -> dict:
     values: dict = defaultdict(dict)
     counts: dict = {}
     for k, v, position, total in ctx.session.execute(select(w.c.k, w.c.v, w.c.rn, w.c.n).where(or_(*wanted))):
-        k = _norm_key(k)
+        k = ctx.norm(k)
         values[k][position] = v
         counts[k] = total
     out = {}
@@ -449,7 +455,7 @@ def _sla(ctx: _Ctx) -> dict:
     breaches: dict = defaultdict(dict)
     grouping = breach_stmt.group_by(literal_column("k"), literal_column("target"))
     for k, tgt, n, n_responded, n_resolved in ctx.session.execute(grouping):
-        breaches[_norm_key(k)][tgt] = (n, int(n_responded or 0), int(n_resolved or 0))
+        breaches[ctx.norm(k)][tgt] = (n, int(n_responded or 0), int(n_resolved or 0))
     frs = seconds_between(ctx.dialect, c.first_response_at, c.first_inbound_at)
     pct_stmt, _ = _conv_select(ctx, c.created_at, frs.label("v"),
                                where=(c.first_response_at.is_not(None), c.first_inbound_at.is_not(None),
@@ -501,7 +507,7 @@ def _tags(ctx: _Ctx) -> dict:
     stmt, key = _handle_select(ctx)
     sub = stmt.subquery()
     for k, n, mean in ctx.session.execute(select(sub.c.k, func.count(), func.avg(sub.c.v)).group_by(sub.c.k)):
-        out[_norm_key(k)].update(conversations=n, mean_handle_s=_round(mean))
+        out[ctx.norm(k)].update(conversations=n, mean_handle_s=_round(mean))
     for k, (median,) in _percentiles(ctx, stmt, (0.5,)).items():
         out[k]["median_handle_s"] = _round(median)
     return out
