@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import case, delete, func, insert, select, tuple_, update
+from sqlalchemy import case, delete, func, insert, select, update
 
 from deskctl.errors import BulkError, Conflict, DeskError, Forbidden, NotFound, UsageError
 from deskctl.models import (
@@ -38,7 +38,7 @@ from deskctl.models import (
     Watcher,
 )
 from deskctl.services import events, notifications, permissions, sla
-from deskctl.services.queries import TargetSpec, chunks, resolve_target_ids
+from deskctl.services.queries import TargetSpec, apply_filter, apply_sort, chunks, resolve_target_ids
 
 C = Conversation
 CHUNK = 2000  # ids per UPDATE: 2 parameters each, well under every engine's limit
@@ -95,13 +95,62 @@ class Names:
 
 
 def _snapshots(session, ids: Sequence[int]) -> dict[int, Snap]:
+    # Core on the session's connection: no ORM overhead per row.
+    conn = session.connection()
     out: dict[int, Snap] = {}
+    stmt = select(C.id, C.status, C.assignee_id, C.group_id, C.location_id, C.version)
     for chunk in chunks(list(ids), CHUNK):
-        for row in session.execute(
-            select(C.id, C.status, C.assignee_id, C.group_id, C.location_id, C.version).where(C.id.in_(chunk))
-        ):
+        for row in conn.execute(stmt.where(C.id.in_(chunk))).all():
             out[row[0]] = Snap(*row)
     return out
+
+
+def _update_versioned(session, snaps: Sequence[Snap], values: dict) -> None:
+    """UPDATE the rows still at the version we read, bumping it; a shortfall means a
+    concurrent change won: exit 4, and the caller's transaction is rolled back.
+
+    Rows of a chunk are grouped by their version (a plain `id IN (...) AND version = v`
+    per distinct version: usually one), which compiles far cheaper than a tuple IN."""
+    conn = session.connection()
+    table = C.__table__
+    values = dict(values)
+    for chunk in chunks(list(snaps), CHUNK):
+        by_version: dict[int, list[int]] = {}
+        for s in chunk:
+            by_version.setdefault(s.version, []).append(s.id)
+        for version, ids in by_version.items():
+            result = conn.execute(table.update().where(table.c.id.in_(ids), table.c.version == version)
+                                  .values(**values))
+            if result.rowcount != len(ids):
+                raise lost_race()
+
+
+def _insert_events(session, actor: str, at: datetime, rows: list[tuple[int, str, dict]]) -> None:
+    """Audit events (services/events.py data conventions) for (conversation id, kind,
+    data) rows. Rows sharing kind and data (the usual case for a bulk verb: same actor,
+    same from/to) are written by one `INSERT INTO events ... SELECT ... WHERE id IN`;
+    when most rows differ, one executemany INSERT."""
+    from sqlalchemy import literal
+
+    from deskctl.db.types import JsonType, UTCDateTime
+    from deskctl.models import Event
+
+    if not rows:
+        return
+    conn = session.connection()
+    table = Event.__table__
+    groups: dict[tuple[str, str], tuple[dict, list[int]]] = {}
+    for cid, kind, data in rows:
+        # repr is a cheap, exact key: the data dicts of one verb are built in one key order.
+        groups.setdefault((kind, repr(data)), (data, []))[1].append(cid)
+    if len(groups) * 4 > len(rows):
+        conn.execute(table.insert(), [{"conversation_id": cid, "actor": actor, "kind": kind, "at": at, "data": data}
+                                      for cid, kind, data in rows])
+        return
+    for (kind, _), (data, ids) in groups.items():
+        source = (select(C.id, literal(at, UTCDateTime()), literal(actor), literal(kind), literal(data, JsonType))
+                  .where(C.id.in_(ids)).order_by(C.id))
+        conn.execute(table.insert().from_select(["conversation_id", "at", "actor", "kind", "data"], source))
 
 
 def _fail(failures: list[tuple[int, DeskError]]) -> None:
@@ -120,8 +169,23 @@ def lost_race() -> Conflict:
 
 def _select_targets(session, actor, spec: TargetSpec, settings) -> tuple[list[int], dict[int, Snap], list]:
     """Resolve targets and check existence and scope: (ids, snapshots, failures)."""
-    ids, missing = resolve_target_ids(session, spec, actor_id=actor.id)
-    snaps = _snapshots(session, ids)
+    if spec.ids:
+        ids, missing = resolve_target_ids(session, spec, actor_id=actor.id)
+        snaps = _snapshots(session, ids)
+    else:
+        # A filter: read the snapshot columns in the same query that selects the targets.
+        ids, missing, snaps = [], [], {}
+        if spec.filter.is_empty() and not spec.all:
+            resolve_target_ids(session, spec, actor_id=actor.id)  # raises the usage error
+        sort = spec.sort or ("created" if spec.filter.assigned_from else None)
+        stmt = apply_filter(select(C.id, C.status, C.assignee_id, C.group_id, C.location_id, C.version),
+                            session, spec.filter, actor_id=actor.id)
+        stmt = apply_sort(stmt, sort)
+        if spec.limit is not None:
+            stmt = stmt.limit(spec.limit)
+        for row in session.connection().execute(stmt).all():
+            snaps[row[0]] = Snap(*row)
+            ids.append(row[0])
     forbidden = set(permissions.forbidden_ids(session, actor, ids, settings))
     failures: dict[int, DeskError] = dict(missing)
     for cid in forbidden:
@@ -162,17 +226,13 @@ def _run(session, actor, spec: TargetSpec, plan: Plan, *, now: datetime, setting
         return Outcome(records, changed)
     if before_write is not None:
         before_write(changed)
-    values = dict(plan.values, version=C.version + 1, updated_at=now)
-    for chunk in chunks(changed, CHUNK):
-        result = session.execute(
-            update(C).where(tuple_(C.id, C.version).in_([(s.id, s.version) for s in chunk])).values(**values)
-            .execution_options(synchronize_session=False))
-        if result.rowcount != len(chunk):
-            raise lost_race()
-        events.record_many(session, [
-            {"conversation_id": s.id, "actor": actor.handle, "at": now,
-             "kind": plan.event_kind(s) if plan.event_kind else plan.kind, "data": plan.data(s)}
-            for s in chunk])
+    table = C.__table__
+    values = dict(plan.values, version=table.c.version + 1, updated_at=now)
+    # Written in id order: each chunk then touches neighbouring pages, not the whole table.
+    for chunk in chunks(sorted(changed, key=lambda s: s.id), CHUNK):
+        _update_versioned(session, chunk, values)
+        _insert_events(session, actor.handle, now, [
+            (s.id, plan.event_kind(s) if plan.event_kind else plan.kind, plan.data(s)) for s in chunk])
     if after_write is not None:
         after_write(changed)
     sla.refresh(session, [s.id for s in changed], now=now, settings=settings)

@@ -188,3 +188,26 @@ def test_next_needs_availability_and_membership(seeded):
     assert seeded.dump() == before
     [record] = seeded.json("next", "--group", "support", as_="carol")
     assert record["id"] == cid and record["assignee"] == "carol"
+
+
+def test_a_change_made_after_our_read_makes_us_exit_4_with_nothing_changed(seeded, monkeypatch):
+    """Simulate the lost race: the snapshot says version 1, the row is already at 2."""
+    from deskctl.services import lifecycle
+
+    a = make_conversation(seeded)
+    b = make_conversation(seeded)
+    with seeded.session() as session:
+        from deskctl.models import Conversation
+
+        session.get(Conversation, b).subject = "edited elsewhere"  # bumps the version to 2
+    real = lifecycle._snapshots
+
+    def stale(session, ids):
+        return {cid: lifecycle.Snap(s.id, s.status, s.assignee_id, s.group_id, s.location_id, 1)
+                for cid, s in real(session, ids).items()}
+
+    monkeypatch.setattr(lifecycle, "_snapshots", stale)
+    before = seeded.dump()
+    result = seeded.run("claim", a, b, as_="alice")
+    assert result.exit_code == 4 and "changed by someone else" in result.stderr and "retry" in result.stderr
+    assert seeded.dump() == before

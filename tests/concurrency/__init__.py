@@ -1,0 +1,1 @@
+"""Races between separate processes on one database."""
