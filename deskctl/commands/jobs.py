@@ -18,7 +18,9 @@ def _columns(kind: str):
             Column("next_run", "datetime"), Column("description")]
 
 
-def _setup_logging(app) -> None:
+def _setup_logging(app, *, quiet: bool = False) -> None:
+    """Log lines on stderr: job outcomes at INFO for the daemon (its journal), only
+    warnings and errors when `quiet` (cron would mail every line)."""
     import logging
     import sys
 
@@ -26,9 +28,9 @@ def _setup_logging(app) -> None:
     if not root.handlers:
         logging.basicConfig(level=logging.DEBUG if app.verbose else logging.WARNING, stream=sys.stderr,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not app.verbose:  # job outcomes at INFO; libraries (alembic, apscheduler) only warn
+    if not app.verbose:  # libraries (alembic, apscheduler) only warn
         for name in ("deskctl.jobs", "deskctl.daemon", "deskctl.notify"):
-            logging.getLogger(name).setLevel(logging.INFO)
+            logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.INFO)
 
 
 @click.command()
@@ -38,18 +40,27 @@ def daemon(app, once):
     """Run the scheduler: sla-sweep, boomerang, auto-close, auto-unassign, notify,
     nightly-export on their configured schedules. SIGTERM/SIGINT let the running job
     finish, then exit 0. A run missed while the daemon was down runs once at start."""
-    from deskctl.jobs import daemon as daemon_module
+    import sys
 
-    _setup_logging(app)
+    from deskctl.jobs import daemon as daemon_module
+    from deskctl.term import is_tty
+
     if once:
+        interactive = is_tty(sys.stderr)
+        _setup_logging(app, quiet=not interactive)
         results = daemon_module.run_once(app)
         failed = [r for r in results if r.outcome == "failed"]
-        from deskctl.output import notice
+        for r in failed:
+            click.echo(f"deskctl: job {r.job} failed: {r.error}", err=True)
+        if interactive or app.verbose:
+            from deskctl.output import notice
 
-        notice(f"ran {len(results)} job(s): " + (", ".join(f"{r.job} {r.outcome}" for r in results) or "none due"))
+            notice(f"ran {len(results)} job(s): "
+                   + (", ".join(f"{r.job} {r.outcome}" for r in results) or "none due"))
         if failed:
             raise click.exceptions.Exit(_exit_code(failed[0]))
         return
+    _setup_logging(app)
     raise click.exceptions.Exit(daemon_module.serve(app))
 
 
@@ -100,10 +111,16 @@ def list_jobs(app):
 def run_job(app, name, now_text):
     """Run job NAME once now, recorded like a scheduled run (for cron). Exits non-zero
     when the job fails; a run skipped because another runner holds the job exits 0."""
+    import logging
+
     from deskctl.jobs import registry, runner
     from deskctl.output import notice
 
     registry.get(name)
+    if app.verbose:
+        _setup_logging(app)
+    else:  # the error line below is enough; tracebacks with -v
+        logging.getLogger("deskctl.jobs").addHandler(logging.NullHandler())
     now = None
     if now_text:
         from deskctl.clock import parse_iso

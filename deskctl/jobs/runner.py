@@ -83,7 +83,9 @@ def run_job(app, name: str, *, now: datetime | None = None, scheduled_for: datet
                 counts = _clean_counts(run(session, now=now, settings=app.settings))
         except BaseException as exc:  # recorded, then re-raised if it is not an ordinary failure
             outcome, error, exception = "failed", _describe(exc), exc
-            log.error("job %s failed: %s", name, error, exc_info=not isinstance(exc, registry.JobUnavailable))
+            log.error("job %s failed: %s", name, error)
+            if not isinstance(exc, registry.JobUnavailable):  # the daemon's journal gets the traceback
+                log.info("job %s traceback", name, exc_info=exc)
         finished = app.now()
         with app.transaction() as session:
             session.execute(update(JobRun).where(JobRun.id == run_id).values(
