@@ -51,6 +51,17 @@ COMMANDS: dict[str, str] = {
 
 
 class LazyGroup(click.Group):
+    def parse_args(self, ctx, args):
+        for arg in args:
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:
+                # Bytes the locale could not decode arrive as lone surrogates: refuse them
+                # here rather than let them reach the database driver.
+                shown = arg.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+                raise click.UsageError(f"argument {shown!r} is not valid UTF-8 text") from None
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx):
         return sorted(COMMANDS)
 

@@ -125,10 +125,15 @@ def render(
     elif fmt in ("csv", "tsv"):
         import csv
 
-        writer = csv.writer(out, delimiter="," if fmt == "csv" else "\t", lineterminator="\n")
+        delimiter = "," if fmt == "csv" else "\t"
+        writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+        # csv quotes a cell holding "\n" but not a bare CR, which readers take as a row
+        # break: rows with one are written fully quoted.
+        quoting_writer = csv.writer(out, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writerow([c.name for c in columns])
         for row in rows:
-            writer.writerow([_machine_cell(c, c.value(row)) for c in columns])
+            cells = [_machine_cell(c, c.value(row)) for c in columns]
+            (quoting_writer if any("\r" in cell for cell in cells) else writer).writerow(cells)
             count += 1
     elif fmt == "table":
         from zoneinfo import ZoneInfo

@@ -36,7 +36,7 @@ def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise UsageError(f"invalid database URL {redact(url)!r}") from None
     try:
         if parsed.get_backend_name() == "sqlite":

@@ -176,9 +176,6 @@ SURROGATE_CALLS = [["template", "delete", "\udcff"], ["user", "show", "caf\udce9
                    ["group", "add", "\udc80abc"], ["show", "\udcff"]]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an argument with undecodable bytes (a lone surrogate in argv, "
-                   "e.g. `deskctl template delete $'\\xff'`) reaches the database driver and exits 1 "
-                   "(UnicodeEncodeError) instead of a usage error 2; no command validates argv encoding")
 def test_undecodable_argv_bytes_are_a_usage_error(seeded):
     before = seeded.dump()
     codes = {}

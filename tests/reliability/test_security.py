@@ -176,8 +176,6 @@ def test_database_password_never_printed_by_the_real_program(tmp_path):
         assert "Traceback" not in proc.stderr or "-v" in args
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a PostgreSQL URL with a non-numeric port exits 1 "
-                   "(ValueError from make_url in deskctl/db/engine.py) instead of a usage error 2")
 def test_a_malformed_database_url_is_a_usage_error_without_the_password(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DESKCTL_")}
     env["DESKCTL_USER"] = "root"
@@ -187,8 +185,6 @@ def test_a_malformed_database_url_is_a_usage_error_without_the_password(tmp_path
     assert proc.returncode == 2, proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: csv/tsv output (deskctl/output.py, lineterminator \\n) leaves "
-                   "a carriage return unquoted, so a subject with \\r breaks the row for csv readers")
 def test_csv_cells_with_a_carriage_return_are_quoted(desk):
     from tests.factories import seed_directory
 
