@@ -149,19 +149,15 @@ def _ingest_emails(app, sources, group_id, counts):
     from sqlalchemy.exc import IntegrityError
 
     from deskctl.output import warn
-    from deskctl.services import ingest_email, sla
+    from deskctl.services import ingest_email
 
     settings = app.settings
     for batch in _email_batches(sources):
         for attempt in (1, 2):
             try:
                 with app.transaction() as session:
-                    now = app.now()
-                    results = [ingest_email.ingest_message(session, raw, now=now, settings=settings,
-                                                           group_id=group_id, filename=origin, refresh=False)
-                               for raw, origin in batch]
-                    touched = [r["id"] for r in results if r["action"] in ("created", "appended")]
-                    sla.refresh(session, touched, now=now, settings=settings)
+                    results = ingest_email.ingest_batch(session, batch, now=app.now(), settings=settings,
+                                                        group_id=group_id)
                 break
             except IntegrityError:
                 # A concurrent delivery stored the same Message-ID (or contact) first: the

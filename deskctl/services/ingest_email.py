@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from email import errors as email_errors
 from email import policy
 from email.parser import BytesParser
+from email.utils import parsedate_to_datetime
 
 from sqlalchemy import bindparam, insert, select, update
 
@@ -124,7 +125,11 @@ def _parse_message(msg, raw: bytes) -> ParsedEmail:
             boundary = part.get_boundary()
             what = f"boundary {boundary!r} never appears in the body" if boundary else type(broken[0]).__name__
             raise Unusable(f"broken MIME structure in {part.get_content_type()}: {what}")
-    message_id = _first_id(_header(msg, "Message-ID"))
+    # Message-IDs and the Date need no header registry: read their raw values.
+    raw_headers: dict[str, str] = {}
+    for name, value in msg.raw_items():
+        raw_headers.setdefault(name.lower(), value)
+    message_id = _first_id(_unfold(raw_headers.get("message-id")))
     synthetic = message_id is None
     if synthetic:
         message_id = synthetic_message_id(raw)
@@ -151,13 +156,15 @@ def _parse_message(msg, raw: bytes) -> ParsedEmail:
     if extra_text:
         text = "\n".join([text.rstrip("\n"), *extra_text]) if text else "\n".join(extra_text)
     date = None
-    date_header = msg.get("Date")
-    if date_header is not None:
-        date = getattr(date_header, "datetime", None)
+    if raw_headers.get("date"):
+        try:
+            date = parsedate_to_datetime(_unfold(raw_headers["date"]))
+        except (TypeError, ValueError, IndexError, OverflowError):
+            date = None
         if date is not None and date.tzinfo is None:
             date = date.replace(tzinfo=UTC)
     references = []
-    for ref in _MSGID.findall(_header(msg, "References")):
+    for ref in _MSGID.findall(_unfold(raw_headers.get("references"))):
         if ref not in references:
             references.append(ref)
     cc: list[str] = []
@@ -169,9 +176,13 @@ def _parse_message(msg, raw: bytes) -> ParsedEmail:
     return ParsedEmail(
         message_id=message_id, synthetic_id=synthetic, sender=sender, sender_name=sender_name,
         subject=_clean(_header(msg, "Subject")).strip()[:998], text=text, html=html, date=date,
-        in_reply_to=_first_id(_header(msg, "In-Reply-To")), references=references, cc=cc,
+        in_reply_to=_first_id(_unfold(raw_headers.get("in-reply-to"))), references=references, cc=cc,
         attachments=attachments,
     )
+
+
+def _unfold(value) -> str:
+    return _clean(re.sub(r"\r?\n", "", str(value))) if value is not None else ""
 
 
 def _header(msg, name: str) -> str:
@@ -280,23 +291,33 @@ def _attachment(part, number: int) -> tuple[str, str, bytes]:
 
 
 # -- storing -------------------------------------------------------------------------
+_CONV = Conversation.__table__
+_MSG = Message.__table__
+_CONTACT = Contact.__table__
+# Statements built once: per-batch cost is then binding and executing, not building.
+_SELECT_KNOWN = select(_MSG.c.external_id, _MSG.c.conversation_id).where(
+    _MSG.c.channel == CHANNEL, _MSG.c.external_id.in_(bindparam("ids", expanding=True)))
+_SELECT_CONVERSATIONS = select(_CONV.c.id, _CONV.c.status, _CONV.c.group_id).where(
+    _CONV.c.id.in_(bindparam("ids", expanding=True)))
+_SELECT_CONTACTS = select(_CONTACT.c.id, _CONTACT.c.email, _CONTACT.c.name).where(
+    _CONTACT.c.email.in_(bindparam("emails", expanding=True)))
+_NAME_CONTACT = update(_CONTACT).where(_CONTACT.c.id == bindparam("b_id")).values(name=bindparam("b_name"))
+_INSERT_CONTACTS = insert(_CONTACT).returning(_CONTACT.c.id, sort_by_parameter_order=True)
+_INSERT_CONVERSATIONS = insert(_CONV).returning(_CONV.c.id, sort_by_parameter_order=True)
+_INSERT_MESSAGES = insert(_MSG).returning(_MSG.c.id, sort_by_parameter_order=True)
+_INSERT_EVENTS = insert(Event.__table__)
+_INSERT_ATTACHMENTS = insert(Attachment.__table__)
+_SELECT_LOCATIONS = select(Group.id, Group.location_id).where(Group.id.in_(bindparam("ids", expanding=True)))
+
+
 def ingest_message(session, raw: bytes, *, now: datetime, settings, group_id: int | None = None,
-                   filename: str | None = None, store_attachment=None, hold: bool = True,
-                   refresh: bool = True) -> dict:
+                   filename: str | None = None, store_attachment=None, hold: bool = True) -> dict:
     """One message: `created`, `appended`, `duplicate` or `quarantined` (the raw bytes
     and the reason go to the quarantine table; with hold=False, a retry of a held entry,
     nothing is stored). Never commits."""
-    try:
-        parsed = parse(raw)
-    except Unusable as exc:
-        qid = None
-        if hold:
-            qid = quarantine_service.hold(session, source=SOURCE, reason=str(exc), raw=raw, now=now,
-                                          filename=filename)
-        return {"message_id": _peek_message_id(raw), "id": None, "action": "quarantined", "quarantine_id": qid,
-                "reason": str(exc)}
-    return store(session, parsed, now=now, settings=settings, group_id=group_id, store_attachment=store_attachment,
-                 refresh=refresh)
+    [result] = ingest_batch(session, [(raw, filename)], now=now, settings=settings, group_id=group_id,
+                            store_attachment=store_attachment, hold=hold)
+    return result
 
 
 def _peek_message_id(raw: bytes) -> str | None:
@@ -304,135 +325,170 @@ def _peek_message_id(raw: bytes) -> str | None:
     return match.group(1).decode("utf-8", "replace") if match else None
 
 
-_CONV = Conversation.__table__
-_MSG = Message.__table__
-_CONTACT = Contact.__table__
-# Statements built once: per-message cost is then binding and executing, not building.
-_SELECT_DUPLICATE = select(_MSG.c.conversation_id).where(
-    _MSG.c.channel == CHANNEL, _MSG.c.external_id == bindparam("external_id"))
-_SELECT_PARENTS = select(_MSG.c.external_id, _MSG.c.conversation_id).where(
-    _MSG.c.channel == CHANNEL, _MSG.c.external_id.in_(bindparam("ids", expanding=True)))
-_SELECT_CONVERSATION = select(_CONV.c.id, _CONV.c.status, _CONV.c.group_id, _CONV.c.first_inbound_at,
-                              _CONV.c.last_inbound_at).where(_CONV.c.id == bindparam("id"))
-_SELECT_CONTACT = select(_CONTACT.c.id, _CONTACT.c.name).where(_CONTACT.c.email == bindparam("email"))
-_INSERT_CONTACT = insert(_CONTACT).returning(_CONTACT.c.id)
-_INSERT_CONVERSATION = insert(_CONV).returning(_CONV.c.id)
-_INSERT_MESSAGE = insert(_MSG).returning(_MSG.c.id)
-_INSERT_EVENTS = insert(Event.__table__)
-_INSERT_ATTACHMENTS = insert(Attachment.__table__)
-_SELECT_LOCATION = select(Group.location_id).where(Group.id == bindparam("id"))
+def ingest_batch(session, messages: list[tuple[bytes, str | None]], *, now: datetime, settings,
+                 group_id: int | None = None, store_attachment=None, hold: bool = True,
+                 refresh: bool = True) -> list[dict]:
+    """(raw bytes, origin) pairs → one result each, in order, in the caller's transaction.
+
+    Each message is treated as if it came alone, in order (a reply later in the batch
+    threads onto a conversation created earlier in it), but the database work is
+    set-based: one query each for known Message-IDs, conversations and contacts, one
+    executemany INSERT each for conversations, messages, attachments and events, one
+    UPDATE for the conversations that got replies, one SLA refresh."""
+    results: list[dict | None] = [None] * len(messages)
+    parsed: list[tuple[int, ParsedEmail]] = []
+    for index, (raw, origin) in enumerate(messages):
+        try:
+            parsed.append((index, parse(raw)))
+        except Unusable as exc:
+            qid = quarantine_service.hold(session, source=SOURCE, reason=str(exc), raw=raw, now=now,
+                                          filename=origin) if hold else None
+            results[index] = {"message_id": _peek_message_id(raw), "id": None, "action": "quarantined",
+                              "quarantine_id": qid, "reason": str(exc)}
+    if parsed:
+        _store(session, parsed, results, now=now, settings=settings, group_id=group_id,
+               store_attachment=store_attachment, refresh=refresh)
+    return results
 
 
-def find_parent(session, parsed: ParsedEmail):
-    """The conversation row (id, status, group_id) this message continues, or None."""
+def _store(session, parsed, results, *, now, settings, group_id, store_attachment, refresh) -> None:
+    from deskctl.services.ingest_jsonl import update_touched
+
     conn = session.connection()
-    candidates = parsed.thread_candidates()
-    if candidates:
-        found = dict(conn.execute(_SELECT_PARENTS, {"ids": candidates}).all())
-        for candidate in candidates:
-            if candidate in found:
-                return _conversation_row(conn, found[candidate])
-    for tag in _TAG.findall(parsed.subject):
-        row = _conversation_row(conn, int(tag))
-        if row is not None:
-            return row
-    return None
+    # What the database knows: Message-IDs (ours and theirs), conversations, contacts.
+    wanted = {p.message_id for _, p in parsed} | {c for _, p in parsed for c in p.thread_candidates()}
+    known: dict[str, object] = dict(conn.execute(_SELECT_KNOWN, {"ids": sorted(wanted)}).all())
+    tags = {int(t) for _, p in parsed for t in _TAG.findall(p.subject)}
+    conversation_ids = sorted({*known.values(), *tags})
+    states: dict[object, dict] = {}
+    if conversation_ids:
+        for cid, status, gid in conn.execute(_SELECT_CONVERSATIONS, {"ids": conversation_ids}):
+            states[cid] = {"status": status, "group_id": gid}
+    contacts = _contacts(conn, [p for _, p in parsed], now=now)
 
+    new_convs: list[dict] = []  # a new conversation's ref is ("new", index) until inserted
+    touched: dict[object, dict] = {}
+    planned: list[tuple[int, ParsedEmail, object, str, datetime]] = []
+    for index, p in parsed:
+        if p.message_id in known:
+            planned.append((index, p, known[p.message_id], "duplicate", now))
+            continue
+        at = min(p.date, now) if p.date is not None else now
+        ref = next((known[c] for c in p.thread_candidates() if c in known), None)
+        if ref is None:
+            ref = next((int(t) for t in _TAG.findall(p.subject) if int(t) in states), None)
+        state = states.get(ref) if ref is not None else None
+        if state is not None and state["status"] != "closed":
+            action = "appended"
+            if isinstance(ref, tuple):
+                conv = new_convs[ref[1]]
+                conv["first_inbound_at"] = min(conv["first_inbound_at"], at)
+                conv["last_inbound_at"] = max(conv["last_inbound_at"], at)
+            else:
+                mark = touched.setdefault(ref, {"first": at, "last": at, "reopened": None})
+                mark["first"], mark["last"] = min(mark["first"], at), max(mark["last"], at)
+                if state["status"] in REOPENED_BY_REPLY:
+                    mark["reopened"] = state["status"]
+                    state["status"] = "new"
+        else:
+            action = "created"
+            linked = ref if state is not None else None
+            gid = group_id if group_id is not None else (state["group_id"] if state is not None else None)
+            subject = p.subject
+            if linked is not None:
+                subject = re.sub(rf"\s*\[#{linked}\]\s*", " ", subject).strip()
+            new_ref = ("new", len(new_convs))
+            new_convs.append({
+                "subject": subject[:998], "channel": CHANNEL, "status": "new", "priority": "low",
+                "assignee_id": None, "group_id": gid, "location_id": None, "contact_id": contacts[p.sender],
+                "linked_to_id": linked, "thread_key": None, "created_at": at, "updated_at": now,
+                "first_inbound_at": at, "last_inbound_at": at, "sla_state": "none", "sla_paused_s": 0,
+                "version": 1})
+            states[new_ref] = {"status": "new", "group_id": gid}
+            ref = new_ref
+        known[p.message_id] = ref
+        planned.append((index, p, ref, action, at))
 
-def _conversation_row(conn, conversation_id: int):
-    return conn.execute(_SELECT_CONVERSATION, {"id": conversation_id}).first()
+    new_ids: list[int] = []
+    if new_convs:
+        groups = sorted({c["group_id"] for c in new_convs if c["group_id"] is not None})
+        if groups:
+            locations = dict(conn.execute(_SELECT_LOCATIONS, {"ids": groups}).all())
+            for conv in new_convs:
+                conv["location_id"] = locations.get(conv["group_id"])
+        new_ids = [row[0] for row in conn.execute(_INSERT_CONVERSATIONS, new_convs)]
 
+    def real(ref):
+        return new_ids[ref[1]] if isinstance(ref, tuple) else ref
 
-def match_contact(session, address: str, name: str, *, now: datetime) -> int:
-    """The id of the contact with this address, created if new (a missing name is filled in)."""
-    conn = session.connection()
-    row = conn.execute(_SELECT_CONTACT, {"email": address}).first()
-    if row is None:
-        return conn.execute(_INSERT_CONTACT, {
-            "name": name, "email": address, "phone": None, "account_id": None, "vip": False, "attributes": {},
-            "created_at": now}).scalar_one()
-    if name and not row.name:
-        conn.execute(update(_CONTACT).where(_CONTACT.c.id == row.id).values(name=name))
-    return row.id
+    stored = [(index, p, ref, action, at) for index, p, ref, action, at in planned if action != "duplicate"]
+    message_ids = [row[0] for row in conn.execute(_INSERT_MESSAGES, [{
+        "conversation_id": real(ref), "direction": "inbound", "author_user_id": None,
+        "author_contact_id": contacts[p.sender], "author_name": p.sender_name or None, "channel": CHANNEL,
+        "message_type": "email", "subject": p.subject, "text": p.text, "html": p.html,
+        "external_id": p.message_id, "in_reply_to": p.in_reply_to,
+        "references": " ".join(f"<{r}>" for r in p.references) or None, "cc": p.cc, "bcc": [],
+        "created_at": at} for _, p, ref, _, at in stored])] if stored else []
+    attachment_rows = []
+    for (_, p, _, _, _), message_id in zip(stored, message_ids, strict=True):
+        for name, ctype, data in p.attachments:
+            if store_attachment is None:
+                from deskctl.services.outbound import store_attachment
+            attachment_rows.append({"message_id": message_id, "filename": name, "content_type": ctype,
+                                    "size": len(data), "sha256": store_attachment(settings, data)})
+    if attachment_rows:
+        conn.execute(_INSERT_ATTACHMENTS, attachment_rows)
 
-
-def store(session, parsed: ParsedEmail, *, now: datetime, settings, group_id: int | None = None,
-          store_attachment=None, refresh: bool = True) -> dict:
-    """Thread and store a parsed message in the caller's transaction (Core statements:
-    a handful per message). refresh=False leaves `sla.refresh` of the returned `id`
-    to the caller (once per batch)."""
-    conn = session.connection()
-    result = {"message_id": parsed.message_id, "id": None, "action": "", "quarantine_id": None, "reason": None}
-    existing = conn.execute(_SELECT_DUPLICATE, {"external_id": parsed.message_id}).scalar()
-    if existing is not None:
-        return {**result, "id": existing, "action": "duplicate"}
-    at = min(parsed.date, now) if parsed.date is not None else now
-    contact_id = match_contact(session, parsed.sender, parsed.sender_name, now=now)
-    parent = find_parent(session, parsed)
     event_rows = []
-    if parent is not None and parent.status != "closed":
-        conversation_id, action = parent.id, "appended"
-        values = {"updated_at": now, "version": _CONV.c.version + 1}
-        if parent.first_inbound_at is None or at < parent.first_inbound_at:
-            values["first_inbound_at"] = at
-        if parent.last_inbound_at is None or at > parent.last_inbound_at:
-            values["last_inbound_at"] = at
-        reopen = parent.status in REOPENED_BY_REPLY
-        if reopen:
-            values.update(status="new", boomerang_at=None, pending_since=None)
-        conn.execute(update(_CONV).where(_CONV.c.id == conversation_id).values(**values))
-    else:
-        reopen = False
-        linked = parent.id if parent is not None else None
-        gid = group_id if group_id is not None else (parent.group_id if parent is not None else None)
-        subject = parsed.subject
-        if linked is not None:
-            subject = re.sub(rf"\s*\[#{linked}\]\s*", " ", subject).strip()
-        conversation_id, created = new_conversation(
-            session, channel=CHANNEL, subject=subject, contact_id=contact_id, group_id=gid, at=at, now=now,
-            linked_to=linked, source=SOURCE)
-        event_rows.append(created)
-        action = "created"
-    message_id = conn.execute(_INSERT_MESSAGE, {
-        "conversation_id": conversation_id, "direction": "inbound", "author_user_id": None,
-        "author_contact_id": contact_id, "author_name": parsed.sender_name or None, "channel": CHANNEL,
-        "message_type": "email", "subject": parsed.subject, "text": parsed.text, "html": parsed.html,
-        "external_id": parsed.message_id, "in_reply_to": parsed.in_reply_to,
-        "references": " ".join(f"<{r}>" for r in parsed.references) or None, "cc": parsed.cc, "bcc": [],
-        "created_at": at}).scalar_one()
-    if parsed.attachments:
-        if store_attachment is None:
-            from deskctl.services.outbound import store_attachment
-        conn.execute(_INSERT_ATTACHMENTS, [
-            {"message_id": message_id, "filename": name, "content_type": ctype, "size": len(data),
-             "sha256": store_attachment(settings, data)}
-            for name, ctype, data in parsed.attachments])
-    event_rows.append({"conversation_id": conversation_id, "actor": events.SYSTEM, "kind": "message_in", "at": now,
-                       "data": {"message_id": message_id, "external_id": parsed.message_id}})
-    if reopen:
-        event_rows.append({"conversation_id": conversation_id, "actor": events.SYSTEM, "kind": "reopened",
-                           "at": now, "data": {"previous_status": parent.status, "cause": "contact_reply"}})
-    conn.execute(_INSERT_EVENTS, event_rows)
+    for number, cid in enumerate(new_ids):
+        data = {"channel": CHANNEL, "source": SOURCE}
+        if new_convs[number]["linked_to_id"] is not None:
+            data["linked_to"] = new_convs[number]["linked_to_id"]
+        event_rows.append({"conversation_id": cid, "actor": events.SYSTEM, "kind": "created", "at": now,
+                           "data": data})
+    reopened_done = set()
+    message_iter = iter(message_ids)
+    for index, p, ref, action, _at in planned:
+        cid = real(ref)
+        results[index] = {"message_id": p.message_id, "id": cid, "action": action, "quarantine_id": None,
+                          "reason": None}
+        if action == "duplicate":
+            continue
+        event_rows.append({"conversation_id": cid, "actor": events.SYSTEM, "kind": "message_in", "at": now,
+                           "data": {"message_id": next(message_iter), "external_id": p.message_id}})
+        mark = touched.get(ref)
+        if mark and mark["reopened"] and cid not in reopened_done:
+            reopened_done.add(cid)
+            event_rows.append({"conversation_id": cid, "actor": events.SYSTEM, "kind": "reopened", "at": now,
+                               "data": {"previous_status": mark["reopened"], "cause": "contact_reply"}})
+    if event_rows:
+        conn.execute(_INSERT_EVENTS, event_rows)
+    update_touched(conn, list(touched.items()), now=now)
     if refresh:
-        sla.refresh(session, [conversation_id], now=now, settings=settings)
-    return {**result, "id": conversation_id, "action": action}
+        ids = sorted({*new_ids, *touched})
+        if ids:
+            sla.refresh(session, ids, now=now, settings=settings)
 
 
-def new_conversation(session, *, channel: str, subject: str, contact_id: int | None, group_id: int | None,
-                     at: datetime, now: datetime, linked_to: int | None, source: str,
-                     priority: str = "low", thread_key: str | None = None) -> tuple[int, dict]:
-    """Insert a `new` conversation; returns its id and its `created` event row (for the
-    caller's one events INSERT)."""
-    conn = session.connection()
-    location_id = conn.execute(_SELECT_LOCATION, {"id": group_id}).scalar() if group_id else None
-    conversation_id = conn.execute(_INSERT_CONVERSATION, {
-        "subject": (subject or "")[:998], "channel": channel, "status": "new", "priority": priority,
-        "assignee_id": None, "group_id": group_id, "location_id": location_id, "contact_id": contact_id,
-        "linked_to_id": linked_to, "thread_key": thread_key, "created_at": at, "updated_at": now,
-        "first_inbound_at": at, "last_inbound_at": at, "sla_state": "none", "sla_paused_s": 0,
-        "version": 1}).scalar_one()
-    data = {"channel": channel, "source": source}
-    if linked_to is not None:
-        data["linked_to"] = linked_to
-    return conversation_id, {"conversation_id": conversation_id, "actor": events.SYSTEM, "kind": "created",
-                             "at": now, "data": data}
+def _contacts(conn, parsed: list[ParsedEmail], *, now: datetime) -> dict[str, int]:
+    """Contact id per sender address; new ones created in one INSERT, and a known
+    contact without a name gets the display name."""
+    names: dict[str, str] = {}
+    for p in parsed:
+        if not names.get(p.sender):
+            names[p.sender] = p.sender_name
+    found: dict[str, int] = {}
+    unnamed = []
+    for cid, email, name in conn.execute(_SELECT_CONTACTS, {"emails": sorted(names)}):
+        found[email] = cid
+        if not name and names.get(email):
+            unnamed.append({"b_id": cid, "b_name": names[email]})
+    if unnamed:
+        conn.execute(_NAME_CONTACT, unnamed)
+    missing = [address for address in names if address not in found]
+    if missing:
+        rows = [{"name": names[a], "email": a, "phone": None, "account_id": None, "vip": False, "attributes": {},
+                 "created_at": now} for a in missing]
+        for address, (cid,) in zip(missing, conn.execute(_INSERT_CONTACTS, rows), strict=True):
+            found[address] = cid
+    return found

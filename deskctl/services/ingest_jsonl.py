@@ -232,7 +232,8 @@ def _groups(session, names: set[str]) -> dict[str, tuple[int, int | None]]:
         select(Group.id, Group.name, Group.location_id).where(Group.name.in_(sorted(names))))}
 
 
-def _store(session, items: list[Item], results: dict, *, groups, now, settings, store_attachment) -> None:
+def _store(session, items: list[Item], results: dict, *, groups, now, settings, store_attachment,
+           refresh: bool = True) -> None:
     conn = session.connection()
     # 1. duplicates: already stored, or earlier in this batch
     stored = {}
@@ -371,28 +372,36 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
 
     # 6. existing conversations: inbound timestamps, and back to `new` on a contact reply
     existing = [(ref, state) for ref, state in touched.items() if not isinstance(ref, tuple)]
-    if existing:
-        table = Conversation.__table__
-        at_first = bindparam("b_first", type_=UTCDateTime())
-        at_last = bindparam("b_last", type_=UTCDateTime())
-        conn.execute(
-            update(table).where(table.c.id == bindparam("b_id")).values(
-                first_inbound_at=case((or_(table.c.first_inbound_at.is_(None),
-                                           table.c.first_inbound_at > at_first), at_first),
-                                      else_=table.c.first_inbound_at),
-                last_inbound_at=case((or_(table.c.last_inbound_at.is_(None),
-                                          table.c.last_inbound_at < at_last), at_last),
-                                     else_=table.c.last_inbound_at),
-                updated_at=bindparam("b_now", type_=UTCDateTime()),
-                version=table.c.version + 1),
-            [{"b_id": ref, "b_first": s["first"], "b_last": s["last"], "b_now": now} for ref, s in existing])
-        reopened = [ref for ref, s in existing if s["reopened"]]
-        if reopened:
-            conn.execute(update(table).where(table.c.id.in_(reopened))
-                            .values(status="new", boomerang_at=None, pending_since=None))
+    update_touched(conn, existing, now=now)
     touched_ids = sorted({*new_ids, *(ref for ref, _ in existing)})
-    if touched_ids:
+    if touched_ids and refresh:
         sla.refresh(session, touched_ids, now=now, settings=settings)
+
+
+def update_touched(conn, existing: list[tuple[int, dict]], *, now: datetime) -> None:
+    """Existing conversations that got inbound messages: (id, {first, last, reopened}).
+    Inbound timestamps widened, updated_at and version bumped (one executemany), and
+    the reopened ones back to `new` without boomerang (one UPDATE)."""
+    if not existing:
+        return
+    table = Conversation.__table__
+    at_first = bindparam("b_first", type_=UTCDateTime())
+    at_last = bindparam("b_last", type_=UTCDateTime())
+    conn.execute(
+        update(table).where(table.c.id == bindparam("b_id")).values(
+            first_inbound_at=case((or_(table.c.first_inbound_at.is_(None),
+                                       table.c.first_inbound_at > at_first), at_first),
+                                  else_=table.c.first_inbound_at),
+            last_inbound_at=case((or_(table.c.last_inbound_at.is_(None),
+                                      table.c.last_inbound_at < at_last), at_last),
+                                 else_=table.c.last_inbound_at),
+            updated_at=bindparam("b_now", type_=UTCDateTime()),
+            version=table.c.version + 1),
+        [{"b_id": ref, "b_first": s["first"], "b_last": s["last"], "b_now": now} for ref, s in existing])
+    reopened = sorted(ref for ref, s in existing if s["reopened"])
+    if reopened:
+        conn.execute(update(table).where(table.c.id.in_(reopened))
+                     .values(status="new", boomerang_at=None, pending_since=None))
 
 
 def _subject_from(text: str) -> str:
