@@ -362,3 +362,21 @@ def test_mbox_from_stdin(mail_desk):
     result = ingest(mail_desk, "--mbox", "-", input=(MAIL / "thread.mbox").read_bytes())
     assert result.exit_code == 0, result
     assert [r["action"] for r in result.json()] == ["created", "appended", "appended", "created"]
+
+
+def test_a_batch_handles_duplicates_and_replies_to_closed_within_itself(mail_desk, tmp_path):
+    from tests.factories import make_conversation as make
+
+    closed = make(mail_desk, status="closed", subject="Old question")  # has message m{closed}@example.fr
+    first = (f"From: Lea <lea@example.fr>\nSubject: Re: Old question\nMessage-ID: <again-1@example.fr>\n"
+             f"In-Reply-To: <m{closed}@example.fr>\n\nIt is back.\n")
+    follow = ("From: Lea <lea@example.fr>\nSubject: Re: Old question\nMessage-ID: <again-2@example.fr>\n"
+              "In-Reply-To: <again-1@example.fr>\n\nAnd worse.\n")
+    box = tmp_path / "b.mbox"
+    box.write_text("".join(f"From lea@example.fr Mon Nov 23 10:00:00 2026\n{m}\n" for m in (first, follow, first)))
+    records = ingest(mail_desk, "--mbox", box).json()
+    assert [r["action"] for r in records] == ["created", "appended", "duplicate"]
+    new_id = records[0]["id"]
+    assert new_id != closed and records[1]["id"] == records[2]["id"] == new_id
+    assert show(mail_desk, new_id)["linked_to"] == closed
+    assert mail_desk.scalar("SELECT count(*) FROM events WHERE kind = 'message_in'") == 2
