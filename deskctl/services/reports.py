@@ -563,15 +563,38 @@ def _rows(ctx: _Ctx, values: dict) -> Iterator[dict]:
 BATCH = 1000
 
 
+_SEP = "\x1f"  # joins list values inside SQLite (tag names may contain commas)
+
+
+def _list_of(ctx: _Ctx, column, *where):
+    """A correlated scalar subquery: the values of `column` for the row's conversation, as
+    an array (PostgreSQL) or a joined string (SQLite); see _split."""
+    if ctx.pg:
+        return select(func.array_agg(column)).where(*where).scalar_subquery()
+    return select(func.group_concat(column, _SEP)).where(*where).scalar_subquery()
+
+
+def _split(value) -> list[str]:
+    if value is None:
+        return []
+    items = value.split(_SEP) if isinstance(value, str) else value
+    return sorted({item for item in items if item})
+
+
 def _conversation_rows(ctx: _Ctx) -> Iterator[dict]:
+    """One statement, streamed: tags and breached targets come from correlated subqueries
+    on (conversation_id, ...) indexes, so there is no per-batch IN list."""
     c, e = Conversation, Event
     u, g = aliased(User), aliased(Group)
     frs = case((c.first_response_at >= c.first_inbound_at,
                 seconds_between(ctx.dialect, c.first_response_at, c.first_inbound_at)))
     handle = seconds_between(ctx.dialect, c.resolved_at, c.created_at)
+    t = aliased(ConversationTag)
+    tags = _list_of(ctx, t.tag, t.conversation_id == c.id)
+    breached = _list_of(ctx, e.data["target"].as_string(), e.conversation_id == c.id, e.kind == "sla_breached")
     stmt = (
         select(c.id, c.subject, c.channel, g.name, u.handle, c.status, c.priority, c.reason, c.created_at,
-               frs, handle, c.csat)
+               frs, handle, c.csat, tags, breached)
         .select_from(c)
         .outerjoin(u, u.id == c.assignee_id)
         .outerjoin(g, g.id == c.group_id)
@@ -579,29 +602,15 @@ def _conversation_rows(ctx: _Ctx) -> Iterator[dict]:
         .order_by(c.id)
     )
     stmt = _filtered(ctx, stmt)
-    result = ctx.session.execute(stmt.execution_options(yield_per=BATCH))
-    target = e.data["target"].as_string()
-    for partition in result.partitions(BATCH):
-        ids = [row[0] for row in partition]
-        tags: dict = defaultdict(list)
-        for cid, tag in ctx.session.execute(
-                select(ConversationTag.conversation_id, ConversationTag.tag)
-                .where(ConversationTag.conversation_id.in_(ids)).order_by(ConversationTag.tag)):
-            tags[cid].append(tag)
-        breached: dict = defaultdict(set)
-        for cid, tgt in ctx.session.execute(
-                select(e.conversation_id, target).where(e.conversation_id.in_(ids), e.kind == "sla_breached")):
-            if tgt:
-                breached[cid].add(tgt)
-        for (cid, subject, channel, group, assignee, status, priority, reason, created_at, first_s, handle_s,
-             csat) in partition:
-            yield {
-                "id": cid, "subject": subject, "channel": channel, "group": group, "assignee": assignee,
-                "status": status, "priority": priority, "tags": tags.get(cid, []), "reason": reason,
-                "created_at": created_at, "first_response_s": None if first_s is None else int(first_s),
-                "handle_s": None if handle_s is None else int(handle_s), "csat": csat,
-                "sla_breached": sorted(breached.get(cid, ())),
-            }
+    for (cid, subject, channel, group, assignee, status, priority, reason, created_at, first_s, handle_s,
+         csat, tag_list, breach_list) in ctx.session.execute(stmt.execution_options(yield_per=BATCH)):
+        yield {
+            "id": cid, "subject": subject, "channel": channel, "group": group, "assignee": assignee,
+            "status": status, "priority": priority, "tags": _split(tag_list), "reason": reason,
+            "created_at": created_at, "first_response_s": None if first_s is None else int(first_s),
+            "handle_s": None if handle_s is None else int(handle_s), "csat": csat,
+            "sla_breached": _split(breach_list),
+        }
 
 
 # -- entry point ---------------------------------------------------------------------------
