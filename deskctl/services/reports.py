@@ -222,7 +222,7 @@ def _offset_segments(zone: ZoneInfo, since: datetime, until: datetime) -> list[t
     segments: list[tuple[datetime | None, int]] = []
     t = start
     while t < end:
-        nxt = min(t + 3600, end)
+        nxt = min(t + 86400, end)  # transitions are months apart: a day step cannot miss one
         if offset(nxt) != current:
             lo, hi = t, nxt  # offset(lo) == current != offset(hi): bisect to the second
             while hi - lo > 1:
@@ -626,10 +626,10 @@ def run_report(session, kind: str, *, since: datetime | None, until: datetime | 
     if by not in BY_CHOICES:
         raise UsageError(f"invalid --by {by!r} (choose from {', '.join(BY_CHOICES)})")
     tz = settings.timezone
-    default_since, default_until = default_period(now, tz)
-    since = since or default_since
-    until = until or (default_until if since < default_until else None)
-    if until is None or since >= until:
+    if since is None:  # the 7 local days up to --until (default: up to now, today included)
+        since = default_period(now if until is None else until - timedelta(microseconds=1), tz)[0]
+    until = until or now
+    if since >= until:
         raise UsageError("--since must be before --until")
     ctx = _Ctx(session=session, dialect=session.get_bind().dialect.name, kind=kind, by=by, since=since,
                until=until, tz=tz, zone=ZoneInfo(tz), flt=flt or ConversationFilter(), actor_id=actor_id,

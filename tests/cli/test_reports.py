@@ -424,3 +424,23 @@ def test_columns_match_spec_text():
                 cells = cells.split(":", 1)[1]
             found[match.group(1)] = re.findall(r"`(\w+)`", cells)
     assert found == SPEC_COLUMNS
+
+
+def test_default_since_is_the_seven_days_before_until(report_desk):
+    rows = report_desk.json("report", "volume", "--until", "2026-11-23")
+    assert [r["day"] for r in rows] == DAYS
+    rows = report_desk.json("report", "volume", "--until", "2026-11-20T12:00:00+00:00")
+    assert [r["day"] for r in rows] == [f"2026-11-{d}" for d in range(14, 21)]
+
+
+def test_nightly_export_through_jobs_run(report_desk, tmp_path):
+    config = tmp_path / "jobs.yaml"
+    config.write_text(f"export_dir: {tmp_path / 'out'}\n")
+    env = {"DESKCTL_CONFIG": str(config)}
+    report_desk.ok("jobs", "run", "nightly-export", "--now", "2026-11-22T02:00:00+00:00", env=env)
+    files = sorted(p.name for p in (tmp_path / "out" / "2026-11-21").iterdir())
+    assert len(files) == 12 and "conversations.json" in files
+    report_desk.ok("jobs", "run", "nightly-export", "--now", "2026-11-22T03:00:00+00:00", env=env)
+    history = report_desk.json("jobs", "history", "nightly-export", env=env)
+    counts = sorted((h["counts"]["written"], h["counts"]["skipped"]) for h in history)
+    assert counts == [(0, 1), (1, 0)]
