@@ -298,7 +298,7 @@ def _not_closed(verb: str) -> Callable[[Snap], DeskError | None]:
 
 
 def _notify_each(session, snaps: Sequence[Snap], user_id: int | None, *, event: str, subject: str,
-                 body: str, now: datetime) -> None:
+                 body: str, now: datetime, summary: str) -> None:
     """One notification per conversation for a handful, one summary for many."""
     if user_id is None or not snaps:
         return
@@ -311,8 +311,9 @@ def _notify_each(session, snaps: Sequence[Snap], user_id: int | None, *, event: 
         first = snaps[0]
         notifications.notify_users(
             session, [user_id], conversation_id=None, event=event,
-            subject=f"{len(snaps)} conversations: {subject.format(id='…').replace('#…', 'several')}",
-            body=body.format(id=", #".join(str(s.id) for s in snaps[:200])), now=now,
+            subject=summary.format(n=len(snaps)),
+            body=summary.format(n=len(snaps)) + ": #" + ", #".join(str(s.id) for s in snaps[:200])
+            + (", ..." if len(snaps) > 200 else ""), now=now,
             key=f"bulk:{first.id}:v{first.version + 1}:{len(snaps)}")
 
 
@@ -354,7 +355,8 @@ def claim(session, actor, spec: TargetSpec, *, steal: bool = False, now: datetim
         for user_id, snaps in by_user.items():
             _notify_each(session, snaps, user_id, event="stolen",
                          subject=f"#{{id}} was taken over by {actor.handle}",
-                         body=f"{actor.handle} took over #{{id}}.", now=now)
+                         body=f"{actor.handle} took over #{{id}}.", now=now,
+                         summary=f"{{n}} of your conversations were taken over by {actor.handle}")
 
     return _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run, names=names,
                 after_write=after_write).records
@@ -539,7 +541,8 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
             _notify_each(session, changed, target.id, event="transferred",
                          subject=f"#{{id}} was transferred to you by {actor.handle}",
                          body=f"{actor.handle} transferred #{{id}} to you."
-                              + (f"\n\n{message}" if message else ""), now=now)
+                              + (f"\n\n{message}" if message else ""), now=now,
+                         summary=f"{{n}} conversations were transferred to you by {actor.handle}")
 
     plan = Plan(kind="transferred", check=check, values=values, after=after, data=data)
     outcome = _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run, names=names,

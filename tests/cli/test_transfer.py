@@ -144,3 +144,17 @@ def test_refusals_are_atomic(seeded):
     assert result.json()[0]["group"] == "support" and "dry run" in result.stderr
     assert seeded.dump() == before
     assert seeded.run("transfer", ok, as_="alice").exit_code == 2  # --to is required
+
+
+def test_a_large_transfer_to_a_user_queues_one_summary_notification(seeded):
+    ids = [make_conversation(seeded, assignee="alice", status="open", with_message=False) for _ in range(51)]
+    result = seeded.run("transfer", "--from", "alice", "--to", "user:bob", as_="carol", fmt="ids")
+    assert result.exit_code == 0 and [int(x) for x in result.stdout.split()] == ids
+    [note] = seeded.rows("SELECT recipient, subject, body, conversation_id FROM outbox "
+                         "WHERE dedupe_key LIKE 'transferred:%'")
+    assert note["recipient"] == "bob@desk.example" and note["conversation_id"] is None
+    assert note["subject"] == "51 conversations were transferred to you by carol"
+    assert f"#{ids[0]}" in note["body"] and f"#{ids[-1]}" in note["body"]
+    assert seeded.scalar("SELECT count(*) FROM watchers WHERE user_id = (SELECT id FROM users "
+                         "WHERE handle = 'carol')") == 51
+    assert seeded.scalar("SELECT count(*) FROM events WHERE kind = 'transferred'") == 51
