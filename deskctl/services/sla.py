@@ -423,22 +423,33 @@ def sweep(session, *, now: datetime, settings) -> dict:
             "notifications": counts["notifications"]}
 
 
-def describe(sla: dict, now: datetime) -> str:
-    """The table cell for a record's `sla`: "2h10m left", "late 35m", "breached", ""."""
-    from deskctl.timeparse import humanize_seconds
+def compact_duration(seconds: float) -> str:
+    """2h10m, 35m, 3d4h, 45s: the two largest units."""
+    seconds = int(max(seconds, 0))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+        if len(parts) == 2:
+            break
+    return "".join(p for p in parts if not p.startswith("0") or len(parts) == 1)
 
-    dues = [sla.get(k) for k in ("first_response_due", "next_response_due", "resolution_due")]
-    dues = [d for d in dues if d is not None]
+
+def describe(sla: dict, now: datetime) -> str:
+    """The table cell for a record's `sla`: "2h10m left", "late 35m", or the state."""
     state = sla.get("state")
     if state in (None, "none"):
         return ""
+    dues = [sla.get(k) for k in ("first_response_due", "next_response_due", "resolution_due")]
+    dues = [d for d in dues if d is not None]
     upcoming = [d for d in dues if d > now]
     late = [d for d in dues if d <= now]
     if late and state == "breached":
-        return f"late {humanize_seconds((now - min(late)).total_seconds())}"
+        return f"late {compact_duration((now - min(late)).total_seconds())}"
     if upcoming:
-        return f"{humanize_seconds((min(upcoming) - now).total_seconds())} left"
+        return f"{compact_duration((min(upcoming) - now).total_seconds())} left"
     return state
 
 
-__all__ = ["refresh", "sweep", "due_ids", "match_policy", "describe", "insert_outbox"]
+__all__ = ["refresh", "sweep", "due_ids", "match_policy", "describe", "compact_duration", "insert_outbox"]

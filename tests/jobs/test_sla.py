@@ -363,3 +363,12 @@ def test_refresh_many_conversations_in_bulk(seeded, cfg):
     assert sweep(seeded, T0 + timedelta(days=31), cfg)["checked"] == 0
     with seeded.session() as s:
         assert s.scalar(select(SlaMark).limit(1)) is not None
+
+
+def test_describe_for_tables():
+    now = T0
+    assert sla.describe({"state": "ok", "first_response_due": T0 + timedelta(hours=2, minutes=10)}, now) \
+        == "2h10m left"
+    assert sla.describe({"state": "breached", "first_response_due": T0 - timedelta(minutes=35)}, now) == "late 35m"
+    assert sla.describe({"state": "none"}, now) == ""
+    assert [sla.compact_duration(s) for s in (0, 45, 3600, 3 * 86400 + 4 * 3600 + 60)] == ["0s", "45s", "1h", "3d4h"]
