@@ -30,6 +30,7 @@ from deskctl.models import Attachment, Contact, Conversation, Event, Group, Mess
 from deskctl.services import events, sla
 from deskctl.services import quarantine as quarantine_service
 from deskctl.services.htmltext import html_to_text
+from deskctl.services.ingest_jsonl import insert_ids, update_touched
 
 CHANNEL = "email"
 SOURCE = "email"
@@ -302,9 +303,6 @@ _SELECT_CONVERSATIONS = select(_CONV.c.id, _CONV.c.status, _CONV.c.group_id).whe
 _SELECT_CONTACTS = select(_CONTACT.c.id, _CONTACT.c.email, _CONTACT.c.name).where(
     _CONTACT.c.email.in_(bindparam("emails", expanding=True)))
 _NAME_CONTACT = update(_CONTACT).where(_CONTACT.c.id == bindparam("b_id")).values(name=bindparam("b_name"))
-_INSERT_CONTACTS = insert(_CONTACT).returning(_CONTACT.c.id, sort_by_parameter_order=True)
-_INSERT_CONVERSATIONS = insert(_CONV).returning(_CONV.c.id, sort_by_parameter_order=True)
-_INSERT_MESSAGES = insert(_MSG).returning(_MSG.c.id, sort_by_parameter_order=True)
 _INSERT_EVENTS = insert(Event.__table__)
 _INSERT_ATTACHMENTS = insert(Attachment.__table__)
 _SELECT_LOCATIONS = select(Group.id, Group.location_id).where(Group.id.in_(bindparam("ids", expanding=True)))
@@ -352,8 +350,6 @@ def ingest_batch(session, messages: list[tuple[bytes, str | None]], *, now: date
 
 
 def _store(session, parsed, results, *, now, settings, group_id, store_attachment, refresh) -> None:
-    from deskctl.services.ingest_jsonl import update_touched
-
     conn = session.connection()
     # What the database knows: Message-IDs (ours and theirs), conversations, contacts.
     wanted = {p.message_id for _, p in parsed} | {c for _, p in parsed for c in p.thread_candidates()}
@@ -416,19 +412,19 @@ def _store(session, parsed, results, *, now, settings, group_id, store_attachmen
             locations = dict(conn.execute(_SELECT_LOCATIONS, {"ids": groups}).all())
             for conv in new_convs:
                 conv["location_id"] = locations.get(conv["group_id"])
-        new_ids = [row[0] for row in conn.execute(_INSERT_CONVERSATIONS, new_convs)]
+        new_ids = insert_ids(conn, _CONV, new_convs)
 
     def real(ref):
         return new_ids[ref[1]] if isinstance(ref, tuple) else ref
 
     stored = [(index, p, ref, action, at) for index, p, ref, action, at in planned if action != "duplicate"]
-    message_ids = [row[0] for row in conn.execute(_INSERT_MESSAGES, [{
+    message_ids = insert_ids(conn, _MSG, [{
         "conversation_id": real(ref), "direction": "inbound", "author_user_id": None,
         "author_contact_id": contacts[p.sender], "author_name": p.sender_name or None, "channel": CHANNEL,
         "message_type": "email", "subject": p.subject, "text": p.text, "html": p.html,
         "external_id": p.message_id, "in_reply_to": p.in_reply_to,
         "references": " ".join(f"<{r}>" for r in p.references) or None, "cc": p.cc, "bcc": [],
-        "created_at": at} for _, p, ref, _, at in stored])] if stored else []
+        "created_at": at} for _, p, ref, _, at in stored])
     attachment_rows = []
     for (_, p, _, _, _), message_id in zip(stored, message_ids, strict=True):
         for name, ctype, data in p.attachments:
@@ -489,6 +485,6 @@ def _contacts(conn, parsed: list[ParsedEmail], *, now: datetime) -> dict[str, in
     if missing:
         rows = [{"name": names[a], "email": a, "phone": None, "account_id": None, "vip": False, "attributes": {},
                  "created_at": now} for a in missing]
-        for address, (cid,) in zip(missing, conn.execute(_INSERT_CONTACTS, rows), strict=True):
+        for address, cid in zip(missing, insert_ids(conn, _CONTACT, rows), strict=True):
             found[address] = cid
     return found

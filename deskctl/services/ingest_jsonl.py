@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, bindparam, case, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 
 from deskctl.db.types import UTCDateTime
 from deskctl.models import PRIORITIES, Attachment, Contact, Conversation, Event, Group, Message
@@ -40,11 +40,28 @@ _FIELDS = {"channel", "thread", "id", "at", "from", "text", "html", "subject", "
            "attachments", "type"}
 
 
-# Core statements (the ORM's bulk path costs more per row than the database does).
-_INSERT_CONVERSATIONS = insert(Conversation.__table__).returning(Conversation.__table__.c.id,
-                                                                 sort_by_parameter_order=True)
-_INSERT_MESSAGES = insert(Message.__table__).returning(Message.__table__.c.id, sort_by_parameter_order=True)
-_INSERT_CONTACTS = insert(Contact.__table__).returning(Contact.__table__.c.id, sort_by_parameter_order=True)
+
+
+def insert_ids(conn, table, rows: list[dict]) -> list[int]:
+    """INSERT many rows (Core, one executemany) and return their new ids in order.
+
+    PostgreSQL: INSERT ... RETURNING with sort_by_parameter_order (batched). SQLite
+    cannot batch an ordered RETURNING (SQLAlchemy falls back to one statement per row),
+    so ids are assigned from max(id): safe because a SQLite writer holds the database's
+    write lock for its whole transaction (BEGIN IMMEDIATE; a deferred one would fail
+    with "database is locked" rather than collide, and the primary key forbids a
+    duplicate)."""
+    if not rows:
+        return []
+    if conn.dialect.name == "sqlite":
+        start = conn.execute(select(func.max(table.c.id))).scalar() or 0
+        for number, row in enumerate(rows, 1):
+            row["id"] = start + number
+        conn.execute(insert(table), rows)
+        return [row["id"] for row in rows]
+    return [row[0] for row in conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                                           rows)]
+
 
 
 class Bad(Exception):
@@ -312,8 +329,7 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
                 Group.id.in_(sorted({c["group_id"] for c in missing})))).all())
             for conv in missing:
                 conv["location_id"] = locations.get(conv["group_id"])
-        new_ids = [row[0] for row in conn.execute(
-            _INSERT_CONVERSATIONS, new_convs)]
+        new_ids = insert_ids(conn, Conversation.__table__, new_convs)
 
     def real(ref):
         return new_ids[ref[1]] if isinstance(ref, tuple) else ref
@@ -332,8 +348,7 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
             "created_at": item.at, "author_user_id": None,
         })
         to_store.append(item)
-    message_ids = [row[0] for row in conn.execute(
-        _INSERT_MESSAGES, message_rows)] if message_rows else []
+    message_ids = insert_ids(conn, Message.__table__, message_rows)
     attachment_rows = []
     for item, message_id in zip(to_store, message_ids, strict=True):
         for name, ctype, data in item.attachments:
@@ -441,8 +456,8 @@ def _contacts(session, items: list[Item], *, now: datetime) -> dict[tuple[str, s
             rows.append({"name": item.name or (item.handle or ""), "email": item.email,
                          "phone": item.phone, "account_id": None, "vip": False,
                          "attributes": {"handle": key[1]} if key[0] == "handle" else {}, "created_at": now})
-        ids = session.connection().execute(_INSERT_CONTACTS, rows)
-        for key, (cid,) in zip(missing, ids, strict=True):
+        ids = insert_ids(session.connection(), Contact.__table__, rows)
+        for key, cid in zip(missing, ids, strict=True):
             found[key] = cid
     return found
 
