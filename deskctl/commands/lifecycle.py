@@ -126,28 +126,6 @@ def resolve(app, targets, until, dry_run, yes):
                  session, actor, targets, until=when, now=app.now(), settings=app.settings, dry_run=dry_run))
 
 
-@click.command()
-@targets_argument
-@click.option("--tag", "tags", multiple=True, metavar="T", help="Qualification tag (repeatable, or a comma list).")
-@click.option("--reason", metavar="R", help="Contact reason.")
-@click.option("--note", metavar="TEXT", help="Closing note (in the transcript, never a contact message).")
-@click.option("--csat", type=click.IntRange(1, 5), help="Customer satisfaction, 1 to 5.")
-@click.option("--status", "status", type=click.Choice(["closed", "pending", "open"]), default="closed",
-              show_default=True, help="pending/open end a chat session but keep the request going.")
-@click.option("--transcript-to", metavar="EMAIL", help="Email the history (messages, never notes) here.")
-@bulk_options
-@output_options
-@click.pass_obj
-def close(app, targets, tags, reason, note, csat, status, transcript_to, dry_run, yes):
-    """End conversations with their qualification."""
-    from deskctl.services import lifecycle
-
-    run_bulk(app, targets, verb="close", past="closed", dry_run=dry_run, yes=yes,
-             action=lambda session, actor: lifecycle.close(
-                 session, actor, targets, tags=tags, reason=reason, note=note, csat=csat, status=status,
-                 transcript_to=transcript_to, now=app.now(), settings=app.settings, dry_run=dry_run))
-
-
 def targets_argument_without(*excluded: str):
     """TARGETS like `targets_argument`, minus the filter options whose names the verb
     uses for its own values (close --status/--tag, qualify --tag/--priority)."""

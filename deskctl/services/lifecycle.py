@@ -38,7 +38,13 @@ from deskctl.models import (
     Watcher,
 )
 from deskctl.services import events, notifications, permissions, sla
-from deskctl.services.queries import TargetSpec, apply_filter, apply_sort, chunks, resolve_target_ids
+from deskctl.services.queries import (
+    TargetSpec,
+    apply_filter,
+    apply_sort,
+    chunks,
+    resolve_target_ids,
+)
 
 C = Conversation
 CHUNK = 2000  # ids per UPDATE: 2 parameters each, well under every engine's limit
@@ -235,7 +241,7 @@ def _run(session, actor, spec: TargetSpec, plan: Plan, *, now: datetime, setting
             (s.id, plan.event_kind(s) if plan.event_kind else plan.kind, plan.data(s)) for s in chunk])
     if after_write is not None:
         after_write(changed)
-    sla.refresh(session, [s.id for s in changed], now=now, settings=settings)
+    sla.refresh(session, sorted(s.id for s in changed), now=now, settings=settings)
     return Outcome(records, changed)
 
 
@@ -478,7 +484,7 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
     target = resolve_ref(session, to)
     rules = settings.rules
     if target.kind == "user" and not rules.transfer_to_user:
-        raise Forbidden(f"transfers to users are turned off (rules.transfer_to_user): use --to group:NAME")
+        raise Forbidden("transfers to users are turned off (rules.transfer_to_user): use --to group:NAME")
     if message is not None and not message.strip():
         raise UsageError("--message is empty")
     names = Names(session)
