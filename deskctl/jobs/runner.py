@@ -72,6 +72,10 @@ def run_job(app, name: str, *, now: datetime | None = None, scheduled_for: datet
             return _record_skipped(app, name, scheduled_for)
         started = app.now()
         with app.transaction() as session:
+            # Holding the lock, no other run of this job is alive: a `running` row left
+            # behind is a run whose process died (kill -9, power loss).
+            session.execute(update(JobRun).where(JobRun.job == name, JobRun.outcome == "running").values(
+                outcome="failed", error="interrupted: the process running it stopped before it finished"))
             row = JobRun(job=name, scheduled_for=scheduled_for, started_at=started, outcome="running", counts={})
             session.add(row)
             session.flush()
@@ -142,7 +146,7 @@ def job_lock(app, name: str):
     wall = datetime.now(UTC)
     with app.transaction() as session:  # BEGIN IMMEDIATE: lease checks are serialised
         lease = session.get(JobLock, name)
-        if lease is not None and lease.expires_at > wall:
+        if lease is not None and lease.expires_at > wall and _alive(lease.holder):
             held = False
         else:
             if lease is None:
@@ -156,6 +160,25 @@ def job_lock(app, name: str):
         if held:
             with app.transaction() as session:
                 session.execute(delete(JobLock).where(JobLock.job == name, JobLock.holder == holder))
+
+
+def _alive(holder: str) -> bool:
+    """Whether a lease holder ("host:pid:nonce") may still be running. Only a holder on
+    this host can be checked; one elsewhere is trusted until its lease expires."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 # -- schedules -------------------------------------------------------------------------
@@ -228,9 +251,11 @@ def next_fire_time(trigger, after: datetime) -> datetime | None:
 
 
 def last_scheduled(session, name: str) -> datetime | None:
-    """scheduled_for of the job's last run that actually ran (ok, failed or running)."""
+    """scheduled_for of the job's last finished run (ok or failed). A `running` row does
+    not count: if that run is alive, the new one will find the lock held and be skipped;
+    if its process died, its work was rolled back and is due again."""
     return session.scalar(select(JobRun.scheduled_for)
-                          .where(JobRun.job == name, JobRun.outcome.in_(("ok", "failed", "running")))
+                          .where(JobRun.job == name, JobRun.outcome.in_(("ok", "failed")))
                           .order_by(JobRun.scheduled_for.desc()).limit(1))
 
 

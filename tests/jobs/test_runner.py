@@ -186,3 +186,39 @@ def test_expired_sqlite_lease_is_taken_over(desk, test_jobs):
         s.add(JobLock(job="test-slow", holder="live-host:1", expires_at=datetime.now(UTC) + timedelta(minutes=5)))
     assert runner.run_job(app, "test-slow").outcome == "skipped"
     app.close()
+
+
+def test_lease_of_a_dead_local_process_is_taken_over(desk, test_jobs):
+    if desk.engine_name != "sqlite":
+        pytest.skip("leases are the SQLite mechanism")
+    import socket
+    import subprocess
+    import sys
+
+    from deskctl.models import JobLock
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with desk.session() as s:
+        s.add(JobLock(job="test-slow", holder=f"{socket.gethostname()}:{dead.pid}:x",
+                      expires_at=datetime.now(UTC) + timedelta(minutes=30)))
+    app = _app(desk)
+    assert runner.run_job(app, "test-slow").outcome == "ok"
+    app.close()
+
+
+def test_run_left_running_by_a_dead_process_is_failed_and_due_again(desk, test_jobs):
+    from deskctl.models import JobRun
+
+    killed_at = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    with desk.session() as s:
+        s.add(JobRun(job="test-slow", scheduled_for=killed_at, started_at=killed_at, outcome="running", counts={}))
+    app = _app(desk)
+    with app.read() as session:
+        assert runner.last_scheduled(session, "test-slow") is None  # its work was rolled back: still due
+    result = runner.run_job(app, "test-slow", now=killed_at + timedelta(seconds=5))
+    assert result.outcome == "ok"
+    rows = runs(desk, "test-slow")
+    assert [r["outcome"] for r in rows] == ["failed", "ok"]
+    assert rows[0]["error"].startswith("interrupted")
+    app.close()
