@@ -70,6 +70,9 @@ class _CachingPolicy(policy.EmailPolicy):
 
 POLICY = _CachingPolicy()  # == policy.default in every setting
 _PARSER = BytesParser(policy=POLICY)
+# The parent and its most recent ancestors are enough to thread; a References header
+# of hundreds of ids must not become hundreds of query parameters.
+MAX_CANDIDATES = 40
 
 
 class Unusable(Exception):
@@ -99,7 +102,7 @@ class ParsedEmail:
         for ref in reversed(self.references):
             out.setdefault(ref, None)
         out.pop(self.message_id, None)
-        return list(out)
+        return list(out)[:MAX_CANDIDATES]
 
 
 # -- parsing ---------------------------------------------------------------------------

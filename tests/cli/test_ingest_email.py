@@ -380,3 +380,12 @@ def test_a_batch_handles_duplicates_and_replies_to_closed_within_itself(mail_des
     assert new_id != closed and records[1]["id"] == records[2]["id"] == new_id
     assert show(mail_desk, new_id)["linked_to"] == closed
     assert mail_desk.scalar("SELECT count(*) FROM events WHERE kind = 'message_in'") == 2
+
+
+def test_a_long_references_header_still_threads_on_the_newest_ancestor(mail_desk):
+    [record] = ingest(mail_desk, MAIL / "html_only.eml").json()
+    refs = " ".join(f"<old-{n}@lists.example>" for n in range(300)) + " <order-88213.shipped@acme.example>"
+    reply = (f"From: billing@acme.example\r\nSubject: Re: shipped\r\nMessage-ID: <long-refs@acme.example>\r\n"
+             f"References: {refs}\r\n\r\nUpdate.\r\n").encode()
+    [again] = ingest(mail_desk, "-", input=reply).json()
+    assert (again["id"], again["action"]) == (record["id"], "appended")
