@@ -28,11 +28,11 @@ log = logging.getLogger("deskctl.daemon")
 def run_once(app, now: datetime | None = None) -> list[runner.RunResult]:
     now = now or app.now()
     results = []
-    for name, scheduled_for in runner.due_jobs(app, now):
+    for name, scheduled_for, trigger in runner.due_jobs(app, now):
         if not registry.available(name):
             log.warning("job %s is not available; skipped", name)
             continue
-        results.append(runner.run_job(app, name, now=now, scheduled_for=scheduled_for))
+        results.append(runner.run_job(app, name, now=now, scheduled_for=scheduled_for, if_due=trigger))
     return results
 
 
@@ -41,7 +41,7 @@ def _fire(app, name: str, trigger) -> None:
     now = app.now()
     scheduled_for = runner.previous_fire_time(trigger, now) or now
     try:
-        runner.run_job(app, name, now=now, scheduled_for=scheduled_for)
+        runner.run_job(app, name, now=now, scheduled_for=scheduled_for, if_due=trigger)
     except Exception:  # the run could not even be recorded (database down): log, keep going
         log.exception("job %s could not run", name)
 

@@ -59,9 +59,13 @@ def run_record(row: JobRun) -> dict:
             "error": row.error}
 
 
-def run_job(app, name: str, *, now: datetime | None = None, scheduled_for: datetime | None = None) -> RunResult:
+def run_job(app, name: str, *, now: datetime | None = None, scheduled_for: datetime | None = None,
+            if_due=None) -> RunResult:
     """Run job `name` once, as of `now` (default: the app clock). Never raises for a
-    failing job: the result says `failed` and carries the exception."""
+    failing job: the result says `failed` and carries the exception.
+
+    `if_due` (a trigger): for scheduled runs, re-check under the lock that the job is
+    still due, so two daemons firing the same slot one after the other run it once."""
     registry.get(name)  # unknown name: usage error before anything is recorded
     app.ensure_schema()
     now = now or app.now()
@@ -69,7 +73,13 @@ def run_job(app, name: str, *, now: datetime | None = None, scheduled_for: datet
     with job_lock(app, name) as held:
         if not held:
             log.info("job %s skipped: another runner is running it", name)
-            return _record_skipped(app, name, scheduled_for)
+            return _record_skipped(app, name, scheduled_for, "another runner holds this job's lock")
+        if if_due is not None:
+            with app.read() as session:
+                last = last_scheduled(session, name)
+            if not is_due(if_due, last, now):
+                log.info("job %s skipped: already run for %s", name, last)
+                return _record_skipped(app, name, scheduled_for, "already run for this time by another runner")
         started = app.now()
         with app.transaction() as session:
             # Holding the lock, no other run of this job is alive: a `running` row left
@@ -118,15 +128,15 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
-def _record_skipped(app, name: str, scheduled_for: datetime) -> RunResult:
+def _record_skipped(app, name: str, scheduled_for: datetime, why: str) -> RunResult:
     at = app.now()
     with app.transaction() as session:
         row = JobRun(job=name, scheduled_for=scheduled_for, started_at=at, finished_at=at, outcome="skipped",
-                     counts={}, error="another runner holds this job's lock")
+                     counts={}, error=why)
         session.add(row)
         session.flush()
         run_id = row.id
-    return RunResult(run_id, name, scheduled_for, at, at, "skipped", {}, "another runner holds this job's lock")
+    return RunResult(run_id, name, scheduled_for, at, at, "skipped", {}, why)
 
 
 @contextmanager
@@ -269,12 +279,12 @@ def is_due(trigger, last: datetime | None, now: datetime) -> bool:
     return fire is not None and fire <= now
 
 
-def due_jobs(app, now: datetime) -> list[tuple[str, datetime]]:
-    """(job, the missed fire time to run it for) for every enabled job that is due."""
+def due_jobs(app, now: datetime) -> list[tuple[str, datetime, object]]:
+    """(job, the missed fire time to run it for, its trigger) for every enabled job that is due."""
     out = []
     with app.read() as session:
         for name in registry.names():
             trigger = trigger_for(schedule_for(name, app.settings), app.settings.timezone)
             if is_due(trigger, last_scheduled(session, name), now):
-                out.append((name, previous_fire_time(trigger, now) or now))
+                out.append((name, previous_fire_time(trigger, now) or now, trigger))
     return out

@@ -192,3 +192,16 @@ def test_sigterm_during_a_job_finishes_it_and_exits_0(desk, tmp_path):
     [run] = desk.rows("SELECT job, outcome, finished_at FROM job_runs")
     assert run["job"] == "sla-sweep" and run["outcome"] == "ok" and run["finished_at"] is not None
     assert "Traceback" not in stderr
+
+
+def test_a_slot_already_run_by_another_runner_is_skipped_under_the_lock(desk, only_tick_jobs):
+    """Runner B decided `hourly` was due, but runner A ran it in the meantime."""
+    now = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
+    app_a, app_b = App(db_url=desk.url), App(db_url=desk.url)
+    [(name, slot, trigger)] = [d for d in runner.due_jobs(app_b, now) if d[0] == "hourly"]
+    assert daemon.run_once(app_a, now)[0].outcome == "ok"
+    late = runner.run_job(app_b, name, now=now, scheduled_for=slot, if_due=trigger)
+    assert late.outcome == "skipped" and "already run" in late.error
+    assert len([t for t in TICKS]) == 2  # hourly + nightly by A, nothing by B
+    app_a.close()
+    app_b.close()
