@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, literal_column, or_, select, update
 
 from deskctl.db.types import UTCDateTime
 from deskctl.models import PRIORITIES, Attachment, Contact, Conversation, Event, Group, Message
@@ -41,8 +41,13 @@ _FIELDS = {"channel", "thread", "id", "at", "from", "text", "html", "subject", "
 
 
 
+# Columns every JSON-lines message has the same value in: rendered once in the INSERT
+# instead of bound (and JSON-encoded) per row.
+_MESSAGE_CONSTANTS = {"direction": "inbound", "in_reply_to": None, "references": None, "author_user_id": None,
+                      "cc": literal_column("'[]'"), "bcc": literal_column("'[]'")}
 
-def insert_ids(conn, table, rows: list[dict]) -> list[int]:
+
+def insert_ids(conn, table, rows: list[dict], inline: dict | None = None) -> list[int]:
     """INSERT many rows (Core, one executemany) and return their new ids in order.
 
     PostgreSQL: INSERT ... RETURNING with sort_by_parameter_order (batched). SQLite
@@ -53,14 +58,14 @@ def insert_ids(conn, table, rows: list[dict]) -> list[int]:
     duplicate)."""
     if not rows:
         return []
+    stmt = insert(table).values(**inline) if inline else insert(table)
     if conn.dialect.name == "sqlite":
         start = conn.execute(select(func.max(table.c.id))).scalar() or 0
         for number, row in enumerate(rows, 1):
             row["id"] = start + number
-        conn.execute(insert(table), rows)
+        conn.execute(stmt, rows)
         return [row["id"] for row in rows]
-    return [row[0] for row in conn.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True),
-                                           rows)]
+    return [row[0] for row in conn.execute(stmt.returning(table.c.id, sort_by_parameter_order=True), rows)]
 
 
 
@@ -341,14 +346,13 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
         if action == "duplicate":
             continue
         message_rows.append({
-            "conversation_id": real(ref), "direction": "inbound", "author_contact_id": contacts[item.contact_key],
+            "conversation_id": real(ref), "author_contact_id": contacts[item.contact_key],
             "author_name": item.name or item.handle or None, "channel": item.channel,
             "message_type": item.message_type, "subject": item.subject, "text": item.text, "html": item.html,
-            "external_id": item.external_id, "in_reply_to": None, "references": None, "cc": [], "bcc": [],
-            "created_at": item.at, "author_user_id": None,
+            "external_id": item.external_id, "created_at": item.at,
         })
         to_store.append(item)
-    message_ids = insert_ids(conn, Message.__table__, message_rows)
+    message_ids = insert_ids(conn, Message.__table__, message_rows, inline=_MESSAGE_CONSTANTS)
     attachment_rows = []
     for item, message_id in zip(to_store, message_ids, strict=True):
         for name, ctype, data in item.attachments:
