@@ -115,11 +115,19 @@ def email(app, file_, mbox, maildir, group_name):
     counts: dict[str, int] = {}
     try:
         results = _ingest_emails(app, _email_sources(file_, mbox_path, maildir), group_id, counts)
-        emit(app, results, _email_columns(), id_key="id")
+        emit(app, _with_ids(app, results), _email_columns(), id_key="id")
     finally:
         if spool:
             os.unlink(spool)
     _finish(counts, "message")
+
+
+def _with_ids(app, results):
+    """`--format ids` lists conversations: a quarantined input has none, so it is left
+    out there (it is still counted, reported on stderr and in the exit code)."""
+    if app.output_format() != "ids":
+        return results
+    return (r for r in results if r["id"] is not None)
 
 
 def _group_id(app, group_name):
@@ -201,7 +209,7 @@ def jsonl(app, file_):
     if file_ != "-" and not os.path.isfile(file_):
         raise UsageError(f"no such file: {file_}")
     counts: dict[str, int] = {}
-    emit(app, _ingest_lines(app, file_, counts), _jsonl_columns(), id_key="id")
+    emit(app, _with_ids(app, _ingest_lines(app, file_, counts)), _jsonl_columns(), id_key="id")
     _finish(counts, "line")
 
 

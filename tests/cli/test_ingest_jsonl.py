@@ -205,3 +205,9 @@ def test_from_a_file_and_usage_errors(jdesk, tmp_path):
 def test_an_empty_input_is_fine(jdesk):
     result = ingest(jdesk, "\n\n")
     assert result.exit_code == 0 and result.json() == []
+
+
+def test_ids_format_lists_conversations_only(jdesk):
+    result = ingest(jdesk, line(id="a") + "\n{bad\n" + line(id="b", thread="t-2") + "\n", fmt="ids")
+    assert result.exit_code == 65
+    assert result.stdout.split() == ["1", "2"]
