@@ -265,10 +265,15 @@ def _supervisor(app, session, what):
 @click.pass_obj
 def quarantine_list(app, status, source, limit):
     """Quarantined inputs, oldest first (default: the ones still held)."""
+    from deskctl.errors import UsageError
     from deskctl.output import notice
     from deskctl.services import quarantine as service
 
     statuses = service.STATUSES if status == "all" else tuple(s.strip() for s in status.split(",") if s.strip())
+    unknown = [s for s in statuses if s not in service.STATUSES]
+    if unknown or not statuses:
+        raise UsageError(f"--status: unknown value {', '.join(unknown) or status!r} "
+                         f"(choose from {', '.join(service.STATUSES)} or all)")
     with app.read() as session:
         _supervisor(app, session, "ingest quarantine list")
         count = emit(app, service.list_rows(session, status=statuses, source=source, limit=limit),

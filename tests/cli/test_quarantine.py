@@ -112,3 +112,8 @@ def test_unknown_ids_and_permissions_change_nothing(qdesk):
     assert qdesk.run("ingest", "quarantine", "retry", qid, qid + 1, "--file", MAIL / "html_only.eml").exit_code == 2
     assert qdesk.dump() == before
     assert qdesk.run("ingest", "quarantine", "list", as_="carol", fmt="json").exit_code == 0
+
+
+def test_list_rejects_an_unknown_status(qdesk):
+    result = qdesk.run("ingest", "quarantine", "list", "--status", "held,lost", fmt="tsv")
+    assert result.exit_code == 2 and result.stdout == "" and "lost" in result.stderr
