@@ -127,8 +127,10 @@ def run_job(app, name, now_text):
 
         try:
             now = parse_iso(now_text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise click.BadParameter(f"not an ISO 8601 time: {now_text!r}", param_hint="--now") from None
+        if not 1970 <= now.year <= 2999:  # jobs subtract days and add business time to it
+            raise click.BadParameter(f"out of range (years 1970-2999): {now_text!r}", param_hint="--now")
     schedule = runner.schedule_for(name, app.settings)
     if not schedule.enabled:
         notice(f"note: {name} is off in the configuration; running it anyway")
@@ -150,7 +152,8 @@ def _exit_code(result) -> int:
 
 @jobs.command("history")
 @click.argument("name", required=False)
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most N runs.")
+@click.option("--limit", type=click.IntRange(min=1, max=10**9), default=50, show_default=True,
+              help="At most N runs.")
 @click.option("--outcome", type=click.Choice(["ok", "failed", "skipped", "running"]), multiple=True,
               help="Only runs with this outcome (repeatable).")
 @output_options

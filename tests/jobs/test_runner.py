@@ -81,7 +81,9 @@ def test_jobs_run_now_option(seeded):
     assert early["counts"]["returned"] == 0 and early["scheduled_for"] == "2026-11-20T09:30:00+00:00"
     [late] = seeded.json("jobs", "run", "boomerang", "--now", "2026-11-20T10:00:00+00:00")
     assert late["counts"]["returned"] == 1
-    assert seeded.run("jobs", "run", "boomerang", "--now", "yesterday-ish").exit_code == 2
+    for bad in ("yesterday-ish", "0001-01-01", "9999-12-31T23:59:59", "2026-11-20T10:00:00+25:00"):
+        assert seeded.run("jobs", "run", "boomerang", "--now", bad).exit_code == 2, bad
+    assert seeded.run("jobs", "history", "--limit", "99999999999999999999").exit_code == 2
 
 
 def test_unknown_job_is_a_usage_error(seeded):
