@@ -13,7 +13,13 @@ import random
 import subprocess
 import time
 
-from tests.reliability.conftest import bulk_conversations, deskctl_argv, run_deskctl, size, subprocess_env
+from tests.reliability.conftest import (
+    bulk_conversations,
+    deskctl_argv,
+    run_deskctl,
+    size,
+    subprocess_env,
+)
 
 N = size(1000, 20000)
 KILLS = size(4, 50)

@@ -320,3 +320,64 @@ def test_customer_export_has_no_notes(desk):
     for path in (desk.tmp_path / "data" / "deskctl" / "exports").rglob("*"):
         if path.is_file():
             assert "fraud watch list" not in path.read_text(encoding="utf-8", errors="replace"), path
+
+
+# -- role and location checks: a table over commands × roles ---------------------------
+# Roles: root (admin), carol (supervisor, paris), alice (agent, paris, billing),
+# dave (agent, lyon: P is outside his location), nobody (not a user).
+# {P} is a paris/billing conversation claimed by bob; every row gets a fresh one.
+ROLES = ("root", "carol", "alice", "dave", "nobody")
+ADMIN_ONLY = {"root": {0}, "carol": {5}, "alice": {5}, "dave": {5}, "nobody": {5}}
+PERMISSIONS = [
+    (["user", "add", "zed{n}", "--role", "agent"], ADMIN_ONLY),
+    (["user", "set", "bob", "--role", "agent"], ADMIN_ONLY),
+    (["group", "add", "g{n}"], ADMIN_ONLY),
+    (["location", "add", "l{n}"], ADMIN_ONLY),
+    (["group", "add-member", "sales", "bob"], ADMIN_ONLY),
+    (["list"], {"root": {0}, "carol": {0}, "alice": {0}, "dave": {0}, "nobody": {5}}),
+    (["show", "{P}"], {"root": {0}, "carol": {0}, "alice": {0}, "dave": {0, 3, 5}, "nobody": {5}}),  # reads: spec silent
+    (["claim", "{P}"], {"root": {4}, "carol": {4}, "alice": {4}, "dave": {5}, "nobody": {5}}),
+    (["claim", "{P}", "--steal"], {"root": {0}, "carol": {0}, "alice": {5}, "dave": {5}, "nobody": {5}}),
+    (["transfer", "{P}", "--to", "group:support"], {"root": {0}, "carol": {0}, "alice": {0}, "dave": {5},
+                                                     "nobody": {5}}),
+    (["release", "{P}"], {"root": {0}, "carol": {0}, "alice": {4, 5}, "dave": {5}, "nobody": {5}}),
+    (["note", "{P}", "internal"], {"root": {0}, "carol": {0}, "alice": {0}, "dave": {5}, "nobody": {5}}),
+    (["reply", "{P}", "hello"], {"root": {0}, "carol": {0}, "alice": {0}, "dave": {5}, "nobody": {5}}),
+    (["pending", "{P}", "--until", "2d"], {"root": {0}, "carol": {0}, "alice": {0}, "dave": {5}, "nobody": {5}}),
+    (["resolve", "{P}"], {"root": {0}, "carol": {0}, "alice": {0}, "dave": {5}, "nobody": {5}}),
+    (["close", "{P}"], {"root": {0}, "carol": {0}, "alice": {0}, "dave": {5}, "nobody": {5}}),
+    (["qualify", "{P}", "--tag", "x"], {"root": {0}, "carol": {0}, "alice": {0}, "dave": {5}, "nobody": {5}}),
+    (["watch", "{P}"], {"root": {0}, "carol": {0}, "alice": {0}, "dave": {5}, "nobody": {5}}),
+    (["audit", "{P}"], {"root": {0}, "carol": {0}, "alice": {0}, "dave": {0, 3, 5}, "nobody": {5}}),
+    (["inbox", "--user", "bob"], {"root": {0}, "carol": {0}, "alice": {5}, "dave": {5}, "nobody": {5}}),
+    (["availability", "set", "away", "--user", "bob"], {"root": {0}, "carol": {0}, "alice": {5}, "dave": {5},
+                                                          "nobody": {5}}),
+    (["merge", "{P}", "--into", "{Q}"], {"root": {0}, "carol": {0}, "alice": {0, 5}, "dave": {5}, "nobody": {5}}),
+]
+
+
+def test_every_verb_checks_role_and_location(desk):
+    """Each cell runs on fresh conversations; a refused call (5) changes nothing."""
+    from tests.factories import seed_directory
+
+    seed_directory(desk)
+    desk.now = (T0 + timedelta(hours=1)).isoformat()
+    cells = 0
+    wrong = []
+    for n, (template, expected) in enumerate(PERMISSIONS):
+        if not command_available(template[0]):
+            continue
+        for role in ROLES:
+            p = make_conversation(desk, assignee="bob", status="open", contact_email=f"p{n}{role}@example.fr")
+            q = make_conversation(desk, contact_email=f"p{n}{role}@example.fr")
+            argv = [a.format(n=f"{n}{role}", P=p, Q=q) for a in template]
+            before = desk.dump()
+            result = desk.run(*argv, as_=role)
+            cells += 1
+            assert result.exit_code != 1 and "Traceback" not in result.stderr, (argv, role, result)
+            if result.exit_code not in expected[role]:
+                wrong.append((" ".join(argv), role, result.exit_code, result.stderr.strip()[:120]))
+            if result.exit_code != 0:
+                assert desk.dump() == before, (argv, role, "refused but changed the database")
+    assert cells >= 50
+    assert wrong == []
