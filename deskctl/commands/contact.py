@@ -132,7 +132,7 @@ def attach(app, conversation_id, ref, name, dry_run):
         records = records_for_ids(session, [cid])
     emit(app, records, output.conversation_columns(app.output_format() != "table"))
     if created:
-        output.notice(f"created contact #{contact['id']} <{contact['email']}>")
+        output.notice(f"{'would create' if dry_run else 'created'} contact #{contact['id']} <{contact['email']}>")
     if changed:
         output.notice(f"{'would attach' if dry_run else 'attached'} #{cid} to contact #{contact['id']}")
     else:

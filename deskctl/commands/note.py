@@ -69,12 +69,19 @@ def add(app, conversation_id, text, file_):
     notice(f"note {record['id']} added to #{cid}")
 
 
+MAX_ID = 2**31 - 1
+
+
 def _note_id(value: str) -> int:
     from deskctl.errors import UsageError
 
     text = str(value).strip()
     if not text.isdigit() or len(text) > 18:
         raise UsageError(f"invalid note id {value!r} (expected a number, as printed by `note` or `show`)")
+    if int(text) > MAX_ID:  # past the id column's range (int4 on PostgreSQL): cannot exist
+        from deskctl.errors import NotFound
+
+        raise NotFound(f"note not found: {text}")
     return int(text)
 
 

@@ -71,7 +71,9 @@ def find_contact(session, ref: str) -> Contact | None:
     text = (ref or "").strip()
     match = _ID.match(text)
     if match:
-        return session.get(Contact, int(match.group(1)))
+        contact_id = int(match.group(1))
+        # Past the id column's range (int4 on PostgreSQL) no contact can exist.
+        return session.get(Contact, contact_id) if contact_id <= 2**31 - 1 else None
     if "@" in text:
         return session.scalar(select(Contact).where(Contact.email == normalize_email(text, "contact REF")))
     raise UsageError(f"invalid contact reference {ref!r}: give a contact id or an email address")

@@ -137,3 +137,9 @@ def test_vip_change_and_attach_refresh_the_sla_of_open_conversations(seeded, mon
     other = make_conversation(seeded, contact_email="max@example.com")
     seeded.ok("attach", other, "--contact", "lea@example.fr")
     assert calls == [[open_], [other]]
+
+
+def test_contact_ids_beyond_the_id_column_are_not_found(seeded):
+    assert seeded.run("contact", "show", "99999999999").exit_code == 3
+    cid = make_conversation(seeded)
+    assert seeded.run("attach", cid, "--contact", "#999999999999999999").exit_code == 3

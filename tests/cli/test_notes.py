@@ -182,5 +182,10 @@ def test_concurrent_notes_and_edits_lose_nothing(seeded):
         "SELECT version FROM note_versions WHERE note_id = :n ORDER BY version", n=note["id"])] == list(range(1, 20))
     chain = [_data(r["data"]) for r in seeded.rows(
         "SELECT data FROM events WHERE kind = 'note_edited' ORDER BY id")]
-    assert [(e["previous_text"], e["text"]) for e in chain] == list(zip(versions, versions[1:]))
+    assert [(e["previous_text"], e["text"]) for e in chain] == list(zip(versions, versions[1:], strict=False))
     assert seeded.scalar("SELECT text FROM notes WHERE id = :n", n=note["id"]) == versions[-1]
+
+
+def test_note_ids_beyond_the_id_column_are_not_found(seeded):
+    assert seeded.run("note", "edit", "99999999999", "x").exit_code == 3
+    assert seeded.run("note", "delete", "999999999999999999").exit_code == 3
