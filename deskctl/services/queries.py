@@ -25,6 +25,8 @@ from deskctl.models import (
 )
 
 _ID = re.compile(r"^#?(\d{1,18})$")
+# Ids are 32-bit on PostgreSQL; a larger one is well formed but cannot exist.
+MAX_ID = 2**31 - 1
 
 
 def parse_conversation_id(text: str) -> int:
@@ -32,7 +34,10 @@ def parse_conversation_id(text: str) -> int:
     match = _ID.match(str(text).strip())
     if not match:
         raise UsageError(f"invalid conversation id {text!r} (expected 123 or #123)")
-    return int(match.group(1))
+    value = int(match.group(1))
+    if value > MAX_ID:
+        raise NotFound(f"conversation not found: #{value}")
+    return value
 
 
 def read_id_lines(lines: Iterable[str]) -> list[int]:

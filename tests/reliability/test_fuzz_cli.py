@@ -14,7 +14,7 @@ import os
 import click
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deskctl.cli import COMMANDS, cli
@@ -113,11 +113,6 @@ def invocation(draw, name):
     return prefix + argv
 
 
-def _beyond_int32(token: str) -> bool:
-    digits = token.strip().lstrip("#")
-    return digits.isdigit() and len(digits) <= 18 and int(digits) >= 2 ** 31
-
-
 def _arrange(desk):
     from tests.factories import seed_directory
 
@@ -149,8 +144,6 @@ def test_fuzzed_invocations_exit_cleanly_and_change_nothing_on_failure(desk, nam
               suppress_health_check=list(HealthCheck), print_blob=True)
     @given(argv=invocation(name), stdin=STDIN, actor=st.sampled_from(actors))
     def check(argv, stdin, actor):
-        if desk.engine_name == "postgresql":  # known bug, tested on its own below
-            assume(not any(_beyond_int32(a) for a in argv))
         env = {"DESKCTL_DATABASE_URL": desk.url, "DESKCTL_USER": actor,
                "DESKCTL_NOW": (T0.replace(hour=15)).isoformat()}
         result = runner.invoke(cli, argv, input=stdin, env=env, catch_exceptions=True)
@@ -198,14 +191,9 @@ BIG_ID_CALLS = [["show", "{id}"], ["claim", "{id}"], ["release", "{id}"], ["tran
                 ["audit", "{id}"], ["merge", "1", "--into", "{id}"]]
 
 
-def test_ids_beyond_the_id_column_are_not_found(seeded, request):
+def test_ids_beyond_the_id_column_are_not_found(seeded):
     """`#2147483648` … `#999999999999999999` are well-formed ids (up to 18 digits are
     accepted) that match no conversation: exit 3, not an internal error."""
-    if seeded.engine_name == "postgresql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "BUG: on PostgreSQL an id above 2^31-1 (accepted by parse_conversation_id, up to 18 digits) "
-            "reaches the int4 id column and exits 1 (NumericValueOutOfRange) instead of 3 not found; "
-            "deskctl/services/queries.py")))
     make_conversation(seeded)
     before = seeded.dump()
     codes = {}
