@@ -57,7 +57,7 @@ def transfer(url, where: str, params: dict, to_group: str) -> int:
         gid = conn.execute(text("SELECT id FROM groups WHERE name = :g"), {"g": to_group}).scalar()
         now = _param(conn, _now())
         data = _json_object(conn, "'from_user'", "u.handle", "'to_user'", "NULL", "'from_group'", "g.name",
-                            "'to_group'", ":to_group", "'reason'", "NULL", "'note_id'", "NULL")
+                            "'to_group'", "CAST(:to_group AS TEXT)", "'reason'", "NULL", "'note_id'", "NULL")
         conn.execute(text(
             f"INSERT INTO events (conversation_id, at, actor, kind, data) "
             f"SELECT c.id, :now, 'admin', 'transferred', {data} FROM conversations c "
