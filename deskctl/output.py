@@ -168,6 +168,23 @@ def warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
+# ANSI colours of the SLA cell on a terminal: ok grey, warning orange, breached red.
+_SLA_COLOURS = {"ok": "\033[90m", "warning": "\033[38;5;208m", "breached": "\033[31m"}
+
+
+def _sla_cell(record: dict) -> str:
+    """Tables: "2h10m left" / "late 35m", coloured by state when stdout is a terminal."""
+    from deskctl import clock, term
+    from deskctl.services.sla import describe
+
+    sla = record.get("sla") or {}
+    text = describe(sla, clock.now())
+    colour = _SLA_COLOURS.get(sla.get("state"))
+    if text and colour and term.color_enabled(sys.stdout):
+        return f"{colour}{text}\033[0m"
+    return text
+
+
 def conversation_columns(wide: bool) -> list[Column]:
     """Tabular projection of the conversation record (SPEC §7). Tables get a narrow set;
     csv/tsv get every scalar field, with the contact and SLA flattened."""
@@ -185,7 +202,7 @@ def conversation_columns(wide: bool) -> list[Column]:
             Column("subject", get=lambda r: _shorten(r.get("subject"), 48)),
             Column("contact", get=lambda r: (r.get("contact") or {}).get("name")
                    or (r.get("contact") or {}).get("email")),
-            Column("sla", get=sla("state")), Column("updated_at", "datetime"),
+            Column("sla", get=_sla_cell), Column("updated_at", "datetime"),
         ]
     return [
         Column("id", "int"), Column("subject"), Column("status"), Column("channel"), Column("priority"),

@@ -185,3 +185,17 @@ def test_a_reader_that_stops_early_gets_no_traceback(seeded):
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0, stderr
     assert stderr == ""
+
+
+def test_table_sla_cell_says_time_left_or_late(seeded):
+    from datetime import timedelta
+
+    seeded.now = (T0 + timedelta(hours=2)).isoformat()
+    make_conversation(seeded, subject="Due soon", sla_policy="default", sla_state="ok",
+                      first_response_due=T0 + timedelta(hours=4), resolution_due=T0 + timedelta(days=3))
+    make_conversation(seeded, subject="Overdue", sla_policy="default", sla_state="breached",
+                      first_response_due=T0 + timedelta(minutes=85))
+    lines = seeded.ok("list", "--sort", "id", fmt="table").stdout.splitlines()[2:]
+    assert "2h left" in lines[0] and "late 35m" in lines[1], lines
+    assert "\033[" not in "".join(lines)  # not a terminal: no colour
+    assert seeded.json("list")[1]["sla"]["state"] == "breached"
