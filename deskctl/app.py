@@ -107,9 +107,9 @@ class App:
         from deskctl.db import migrate
 
         with self.engine.connect() as connection:
-            current = migrate.current_revision(connection)
+            current = migrate.schema_revision(connection)
             dialect = connection.dialect.name
-        head = migrate.head_revision()
+        head = migrate.HEAD_REVISION
         if current == head:
             self.__dict__["_schema_checked"] = True
             return

@@ -9,9 +9,9 @@ from tests.factories import T0, make_conversation
 
 
 def test_migrations_from_empty_are_idempotent(desk):
-    from deskctl.db.migrate import head_revision
+    from deskctl.db.migrate import HEAD_REVISION, head_revision
 
-    assert desk.scalar("SELECT version_num FROM alembic_version") == head_revision()
+    assert desk.scalar("SELECT version_num FROM alembic_version") == head_revision() == HEAD_REVISION
     result = desk.ok("db", "upgrade")
     assert "already at revision" in result.stderr
 
