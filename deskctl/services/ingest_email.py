@@ -45,6 +45,9 @@ _BROKEN = (email_errors.StartBoundaryNotFoundDefect, email_errors.NoBoundaryInMu
 # Headers a relay adds or rewrites: not part of a synthetic Message-ID.
 _TRACE_HEADERS = {"received", "return-path", "delivered-to", "x-original-to", "envelope-to"}
 _ASCII_LABELS = {"us-ascii", "ascii", "utf-8", "utf8", "unknown-8bit", "x-unknown", "unknown"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# contacts.email is VARCHAR(320) (RFC 3696's upper bound for an address).
+MAX_ADDRESS = 320
 
 
 class _CachingPolicy(policy.EmailPolicy):
@@ -178,11 +181,25 @@ def _parse_message(msg, raw: bytes) -> ParsedEmail:
             if _ADDRESS.match(addr) and addr not in cc:
                 cc.append(addr)
     return ParsedEmail(
-        message_id=message_id, synthetic_id=synthetic, sender=sender, sender_name=sender_name,
-        subject=_clean(_header(msg, "Subject")).strip()[:998], text=text, html=html, date=date,
-        in_reply_to=_first_id(_unfold(raw_headers.get("in-reply-to"))), references=references, cc=cc,
-        attachments=attachments,
+        message_id=_safe(message_id), synthetic_id=synthetic, sender=_safe(sender), sender_name=_safe(sender_name),
+        subject=_safe(_clean(_header(msg, "Subject")).strip()[:998]), text=_safe(text), html=_safe(html),
+        date=date, in_reply_to=_safe(_first_id(_unfold(raw_headers.get("in-reply-to")))),
+        references=[_safe(r) for r in references], cc=[_safe(c) for c in cc],
+        attachments=[(_safe(name), _safe(ctype), data) for name, ctype, data in attachments],
     )
+
+
+def _safe(value):
+    """Text the database can store, identically on SQLite and PostgreSQL: NUL removed
+    (PostgreSQL text cannot hold it) and a lone surrogate (from a decoder that lets one
+    through) replaced by U+FFFD. None stays None."""
+    if not value:
+        return value
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if not value.isascii() and _SURROGATE.search(value):
+        value = _SURROGATE.sub("\ufffd", value)
+    return value
 
 
 def _unfold(value) -> str:
@@ -195,9 +212,11 @@ def _header(msg, name: str) -> str:
 
 
 def _clean(value: str) -> str:
-    """Header text with raw 8-bit bytes (undeclared charset) decoded as UTF-8 or CP1252."""
+    """Header text with raw 8-bit bytes (undeclared charset) decoded as UTF-8 or CP1252,
+    and without NUL."""
     if not value:
         return ""
+    value = value.replace("\x00", "")
     try:
         value.encode("utf-8")
         return value
@@ -225,6 +244,9 @@ def _sender(msg) -> tuple[str, str]:
             for address in getattr(header, "addresses", ()):
                 addr = _clean(address.addr_spec).strip().lower()
                 if _ADDRESS.match(addr):
+                    if len(addr) > MAX_ADDRESS:
+                        raise Unusable(f"sender address is longer than {MAX_ADDRESS} characters "
+                                       f"({len(addr)}): not a deliverable address")
                     return addr, _clean(address.display_name or "").strip()[:200]
     raise Unusable("no sender address: From (or Sender, Reply-To) is missing or not an address")
 
@@ -291,7 +313,7 @@ def _attachment(part, number: int) -> tuple[str, str, bytes]:
         if not filename:
             filename = f"attachment-{number}{mimetypes.guess_extension(ctype) or '.bin'}"
     filename = _UNSAFE_NAME.sub("_", _clean(filename)).strip(" .") or f"attachment-{number}"
-    return filename[-500:], ctype, data
+    return filename[-500:], ctype[:200], data
 
 
 # -- storing -------------------------------------------------------------------------

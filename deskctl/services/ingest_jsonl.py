@@ -36,6 +36,7 @@ SOURCE = "jsonl"
 REOPENED_BY_REPLY = ("pending", "resolved")
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _FIELDS = {"channel", "thread", "id", "at", "from", "text", "html", "subject", "group", "priority",
            "attachments", "type"}
 
@@ -116,7 +117,21 @@ def batches(stream, size: int):
         yield batch
 
 
-def _str(obj: dict, key: str, *, required: bool = False, limit: int = 998) -> str | None:
+def _text(value: str, key: str) -> str:
+    """A JSON string as stored: NUL removed (PostgreSQL text cannot hold it; both engines
+    store the same), and Bad if it holds a lone surrogate (valid JSON, e.g. "\\ud800",
+    but not Unicode text: no database can store it)."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if not value.isascii():
+        found = _SURROGATE.search(value)
+        if found:
+            raise Bad(f"`{key}` holds a lone surrogate (\\u{ord(found.group()):04x}) at character {found.start()}: "
+                      "not Unicode text")
+    return value
+
+
+def _str(obj: dict, key: str, *, required: bool = False, limit: int = 998, path: str = "") -> str | None:
     value = obj.get(key)
     if value is None or value == "":
         if required:
@@ -124,7 +139,7 @@ def _str(obj: dict, key: str, *, required: bool = False, limit: int = 998) -> st
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise Bad(f"`{key}` must be a string")
-    value = str(value).strip()
+    value = _text(str(value), path + key).strip()
     if required and not value:
         raise Bad(f"`{key}` is empty")
     if len(value) > limit:
@@ -141,6 +156,8 @@ def parse_line(number: int, raw: bytes, *, now: datetime, channels) -> Item:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise Bad(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise Bad("invalid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise Bad("not a JSON object")
     channel = _str(obj, "channel", required=True, limit=32)
@@ -161,21 +178,23 @@ def parse_line(number: int, raw: bytes, *, now: datetime, channels) -> Item:
     sender = obj.get("from")
     if not isinstance(sender, dict):
         raise Bad("`from` must be an object with an email, phone or handle")
-    email = _str(sender, "email", limit=320)
+    email = _str(sender, "email", limit=320, path="from.")
     if email is not None:
         email = email.lower()
         if not _ADDRESS.match(email):
             raise Bad(f"`from.email` is not an email address: {email!r}")
-    phone = _str(sender, "phone", limit=64)
-    handle = _str(sender, "handle", limit=150)
+    phone = _str(sender, "phone", limit=64, path="from.")
+    handle = _str(sender, "handle", limit=150, path="from.")
     if not (email or phone or handle):
         raise Bad("`from` has no email, phone or handle")
     body = obj.get("text")
     if body is not None and not isinstance(body, str):
         raise Bad("`text` must be a string")
+    body = _text(body, "text") if body else body
     html = obj.get("html")
     if html is not None and not isinstance(html, str):
         raise Bad("`html` must be a string")
+    html = _text(html, "html") if html else html
     priority = _str(obj, "priority", limit=16)
     if priority is not None and priority not in PRIORITIES:
         raise Bad(f"unknown priority {priority!r} (choose from {', '.join(PRIORITIES)})")
@@ -187,7 +206,7 @@ def parse_line(number: int, raw: bytes, *, now: datetime, channels) -> Item:
 
         body = html_to_text(html)
     return Item(line=number, raw=raw, channel=channel, thread=thread, external_id=external_id, at=at,
-                name=(_str(sender, "name", limit=200) or ""), email=email, phone=phone, handle=handle,
+                name=(_str(sender, "name", limit=200, path="from.") or ""), email=email, phone=phone, handle=handle,
                 text=body or "", html=html, subject=_str(obj, "subject"), group=_str(obj, "group", limit=100),
                 priority=priority, message_type=_str(obj, "type", limit=64), attachments=attachments)
 
@@ -205,8 +224,10 @@ def _attachments(value) -> list[tuple[str, str, bytes]]:
             data = base64.b64decode(att["data"], validate=True)
         except (binascii.Error, ValueError):
             raise Bad(f"attachment {n}: `data` is not valid base64") from None
-        filename = att.get("filename") if isinstance(att.get("filename"), str) else None
-        ctype = att.get("content_type") if isinstance(att.get("content_type"), str) else None
+        filename = _text(att["filename"], f"attachments[{n}].filename") \
+            if isinstance(att.get("filename"), str) else None
+        ctype = _text(att["content_type"], f"attachments[{n}].content_type") \
+            if isinstance(att.get("content_type"), str) else None
         ctype = (ctype or (mimetypes.guess_type(filename)[0] if filename else None)
                  or "application/octet-stream")[:200]
         filename = _UNSAFE_NAME.sub("_", filename or "").strip(" .") or f"attachment-{n}"

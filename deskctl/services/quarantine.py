@@ -21,6 +21,13 @@ SOURCES = ("email", "jsonl")
 MAX_REASON = 2000
 
 
+def _reason(text: str) -> str:
+    """A reason the text column takes on both engines: it may quote the input, so NUL is
+    dropped and a lone surrogate replaced by "?"; cut to MAX_REASON characters."""
+    text = text.replace("\x00", "")
+    return text.encode("utf-8", "replace").decode("utf-8")[:MAX_REASON] if not text.isascii() else text[:MAX_REASON]
+
+
 def _held_ids(session, source: str, raws: Sequence[bytes]) -> dict[bytes, int]:
     """Entries still held with exactly these bytes: a re-delivery is not held twice."""
     found: dict[bytes, int] = {}
@@ -40,7 +47,7 @@ def hold(session, *, source: str, reason: str, raw: bytes, now: datetime, filena
         return existing
     return session.execute(
         insert(Quarantine).returning(Quarantine.id),
-        {"source": source, "reason": reason[:MAX_REASON], "raw": raw, "filename": filename, "line_no": line_no,
+        {"source": source, "reason": _reason(reason), "raw": raw, "filename": filename, "line_no": line_no,
          "status": "held", "created_at": now},
     ).scalar_one()
 
@@ -53,7 +60,7 @@ def hold_many(session, rows: Sequence[dict], *, now: datetime) -> list[int]:
     for source in {r["source"] for r in rows}:
         held.update(_held_ids(session, source, [r["raw"] for r in rows if r["source"] == source]))
     fresh = [r for r in rows if r["raw"] not in held]
-    params = [{"source": r["source"], "reason": r["reason"][:MAX_REASON], "raw": r["raw"],
+    params = [{"source": r["source"], "reason": _reason(r["reason"]), "raw": r["raw"],
                "filename": r.get("filename"), "line_no": r.get("line_no"), "status": "held", "created_at": now}
               for r in fresh]
     if params:
@@ -115,5 +122,5 @@ def drop(session, ids: Sequence[int]) -> list[dict]:
 def mark(session, quarantine_id: int, *, status: str, reason: str | None = None) -> None:
     values: dict = {"status": status}
     if reason is not None:
-        values["reason"] = reason[:MAX_REASON]
+        values["reason"] = _reason(reason)
     session.execute(update(Quarantine).where(Quarantine.id == quarantine_id).values(**values))

@@ -54,30 +54,16 @@ def _surrogate(raw: bytes) -> bool:
     return b"\\ud8" in raw or b"\\udc" in raw
 
 
-NUL_ON_PG = ("BUG: on PostgreSQL an input with a NUL byte (in a mail header/body, or \\u0000 in a JSON line) "
-             "makes `ingest` exit 1 (psycopg DataError: text fields cannot contain NUL) instead of storing it "
-             "cleaned or quarantining it; SQLite stores it")
-
-
-def _xfail_on_pg(request, desk, reason):
-    if desk.engine_name == "postgresql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-
 def test_broken_mail_corpus_is_stored_or_quarantined_never_lost(desk):
     _check_mail_corpus(desk, [(n, raw) for n, raw in broken_mails(big_bytes=BIG)
                               if not _nul(raw) and not _long_sender(raw)])
 
 
-def test_a_mail_from_an_oversized_address_is_stored_or_quarantined(desk, request):
-    _xfail_on_pg(request, desk, "BUG: on PostgreSQL a mail whose From address is longer than 320 characters "
-                 "makes `ingest email` exit 1 (StringDataRightTruncation on contacts.email) instead of "
-                 "quarantining it; SQLite does not enforce the length")
+def test_a_mail_from_an_oversized_address_is_stored_or_quarantined(desk):
     _check_mail_corpus(desk, [(n, raw) for n, raw in broken_mails(big_bytes=1024) if _long_sender(raw)])
 
 
-def test_mails_with_nul_bytes_are_stored_or_quarantined(desk, request):
-    _xfail_on_pg(request, desk, NUL_ON_PG)
+def test_mails_with_nul_bytes_are_stored_or_quarantined(desk):
     _check_mail_corpus(desk, [(n, raw) for n, raw in broken_mails(big_bytes=1024) if _nul(raw)])
 
 
@@ -140,21 +126,14 @@ def test_broken_json_lines_quarantined_by_line_and_good_lines_kept(desk):
     _check_json_corpus(desk, [line for line in broken_json_lines() if not _nul(line) and not _surrogate(line)])
 
 
-def test_json_lines_with_nul_are_stored_or_quarantined(desk, request):
-    _xfail_on_pg(request, desk, NUL_ON_PG)
+def test_json_lines_with_nul_are_stored_or_quarantined(desk):
     _check_json_corpus(desk, [line for line in broken_json_lines() if _nul(line)])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a JSON line whose text holds a lone surrogate escape (\\ud800, valid "
-                   "JSON) makes `ingest jsonl` exit 1 (UnicodeEncodeError at the database) instead of quarantining "
-                   "the line; deskctl/services/ingest_jsonl.py")
 def test_json_lines_with_lone_surrogates_are_quarantined(desk):
     _check_json_corpus(desk, [line for line in broken_json_lines() if _surrogate(line)])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a JSON line nested deeper than the recursion limit ('[' * 100000) "
-                   "makes `ingest jsonl` exit 1 (RecursionError from json.loads in deskctl/services/ingest_jsonl.py) "
-                   "instead of quarantining that line and keeping the others")
 def test_deeply_nested_json_lines_are_quarantined_too(desk):
     _check_json_corpus(desk, broken_json_lines(deep=True))
 
@@ -194,3 +173,48 @@ def _check_json_corpus(desk, bad):
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
 def test_corpus_size_meets_the_issue():
     assert len(broken_mails(big_bytes=1024)) + len(broken_json_lines()) >= 200
+
+
+def test_mails_whose_decoding_makes_lone_surrogates_are_stored_or_quarantined(desk):
+    """Undecodable header bytes come out of the parser as surrogateescape characters,
+    and a UTF-7 part can decode to a lone surrogate: neither may reach the database
+    (UnicodeEncodeError, exit 1). Bodies and 8-bit headers are stored with U+FFFD; an
+    encoded word the stdlib header parser refuses is quarantined with the reason."""
+    _seed(desk)
+    mails = [
+        b"From: \xff\xfe\x80 <s1@example.fr>\r\nSubject: \xc3\x28 \xff\r\nMessage-ID: <s1@x>\r\n\r\nbody\r\n",
+        b"From: s2@example.fr\r\nSubject: s2\r\nMessage-ID: <s2@x>\r\n"
+        b"Content-Type: text/plain; charset=utf-7\r\n\r\n+2AA- body\r\n",
+        b"From: s3@example.fr\r\nSubject: =?utf-7?Q?+2AA-x?=\r\nMessage-ID: <s3@x>\r\n\r\nbody\r\n",
+    ]
+    maildir = desk.tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (maildir / sub).mkdir(parents=True)
+    for n, raw in enumerate(mails, 1):
+        (maildir / "new" / f"{n}.eml").write_bytes(raw)
+    result = desk.run("ingest", "email", "--maildir", str(maildir), "--format", "jsonl")
+    assert_clean_failure(result.exit_code, result.stderr)
+    assert result.exit_code == 65, result.stderr
+    actions = {r["message_id"]: r["action"] for r in map(json.loads, result.stdout.splitlines())}
+    assert actions == {"s1@x": "created", "s2@x": "created", "s3@x": "quarantined"}
+    texts = {r["external_id"]: (r["subject"], r["text"]) for r in desk.rows(
+        "SELECT external_id, subject, text FROM messages WHERE direction = 'inbound'")}
+    assert texts["s1@x"] == ("\ufffd( \ufffd", "body\n")
+    assert texts["s2@x"] == ("s2", "\ufffd body\n")
+    [held] = desk.rows("SELECT raw, reason FROM quarantine")
+    assert bytes(held["raw"]) == mails[2] and "UnicodeEncodeError" in held["reason"]
+
+
+def test_nul_is_removed_from_stored_text_the_same_on_both_engines(desk):
+    _seed(desk)
+    line = json.dumps({"channel": "chat", "thread": "nul-1", "id": "nul-1", "text": "nul\u0000byte",
+                       "from": {"name": "L\u0000éa", "email": "nul@example.fr"}}).encode()
+    result = desk.run("ingest", "jsonl", "-", "--format", "jsonl", input=line + b"\n")
+    assert result.exit_code == 0, result.stderr
+    mail = (b"From: N\x00ul <nul2@example.fr>\r\nSubject: a\x00b\r\nMessage-ID: <nul2@x>\r\n\r\n"
+            b"before\x00after\r\n")
+    result = desk.run("ingest", "email", "-", "--format", "jsonl", input=mail)
+    assert result.exit_code == 0, result.stderr
+    rows = {r["external_id"]: (r["subject"], r["text"], r["author_name"]) for r in desk.rows(
+        "SELECT external_id, subject, text, author_name FROM messages WHERE external_id IN ('nul-1', 'nul2@x')")}
+    assert rows == {"nul-1": (None, "nulbyte", "Léa"), "nul2@x": ("ab", "beforeafter\n", "Nul")}
