@@ -84,21 +84,25 @@ def filter_options(func):
     return func
 
 
+def date_bound_option(app, value: str | None, option: str):
+    """A WHEN given as a bound (`--since 3d`, `--created-before 2026-11-01`) → an aware
+    datetime in the configured timezone; a bad value is a usage error naming the option."""
+    if not value:
+        return None
+    from deskctl.timeparse import parse_date_bound
+
+    try:
+        return parse_date_bound(value, now=app.now(), tz=app.settings.timezone)
+    except click.ClickException as exc:
+        raise click.BadParameter(exc.format_message(), param_hint=option) from None
+
+
 def build_filter(app, params: dict, **extra):
     """Filter option values → ConversationFilter (WHEN values parsed in the configured tz)."""
     from deskctl.services.queries import ConversationFilter
-    from deskctl.timeparse import parse_date_bound
-
-    now = app.now()
-    tz = app.settings.timezone
 
     def when(value, option):
-        if not value:
-            return None
-        try:
-            return parse_date_bound(value, now=now, tz=tz)
-        except click.ClickException as exc:
-            raise click.BadParameter(exc.format_message(), param_hint=option) from None
+        return date_bound_option(app, value, option)
 
     return ConversationFilter(
         status=_csv_values(params.get("status")),

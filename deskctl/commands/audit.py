@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deskctl.commands._options import emit, output_options
+from deskctl.commands._options import date_bound_option, emit, output_options
 
 
 def _columns():
@@ -43,21 +43,11 @@ def audit(app, conversation_id, since, until, actors, kinds, limit):
     from deskctl.commands._options import _csv_values
     from deskctl.services import audit as audit_service
     from deskctl.services.queries import parse_conversation_id
-    from deskctl.timeparse import parse_date_bound
 
     cid = parse_conversation_id(conversation_id) if conversation_id is not None else None
     kind_list = audit_service.parse_kinds(kinds)
-    now, tz = app.now(), app.settings.timezone
 
-    def when(value, option):
-        if not value:
-            return None
-        try:
-            return parse_date_bound(value, now=now, tz=tz)
-        except click.ClickException as exc:
-            raise click.BadParameter(exc.format_message(), param_hint=option) from None
-
-    since_at, until_at = when(since, "--since"), when(until, "--until")
+    since_at, until_at = date_bound_option(app, since, "--since"), date_bound_option(app, until, "--until")
     with app.read() as session:
         app.actor(session)
         stmt = audit_service.events_select(session, conversation_id=cid, since=since_at, until=until_at,

@@ -7,6 +7,7 @@ import click
 from deskctl.commands._options import (
     FILTER_PARAMS,
     build_filter,
+    date_bound_option,
     emit,
     filter_options,
     output_options,
@@ -73,20 +74,9 @@ def report(app, kind, since, until, by, chart, **params):
     from deskctl.output import notice, warn
     from deskctl.services import reports
     from deskctl.term import is_tty
-    from deskctl.timeparse import parse_date_bound
 
     now = app.now()
-    tz = app.settings.timezone
-
-    def when(value, option):
-        if value is None:
-            return None
-        try:
-            return parse_date_bound(value, now=now, tz=tz)
-        except click.ClickException as exc:
-            raise click.BadParameter(exc.format_message(), param_hint=option) from None
-
-    since_at, until_at = when(since, "--since"), when(until, "--until")
+    since_at, until_at = date_bound_option(app, since, "--since"), date_bound_option(app, until, "--until")
     flt = build_filter(app, {name: params.get(name) for name in FILTER_PARAMS})
     fmt = app.output_format()
     chart_on = False
