@@ -69,11 +69,9 @@ def add(app, conversation_id, text, file_):
     notice(f"note {record['id']} added to #{cid}")
 
 
-MAX_ID = 2**31 - 1
-
-
 def _note_id(value: str) -> int:
     from deskctl.errors import UsageError
+    from deskctl.services.queries import MAX_ID
 
     text = str(value).strip()
     if not text.isdigit() or len(text) > 18:

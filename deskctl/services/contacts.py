@@ -18,6 +18,7 @@ from deskctl.app import Actor
 from deskctl.errors import Conflict, NotFound, UsageError
 from deskctl.models import Contact, Conversation
 from deskctl.services import events, permissions, sla
+from deskctl.services.queries import MAX_ID
 
 _ID = re.compile(r"^#?(\d{1,18})$")
 _ATTR_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -73,7 +74,7 @@ def find_contact(session, ref: str) -> Contact | None:
     if match:
         contact_id = int(match.group(1))
         # Past the id column's range (int4 on PostgreSQL) no contact can exist.
-        return session.get(Contact, contact_id) if contact_id <= 2**31 - 1 else None
+        return session.get(Contact, contact_id) if contact_id <= MAX_ID else None
     if "@" in text:
         return session.scalar(select(Contact).where(Contact.email == normalize_email(text, "contact REF")))
     raise UsageError(f"invalid contact reference {ref!r}: give a contact id or an email address")
