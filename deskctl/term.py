@@ -37,7 +37,7 @@ def progress(items: Iterable[T], *, length: int | None = None, label: str = "") 
     """A progress bar on stderr, drawn only when stderr is a terminal."""
     import click
 
-    stderr = click.get_text_stream("stderr")
+    stderr = sys.stderr
     if not is_tty(stderr):
         yield from items
         return

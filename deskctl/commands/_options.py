@@ -41,6 +41,14 @@ def output_options(func):
     return wrapper
 
 
+def bulk_options(func):
+    """--dry-run and --yes for verbs acting on TARGETS."""
+    func = click.option("-y", "--yes", is_flag=True,
+                        help="Do not ask for confirmation (asked only on a terminal, for more than 20 "
+                             "conversations selected by a filter).")(func)
+    return click.option("-n", "--dry-run", is_flag=True, help="Print what would change; change nothing.")(func)
+
+
 def emit(app, rows, columns, *, id_key: str = "id") -> int:
     """Render records in the command's format to stdout."""
     from deskctl import output
@@ -151,7 +159,7 @@ def make_target_spec(app, target_args, params, *, all_=False, limit=None, sort=N
     ids: list[int] = []
     for arg in target_args:
         if arg == "-":
-            ids.extend(read_id_lines(click.get_text_stream("stdin")))
+            ids.extend(read_id_lines(click.open_file("-", "r")))
             if not ids:
                 raise UsageError("no conversation ids on stdin")
         else:

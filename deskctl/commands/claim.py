@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import click
 
-from deskctl.commands._options import output_options, targets_argument
+from deskctl.commands._options import bulk_options, output_options, targets_argument
 
 
 @click.command()
 @targets_argument
 @click.option("--steal", is_flag=True, help="Take it even if someone else holds it (supervisor or admin).")
-@click.option("-n", "--dry-run", is_flag=True, help="Print what would change; change nothing.")
-@click.option("-y", "--yes", is_flag=True,
-              help="Do not ask for confirmation (asked only on a terminal, for more than 20 "
-                   "conversations selected by a filter).")
+@bulk_options
 @output_options
 @click.pass_obj
 def claim(app, targets, steal, dry_run, yes):

@@ -8,7 +8,7 @@ import functools
 
 import click
 
-from deskctl.commands._options import emit, output_options, targets_argument
+from deskctl.commands._options import bulk_options, emit, output_options, targets_argument
 
 
 def change_columns():
@@ -16,20 +16,6 @@ def change_columns():
 
     return [Column("id", "int"), Column("status"), Column("assignee"), Column("group"),
             Column("previous_status"), Column("previous_assignee"), Column("previous_group")]
-
-
-def bulk_options(func):
-    """--dry-run and --yes for verbs acting on TARGETS."""
-
-    @click.option("-n", "--dry-run", is_flag=True, help="Print what would change; change nothing.")
-    @click.option("-y", "--yes", is_flag=True,
-                  help="Do not ask for confirmation (asked only on a terminal, for more than 20 "
-                       "conversations selected by a filter).")
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        return func(*args, **kwargs)
-
-    return wrapper
 
 
 CONFIRM_ABOVE = 20

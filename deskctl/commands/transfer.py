@@ -6,7 +6,7 @@ import functools
 
 import click
 
-from deskctl.commands._options import output_options, targets_argument
+from deskctl.commands._options import bulk_options, output_options, targets_argument
 
 
 def _from_option(func):
@@ -31,10 +31,7 @@ def _from_option(func):
 @click.option("--keep-informed/--no-keep-informed", default=True, show_default=True,
               help="Watch the conversations after handing them over.")
 @click.option("--reason", metavar="R", help="Wrap-up reason recorded with the transfer.")
-@click.option("-n", "--dry-run", is_flag=True, help="Print what would change; change nothing.")
-@click.option("-y", "--yes", is_flag=True,
-              help="Do not ask for confirmation (asked only on a terminal, for more than 20 "
-                   "conversations selected by a filter).")
+@bulk_options
 @output_options
 @click.pass_obj
 def transfer(app, targets, to, message, keep_informed, reason, dry_run, yes):
