@@ -46,3 +46,24 @@ def record_many(session, rows: list[dict]) -> None:
     """Bulk insert: rows of {conversation_id, actor, kind, at, data} (one executemany)."""
     if rows:
         session.execute(insert(Event), rows)
+
+
+def created_row(conversation_id: int, *, channel: str, source: str, at: datetime,
+                linked_to: int | None = None) -> dict:
+    """A `created` event row for record_many (ingest, bulk creation)."""
+    data = {"channel": channel, "source": source}
+    if linked_to is not None:
+        data["linked_to"] = linked_to
+    return {"conversation_id": conversation_id, "actor": SYSTEM, "kind": "created", "at": at, "data": data}
+
+
+def message_in_rows(conversation_id: int, *, message_id: int, external_id: str | None, at: datetime,
+                    reopened_from: str | None = None) -> list[dict]:
+    """Event rows for one inbound message: `message_in`, and `reopened` when the contact's
+    reply brought the conversation back from `reopened_from` (pending or resolved)."""
+    rows = [{"conversation_id": conversation_id, "actor": SYSTEM, "kind": "message_in", "at": at,
+             "data": {"message_id": message_id, "external_id": external_id}}]
+    if reopened_from:
+        rows.append({"conversation_id": conversation_id, "actor": SYSTEM, "kind": "reopened", "at": at,
+                     "data": {"previous_status": reopened_from, "cause": "contact_reply"}})
+    return rows

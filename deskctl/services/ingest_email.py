@@ -460,13 +460,9 @@ def _store(session, parsed, results, *, now, settings, group_id, store_attachmen
     if attachment_rows:
         conn.execute(_INSERT_ATTACHMENTS, attachment_rows)
 
-    event_rows = []
-    for number, cid in enumerate(new_ids):
-        data = {"channel": CHANNEL, "source": SOURCE}
-        if new_convs[number]["linked_to_id"] is not None:
-            data["linked_to"] = new_convs[number]["linked_to_id"]
-        event_rows.append({"conversation_id": cid, "actor": events.SYSTEM, "kind": "created", "at": now,
-                           "data": data})
+    event_rows = [events.created_row(cid, channel=CHANNEL, source=SOURCE, at=now,
+                                     linked_to=new_convs[number]["linked_to_id"])
+                  for number, cid in enumerate(new_ids)]
     reopened_done = set()
     message_iter = iter(message_ids)
     for index, p, ref, action, _at in planned:
@@ -475,13 +471,12 @@ def _store(session, parsed, results, *, now, settings, group_id, store_attachmen
                           "reason": None}
         if action == "duplicate":
             continue
-        event_rows.append({"conversation_id": cid, "actor": events.SYSTEM, "kind": "message_in", "at": now,
-                           "data": {"message_id": next(message_iter), "external_id": p.message_id}})
         mark = touched.get(ref)
-        if mark and mark["reopened"] and cid not in reopened_done:
+        reopened = mark["reopened"] if mark and cid not in reopened_done else None
+        if reopened:
             reopened_done.add(cid)
-            event_rows.append({"conversation_id": cid, "actor": events.SYSTEM, "kind": "reopened", "at": now,
-                               "data": {"previous_status": mark["reopened"], "cause": "contact_reply"}})
+        event_rows += events.message_in_rows(cid, message_id=next(message_iter), external_id=p.message_id,
+                                             at=now, reopened_from=reopened)
     if event_rows:
         conn.execute(_INSERT_EVENTS, event_rows)
     update_touched(conn, list(touched.items()), now=now)

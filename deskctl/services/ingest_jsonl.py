@@ -383,13 +383,9 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
                                     "size": len(data), "sha256": store_attachment(settings, data)})
     if attachment_rows:
         conn.execute(insert(Attachment.__table__), attachment_rows)
-    event_rows = []
-    for index, cid in enumerate(new_ids):
-        data = {"channel": new_convs[index]["channel"], "source": SOURCE}
-        if new_convs[index]["linked_to_id"] is not None:
-            data["linked_to"] = new_convs[index]["linked_to_id"]
-        event_rows.append({"conversation_id": cid, "actor": events.SYSTEM, "kind": "created", "at": now,
-                           "data": data})
+    event_rows = [events.created_row(cid, channel=new_convs[index]["channel"], source=SOURCE, at=now,
+                                     linked_to=new_convs[index]["linked_to_id"])
+                  for index, cid in enumerate(new_ids)]
     reopened_done = set()
     message_iter = iter(message_ids)
     for item, ref, action in planned:
@@ -398,13 +394,12 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
             results[item.line] = {"line": item.line, "id": cid, "action": "duplicate",
                                   "external_id": item.external_id, "quarantine_id": None, "reason": None}
             continue
-        event_rows.append({"conversation_id": cid, "actor": events.SYSTEM, "kind": "message_in", "at": now,
-                           "data": {"message_id": next(message_iter), "external_id": item.external_id}})
         state = touched.get(ref)
-        if state and state["reopened"] and cid not in reopened_done:
+        reopened = state["reopened"] if state and cid not in reopened_done else None
+        if reopened:
             reopened_done.add(cid)
-            event_rows.append({"conversation_id": cid, "actor": events.SYSTEM, "kind": "reopened", "at": now,
-                               "data": {"previous_status": state["reopened"], "cause": "contact_reply"}})
+        event_rows += events.message_in_rows(cid, message_id=next(message_iter), external_id=item.external_id,
+                                             at=now, reopened_from=reopened)
         results[item.line] = {"line": item.line, "id": cid, "action": action, "external_id": item.external_id,
                               "quarantine_id": None, "reason": None}
     if event_rows:
