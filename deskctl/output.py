@@ -74,6 +74,32 @@ def _machine_cell(column: Column, value: Any) -> str:
     return text
 
 
+def _machine_cell_reader(column: Column) -> Callable[[dict], str]:
+    """`_machine_cell(column, column.value(row))` as one function per column, with a
+    shortcut for the value types a column usually holds: a million-row csv calls it
+    once per cell."""
+    read = column.get or (lambda row, name=column.name: row.get(name))
+    kind = column.kind
+    if kind == "bool":
+        return lambda row: _machine_cell(column, read(row))
+
+    def cell(row: dict) -> str:
+        value = read(row)
+        if value is None:
+            return ""
+        kind_of = type(value)
+        if kind_of is str and kind != "duration":
+            if kind in ("int", "float") or not value.startswith(_FORMULA_PREFIXES):
+                return value
+        elif kind_of is int and kind in ("int", "duration", "float"):
+            return str(value)
+        elif kind_of is datetime:
+            return value.isoformat()
+        return _machine_cell(column, value)
+
+    return cell
+
+
 def _table_cell(column: Column, value: Any, tz) -> str:
     from deskctl.timeparse import humanize_seconds
 
@@ -131,9 +157,10 @@ def render(
         # break: rows with one are written fully quoted.
         quoting_writer = csv.writer(out, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writerow([c.name for c in columns])
+        readers = [_machine_cell_reader(c) for c in columns]
         for row in rows:
-            cells = [_machine_cell(c, c.value(row)) for c in columns]
-            (quoting_writer if any("\r" in cell for cell in cells) else writer).writerow(cells)
+            cells = [read(row) for read in readers]
+            (quoting_writer if "\r" in "".join(cells) else writer).writerow(cells)
             count += 1
     elif fmt == "table":
         from zoneinfo import ZoneInfo

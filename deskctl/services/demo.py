@@ -324,9 +324,9 @@ class _Writer:
     def _plan(self, table, keys: tuple):
         plan = self._plans.get((table.name, keys))
         if plan is None:
-            from sqlalchemy import JSON, bindparam
+            from sqlalchemy import bindparam
 
-            from deskctl.db.types import UTCDateTime
+            from deskctl.db.types import JsonType, UTCDateTime
 
             stmt = insert(table).values({k: bindparam(f"p_{k}") for k in keys})
             compiled = stmt.compile(dialect=self.conn.dialect)
@@ -336,7 +336,7 @@ class _Writer:
                 col_type = table.c[k].type
                 if isinstance(col_type, UTCDateTime):
                     pairs.append((k, self.db_time))
-                elif isinstance(col_type, JSON):
+                elif isinstance(col_type, JsonType):
                     pairs.append((k, self.db_json))
                 else:
                     pairs.append((k, None))

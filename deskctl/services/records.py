@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from functools import cache
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import aliased
 
 from deskctl.models import (
@@ -53,6 +54,26 @@ def _base_select() -> Select:
     )
 
 
+@cache
+def _batch_statements() -> tuple[Select, Select, Select, Select]:
+    """The four per-batch queries, built once per process with an expanding `ids`
+    parameter: building `in_(ids)` afresh coerced every id and recompiled each batch."""
+    ids = bindparam("ids", expanding=True)
+    return (
+        _base_select().where(Conversation.id.in_(ids)),
+        select(ConversationTag.conversation_id, ConversationTag.tag)
+        .where(ConversationTag.conversation_id.in_(ids))
+        .order_by(ConversationTag.tag),
+        select(Watcher.conversation_id, User.handle)
+        .join(User, User.id == Watcher.user_id)
+        .where(Watcher.conversation_id.in_(ids))
+        .order_by(User.handle),
+        select(SlaMark.conversation_id, SlaMark.target)
+        .where(SlaMark.conversation_id.in_(ids), SlaMark.level == "breached")
+        .order_by(SlaMark.target),
+    )
+
+
 def conversation_records(session, id_select: Select) -> Iterator[dict]:
     """Records for the conversations `id_select` yields, in its order, batch by batch."""
     result = session.execute(id_select.execution_options(yield_per=BATCH))
@@ -64,28 +85,21 @@ def conversation_records(session, id_select: Select) -> Iterator[dict]:
 def records_for_ids(session, ids: Sequence[int]) -> list[dict]:
     if not ids:
         return []
-    rows = session.execute(_base_select().where(Conversation.id.in_(ids))).all()
+    # Plain Core rows through the session's connection: no ORM loading step per row
+    # (and so no autoflush: flush what the caller changed first).
+    session.flush()
+    conn = session.connection()
+    records_stmt, tags_stmt, watchers_stmt, breached_stmt = _batch_statements()
+    params = {"ids": list(ids)}
+    rows = conn.execute(records_stmt, params).all()
     tags: dict[int, list[str]] = defaultdict(list)
-    for cid, tag in session.execute(
-        select(ConversationTag.conversation_id, ConversationTag.tag)
-        .where(ConversationTag.conversation_id.in_(ids))
-        .order_by(ConversationTag.tag)
-    ):
+    for cid, tag in conn.execute(tags_stmt, params):
         tags[cid].append(tag)
     watchers: dict[int, list[str]] = defaultdict(list)
-    for cid, handle in session.execute(
-        select(Watcher.conversation_id, User.handle)
-        .join(User, User.id == Watcher.user_id)
-        .where(Watcher.conversation_id.in_(ids))
-        .order_by(User.handle)
-    ):
+    for cid, handle in conn.execute(watchers_stmt, params):
         watchers[cid].append(handle)
     breached: dict[int, list[str]] = defaultdict(list)
-    for cid, target in session.execute(
-        select(SlaMark.conversation_id, SlaMark.target)
-        .where(SlaMark.conversation_id.in_(ids), SlaMark.level == "breached")
-        .order_by(SlaMark.target)
-    ):
+    for cid, target in conn.execute(breached_stmt, params):
         breached[cid].append(target)
     by_id = {}
     for row in rows:

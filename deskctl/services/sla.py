@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, insert, select, update
 
+from deskctl.db.planner import not_indexed
 from deskctl.models import (
     Contact,
     Conversation,
@@ -115,21 +116,24 @@ def _facts_select(ids):
     )
 
 
-def _pauses(session, ids: Sequence[int]) -> dict[int, list[tuple[str, datetime, dict]]]:
-    """Status-changing events of the conversations that ever went pending, in order."""
-    if not ids:
-        return {}
+def _pause_events_select(ids: Sequence[int]):
+    """Status-changing events of those of `ids` that ever went pending, in order."""
     went_pending = (
         select(Event.conversation_id)
-        .where(Event.conversation_id.in_(ids), Event.kind.in_(("pending", "closed")))
+        .where(Event.conversation_id.in_(ids), not_indexed(Event.kind).in_(("pending", "closed")))
     )
-    rows = session.connection().execute(
+    return (
         select(Event.conversation_id, Event.kind, Event.at, Event.data)
-        .where(Event.conversation_id.in_(went_pending), Event.kind.in_(_PAUSE_KINDS))
+        .where(Event.conversation_id.in_(went_pending), not_indexed(Event.kind).in_(_PAUSE_KINDS))
         .order_by(Event.conversation_id, Event.id)
     )
+
+
+def _pauses(session, ids: Sequence[int]) -> dict[int, list[tuple[str, datetime, dict]]]:
+    if not ids:
+        return {}
     out: dict[int, list] = defaultdict(list)
-    for cid, kind, at, data in rows:
+    for cid, kind, at, data in session.connection().execute(_pause_events_select(ids)):
         out[cid].append((kind, at, data or {}))
     return out
 
