@@ -21,6 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .
+	@# An editable install is not byte-compiled; without this (and with
+	@# PYTHONDONTWRITEBYTECODE set) every deskctl process recompiles its own modules.
+	$(PY) -m compileall -q deskctl
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
