@@ -27,7 +27,7 @@ from email.utils import parsedate_to_datetime
 from sqlalchemy import bindparam, insert, select, update
 
 from deskctl.models import Attachment, Contact, Conversation, Event, Group, Message
-from deskctl.services import events, sla
+from deskctl.services import events, notifications, sla
 from deskctl.services import quarantine as quarantine_service
 from deskctl.services.htmltext import html_to_text
 from deskctl.services.ingest_jsonl import insert_ids, update_touched
@@ -465,21 +465,26 @@ def _store(session, parsed, results, *, now, settings, group_id, store_attachmen
                   for number, cid in enumerate(new_ids)]
     reopened_done = set()
     message_iter = iter(message_ids)
+    first_reply: dict[int, int] = {}  # existing conversation -> its first new message
     for index, p, ref, action, _at in planned:
         cid = real(ref)
         results[index] = {"message_id": p.message_id, "id": cid, "action": action, "quarantine_id": None,
                           "reason": None}
         if action == "duplicate":
             continue
+        message_id = next(message_iter)
         mark = touched.get(ref)
         reopened = mark["reopened"] if mark and cid not in reopened_done else None
         if reopened:
             reopened_done.add(cid)
-        event_rows += events.message_in_rows(cid, message_id=next(message_iter), external_id=p.message_id,
+        if not isinstance(ref, tuple):
+            first_reply.setdefault(cid, message_id)
+        event_rows += events.message_in_rows(cid, message_id=message_id, external_id=p.message_id,
                                              at=now, reopened_from=reopened)
     if event_rows:
         conn.execute(_INSERT_EVENTS, event_rows)
     update_touched(conn, list(touched.items()), now=now)
+    notifications.notify_contact_messages(session, first_reply, now=now)
     if refresh:
         ids = sorted({*new_ids, *touched})
         if ids:

@@ -29,7 +29,7 @@ from sqlalchemy import and_, bindparam, case, func, insert, literal_column, or_,
 
 from deskctl.db.types import UTCDateTime
 from deskctl.models import PRIORITIES, Attachment, Contact, Conversation, Event, Group, Message
-from deskctl.services import events, sla
+from deskctl.services import events, notifications, sla
 from deskctl.services import quarantine as quarantine_service
 
 SOURCE = "jsonl"
@@ -388,17 +388,21 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
                   for index, cid in enumerate(new_ids)]
     reopened_done = set()
     message_iter = iter(message_ids)
+    first_reply: dict[int, int] = {}  # existing conversation -> its first new message
     for item, ref, action in planned:
         cid = real(ref)
         if action == "duplicate":
             results[item.line] = {"line": item.line, "id": cid, "action": "duplicate",
                                   "external_id": item.external_id, "quarantine_id": None, "reason": None}
             continue
+        message_id = next(message_iter)
         state = touched.get(ref)
         reopened = state["reopened"] if state and cid not in reopened_done else None
         if reopened:
             reopened_done.add(cid)
-        event_rows += events.message_in_rows(cid, message_id=next(message_iter), external_id=item.external_id,
+        if not isinstance(ref, tuple):
+            first_reply.setdefault(cid, message_id)
+        event_rows += events.message_in_rows(cid, message_id=message_id, external_id=item.external_id,
                                              at=now, reopened_from=reopened)
         results[item.line] = {"line": item.line, "id": cid, "action": action, "external_id": item.external_id,
                               "quarantine_id": None, "reason": None}
@@ -408,6 +412,7 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
     # 6. existing conversations: inbound timestamps, and back to `new` on a contact reply
     existing = [(ref, state) for ref, state in touched.items() if not isinstance(ref, tuple)]
     update_touched(conn, existing, now=now)
+    notifications.notify_contact_messages(session, first_reply, now=now)
     touched_ids = sorted({*new_ids, *(ref for ref, _ in existing)})
     if touched_ids and refresh:
         sla.refresh(session, touched_ids, now=now, settings=settings)

@@ -7,11 +7,19 @@ rerun after a crash) stores it once: delivery is at-least-once, duplicates are n
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
 
-from deskctl.models import Outbox, User
+from deskctl.models import Conversation, Outbox, User, Watcher
+
+# Above this many conversations from one command, a follower gets one summary
+# notification instead of one per conversation (a bulk transfer of an absent agent's
+# work must not queue thousands of mails to each watcher).
+EACH_MAX = 50
+_CHUNK = 2000
 
 
 def enqueue(session, *, kind: str, dedupe_key: str, recipient: str, subject: str, body: str = "",
@@ -42,6 +50,83 @@ def notify_users(session, user_ids, *, conversation_id: int | None, event: str, 
                          recipient=user.email or user.handle, subject=subject, body=body, now=now,
                          conversation_id=conversation_id, user_id=user.id)
     return count
+
+
+def notify_followers(session, keys: dict[int, str], *, event: str, now: datetime,
+                     describe: Callable[[int, str], tuple[str, str]],
+                     summarize: Callable[[list[int]], tuple[str, str]],
+                     exclude_user_id: int | None = None, assignee: bool = False) -> int:
+    """Tell the watchers of these conversations (and their assignees when `assignee`)
+    about `event`, in bulk; returns how many notifications were queued.
+
+    keys: conversation id -> what identifies this occurrence (a version, a message id);
+    with the event and user it forms the de-duplication key, so a notification already
+    queued for the same occurrence (the direct "transferred to you") is not repeated.
+    describe(id, subject) -> (subject, body) of one notification; summarize(ids) ->
+    (subject, body) of the one sent instead to a follower of more than EACH_MAX.
+    The actor (`exclude_user_id`) and inactive users are never notified."""
+    if not keys:
+        return 0
+    c = Conversation
+    per_user: dict[int, list[int]] = defaultdict(list)
+    subjects: dict[int, str] = {}
+    users: dict[int, tuple[str, str | None]] = {}
+    ids = sorted(keys)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start:start + _CHUNK]
+        watching = (select(Watcher.conversation_id.label("cid"), Watcher.user_id.label("uid"))
+                    .where(Watcher.conversation_id.in_(chunk)))
+        if assignee:
+            watching = watching.union(select(c.id, c.assignee_id)
+                                      .where(c.id.in_(chunk), c.assignee_id.is_not(None)))
+        followers = watching.subquery()
+        for cid, uid, subject, handle, email in session.connection().execute(
+                select(followers.c.cid, followers.c.uid, c.subject, User.handle, User.email)
+                .join(c, c.id == followers.c.cid).join(User, User.id == followers.c.uid)
+                .where(User.active.is_(True), followers.c.uid != (exclude_user_id or 0))
+                .order_by(followers.c.uid, followers.c.cid)):
+            per_user[uid].append(cid)
+            subjects[cid] = subject
+            users[uid] = (handle, email)
+    rows = []
+    for uid, cids in per_user.items():
+        handle, email = users[uid]
+        common = {"kind": "notification", "user_id": uid, "recipient": email or handle, "status": "queued",
+                  "attempts": 0, "next_attempt_at": now, "created_at": now}
+        if len(cids) > EACH_MAX:
+            subject, body = summarize(cids)
+            rows.append({**common, "conversation_id": None, "subject": subject, "body": body,
+                         "dedupe_key": f"{event}:bulk:{keys[cids[0]]}:{len(cids)}:user:{uid}"})
+            continue
+        for cid in cids:
+            subject, body = describe(cid, subjects[cid])
+            rows.append({**common, "conversation_id": cid, "subject": subject, "body": body,
+                         "dedupe_key": f"{event}:{keys[cid]}:user:{uid}"})
+    from deskctl.services.sla import insert_outbox
+
+    return insert_outbox(session, rows)
+
+
+def notify_contact_messages(session, first_message: dict[int, int], *, now: datetime) -> int:
+    """The assignee and watchers of each conversation that got a message from its
+    contact (ingest): one notification per conversation and message batch, keyed by
+    the first new message's id."""
+
+    def describe(cid: int, subject: str) -> tuple[str, str]:
+        return (f"[#{cid}] new message from the contact: {subject}",
+                f"Conversation #{cid} ({subject}) has a new message from the contact.")
+
+    def summarize(ids: list[int]) -> tuple[str, str]:
+        head = f"{len(ids)} of your conversations have new messages from their contacts"
+        return head, f"{head}: {id_list(ids)}"
+
+    return notify_followers(session, {cid: str(mid) for cid, mid in first_message.items()}, event="message_in",
+                            now=now, describe=describe, summarize=summarize, assignee=True)
+
+
+def id_list(ids: Sequence[int], limit: int = 200) -> str:
+    """"#1, #2, ..." for a summary body, cut after `limit` ids."""
+    return "#" + ", #".join(str(i) for i in ids[:limit]) + (", ..." if len(ids) > limit else "")
 
 
 # -- delivery (the `notify` job) ---------------------------------------------------------

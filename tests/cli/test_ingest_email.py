@@ -232,6 +232,9 @@ def test_contact_reply_to_open_is_just_appended(mail_desk):
     assert again["action"] == "appended"
     assert mail_desk.scalar("SELECT status FROM conversations") == "open"
     assert "reopened" not in [k for k, _ in events(mail_desk, record["id"])]
+    # The assignee hears of the contact's reply (the first message created nobody's work).
+    assert mail_desk.rows("SELECT recipient, conversation_id FROM outbox WHERE dedupe_key LIKE 'message_in:%'") == [
+        {"recipient": "alice@desk.example", "conversation_id": record["id"]}]
 
 
 def test_contact_reply_to_closed_opens_a_new_linked_conversation(mail_desk):

@@ -131,3 +131,60 @@ def test_concurrent_watch_and_unwatch_are_idempotent(seeded):
     assert codes == [0] * 24
     assert seeded.scalar("SELECT count(*) FROM watchers") == 0
     assert len(_events(seeded, "unwatched")) == 8
+
+
+# -- watchers hear about activity ------------------------------------------------------------
+
+def _notifications(desk, like: str):
+    return desk.rows("SELECT recipient, subject, body, conversation_id, dedupe_key FROM outbox "
+                     "WHERE kind = 'notification' AND dedupe_key LIKE :like ORDER BY recipient, id", like=like)
+
+
+def test_watchers_but_not_the_actor_are_told_of_a_status_change(seeded):
+    cid = make_conversation(seeded, subject="Refund please", status="open", assignee="alice",
+                            watchers=("alice", "bob", "carol"))
+    seeded.ok("resolve", cid, as_="alice")
+    sent = _notifications(seeded, "resolved:%")
+    assert [n["recipient"] for n in sent] == ["bob@desk.example", "carol@desk.example"]
+    assert all(n["conversation_id"] == cid for n in sent)
+    assert sent[0]["subject"] == f"[#{cid}] resolved by alice: Refund please"
+    assert "it is now resolved" in sent[0]["body"]
+    # Reopening is another occurrence: told again, still not the actor.
+    seeded.ok("reopen", cid, as_="bob")
+    assert [n["recipient"] for n in _notifications(seeded, "reopened:%")] == [
+        "alice@desk.example", "carol@desk.example"]
+
+
+def test_a_watcher_who_receives_the_transfer_is_told_once(seeded):
+    cid = make_conversation(seeded, status="open", assignee="alice", watchers=("bob", "carol"))
+    seeded.ok("transfer", cid, "--to", "user:bob", "--no-keep-informed", as_="alice")
+    sent = _notifications(seeded, "transferred:%")
+    assert [n["recipient"] for n in sent] == ["bob@desk.example", "carol@desk.example"]
+    assert "transferred to you" in sent[0]["subject"]  # bob: the direct notification wins
+    assert sent[1]["subject"].startswith(f"[#{cid}] transferred by alice")
+
+
+def test_a_bulk_change_sends_each_watcher_one_summary(seeded):
+    ids = [make_conversation(seeded, status="open", assignee="alice", watchers=("bob",), with_message=False)
+           for _ in range(55)]
+    few = make_conversation(seeded, status="open", assignee="alice", watchers=("carol",), with_message=False)
+    seeded.ok("transfer", "--from", "alice", "--to", "group:support", "--yes", as_="root")
+    bob = _notifications(seeded, "transferred:%")
+    assert [n["recipient"] for n in bob] == ["bob@desk.example", "carol@desk.example"]
+    assert bob[0]["subject"] == "55 conversations you watch were transferred by root"
+    assert bob[0]["conversation_id"] is None and f"#{min(ids)}" in bob[0]["body"]
+    assert bob[1]["conversation_id"] == few
+
+
+def test_a_contact_message_tells_the_assignee_and_watchers_once(seeded):
+    seeded.now = "2026-11-23T12:00:00+00:00"
+    cid = make_conversation(seeded, channel="chat", status="open", assignee="alice", watchers=("bob",),
+                            thread_key="t-9", subject="Where is my parcel")
+    line = json.dumps({"channel": "chat", "thread": "t-9", "id": "m-9", "from": {"email": "lea@example.fr"},
+                       "text": "any news?"})
+    for _ in range(2):  # the second delivery is a duplicate: nothing new to tell
+        seeded.ok("ingest", "jsonl", "-", input=(line + "\n").encode(), fmt="json")
+    sent = _notifications(seeded, "message_in:%")
+    assert [(n["recipient"], n["conversation_id"]) for n in sent] == [
+        ("alice@desk.example", cid), ("bob@desk.example", cid)]
+    assert sent[0]["subject"] == f"[#{cid}] new message from the contact: Where is my parcel"
