@@ -276,6 +276,11 @@ class Bench:
         queue = list(ids)
         self.measure("claim (process)", lambda url: self.dk("--as", "admin", "claim", queue.pop(0), "--format", "tsv"),
                      lambda url: [self.python, "-c", "import click"], rows=1)
+        # The floor under every database command: the ORM import alone, against the same
+        # baseline, so the claim ratio can be read against what no deskctl code can avoid.
+        self.measure("floor: import sqlalchemy.orm", lambda url: [self.python, "-c", "import sqlalchemy.orm"],
+                     lambda url: [self.python, "-c", "import click"],
+                     note="not deskctl: what any command using the SQLAlchemy ORM pays at start-up")
 
     def bench_list(self) -> None:
         self.measure("list --format jsonl", lambda url: self.dk("--as", "admin", "list", "--format", "jsonl"),
