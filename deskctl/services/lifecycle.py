@@ -241,7 +241,7 @@ def _run(session, actor, spec: TargetSpec, plan: Plan, *, now: datetime, setting
             (s.id, plan.event_kind(s) if plan.event_kind else plan.kind, plan.data(s)) for s in chunk])
     if after_write is not None:
         after_write(changed)
-    _notify_watchers(session, actor, plan.kind, changed, {r["id"]: r["status"] for r in records}, now=now)
+    _notify_watchers(session, actor, plan.kind, changed, now=now)
     sla.refresh(session, sorted(s.id for s in changed), now=now, settings=settings)
     return Outcome(records, changed)
 
@@ -252,25 +252,19 @@ _WATCHED_VERBS = {"claimed": "claimed", "transferred": "transferred", "released"
                   "pending": "put pending", "resolved": "resolved", "closed": "closed", "reopened": "reopened"}
 
 
-def _notify_watchers(session, actor, kind: str, changed: Sequence[Snap], status: dict[int, str], *,
-                     now: datetime) -> None:
+def _notify_watchers(session, actor, kind: str, changed: Sequence[Snap], *, now: datetime) -> None:
     """Watchers other than the actor, one notification per conversation (a summary
     for more than notifications.EACH_MAX). Keys follow the direct notifications
     (`transferred:ID:vN`), so a watcher who is also the new assignee gets one."""
     verb = _WATCHED_VERBS.get(kind)
     if verb is None or not changed:
         return
-
-    def describe(cid: int, subject: str) -> tuple[str, str]:
-        return (f"[#{cid}] {verb} by {actor.handle}: {subject}",
-                f"Conversation #{cid} ({subject}) was {verb} by {actor.handle}; it is now {status[cid]}.")
-
-    def summarize(ids: list[int]) -> tuple[str, str]:
-        head = f"{len(ids)} conversations you watch were {verb} by {actor.handle}"
-        return head, f"{head}: {notifications.id_list(ids)}"
-
-    notifications.notify_followers(session, {s.id: f"{s.id}:v{s.version + 1}" for s in changed}, event=kind,
-                                   now=now, describe=describe, summarize=summarize, exclude_user_id=actor.id)
+    # Handles are [a-z0-9._-] and statuses fixed words: safe inside the templates.
+    by = f"{verb} by {actor.handle}"
+    notifications.notify_followers(
+        session, {s.id: f"{s.id}:v{s.version + 1}" for s in changed}, event=kind, now=now,
+        subject=f"[#{{id}}] {by}: {{subject}}", body=f"Conversation #{{id}} ({{subject}}) was {by}.",
+        summary=f"{{n}} conversations you watch were {by}", exclude_user_id=actor.id)
 
 
 # -- helpers shared by several verbs -------------------------------------------------------

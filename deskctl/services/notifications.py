@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
@@ -52,24 +52,23 @@ def notify_users(session, user_ids, *, conversation_id: int | None, event: str, 
     return count
 
 
-def notify_followers(session, keys: dict[int, str], *, event: str, now: datetime,
-                     describe: Callable[[int, str], tuple[str, str]],
-                     summarize: Callable[[list[int]], tuple[str, str]],
-                     exclude_user_id: int | None = None, assignee: bool = False) -> int:
+def notify_followers(session, keys: dict[int, str], *, event: str, now: datetime, subject: str, body: str,
+                     summary: str, exclude_user_id: int | None = None, assignee: bool = False) -> int:
     """Tell the watchers of these conversations (and their assignees when `assignee`)
     about `event`, in bulk; returns how many notifications were queued.
 
     keys: conversation id -> what identifies this occurrence (a version, a message id);
     with the event and user it forms the de-duplication key, so a notification already
     queued for the same occurrence (the direct "transferred to you") is not repeated.
-    describe(id, subject) -> (subject, body) of one notification; summarize(ids) ->
-    (subject, body) of the one sent instead to a follower of more than EACH_MAX.
+    subject, body: templates of one notification ({id}, {subject}: the conversation's);
+    summary: the subject of the one sent instead to a follower of more than EACH_MAX
+    ({n}), its body listing the ids.
     The actor (`exclude_user_id`) and inactive users are never notified."""
     if not keys:
         return 0
     c = Conversation
     per_user: dict[int, list[int]] = defaultdict(list)
-    subjects: dict[int, str] = {}
+    titles: dict[int, str] = {}
     users: dict[int, tuple[str, str | None]] = {}
     ids = sorted(keys)
     for start in range(0, len(ids), _CHUNK):
@@ -80,13 +79,13 @@ def notify_followers(session, keys: dict[int, str], *, event: str, now: datetime
             watching = watching.union(select(c.id, c.assignee_id)
                                       .where(c.id.in_(chunk), c.assignee_id.is_not(None)))
         followers = watching.subquery()
-        for cid, uid, subject, handle, email in session.connection().execute(
+        for cid, uid, title, handle, email in session.connection().execute(
                 select(followers.c.cid, followers.c.uid, c.subject, User.handle, User.email)
                 .join(c, c.id == followers.c.cid).join(User, User.id == followers.c.uid)
                 .where(User.active.is_(True), followers.c.uid != (exclude_user_id or 0))
                 .order_by(followers.c.uid, followers.c.cid)):
             per_user[uid].append(cid)
-            subjects[cid] = subject
+            titles[cid] = title
             users[uid] = (handle, email)
     rows = []
     for uid, cids in per_user.items():
@@ -94,13 +93,13 @@ def notify_followers(session, keys: dict[int, str], *, event: str, now: datetime
         common = {"kind": "notification", "user_id": uid, "recipient": email or handle, "status": "queued",
                   "attempts": 0, "next_attempt_at": now, "created_at": now}
         if len(cids) > EACH_MAX:
-            subject, body = summarize(cids)
-            rows.append({**common, "conversation_id": None, "subject": subject, "body": body,
+            head = summary.format(n=len(cids))
+            rows.append({**common, "conversation_id": None, "subject": head, "body": f"{head}: {id_list(cids)}",
                          "dedupe_key": f"{event}:bulk:{keys[cids[0]]}:{len(cids)}:user:{uid}"})
             continue
         for cid in cids:
-            subject, body = describe(cid, subjects[cid])
-            rows.append({**common, "conversation_id": cid, "subject": subject, "body": body,
+            rows.append({**common, "conversation_id": cid, "subject": subject.format(id=cid, subject=titles[cid]),
+                         "body": body.format(id=cid, subject=titles[cid]),
                          "dedupe_key": f"{event}:{keys[cid]}:user:{uid}"})
     from deskctl.services.sla import insert_outbox
 
@@ -111,17 +110,11 @@ def notify_contact_messages(session, first_message: dict[int, int], *, now: date
     """The assignee and watchers of each conversation that got a message from its
     contact (ingest): one notification per conversation and message batch, keyed by
     the first new message's id."""
-
-    def describe(cid: int, subject: str) -> tuple[str, str]:
-        return (f"[#{cid}] new message from the contact: {subject}",
-                f"Conversation #{cid} ({subject}) has a new message from the contact.")
-
-    def summarize(ids: list[int]) -> tuple[str, str]:
-        head = f"{len(ids)} of your conversations have new messages from their contacts"
-        return head, f"{head}: {id_list(ids)}"
-
     return notify_followers(session, {cid: str(mid) for cid, mid in first_message.items()}, event="message_in",
-                            now=now, describe=describe, summarize=summarize, assignee=True)
+                            now=now, subject="[#{id}] new message from the contact: {subject}",
+                            body="Conversation #{id} ({subject}) has a new message from the contact.",
+                            summary="{n} of your conversations have new messages from their contacts",
+                            assignee=True)
 
 
 def id_list(ids: Sequence[int], limit: int = 200) -> str:

@@ -141,14 +141,14 @@ def _notifications(desk, like: str):
 
 
 def test_watchers_but_not_the_actor_are_told_of_a_status_change(seeded):
-    cid = make_conversation(seeded, subject="Refund please", status="open", assignee="alice",
+    cid = make_conversation(seeded, subject="Refund {please}", status="open", assignee="alice",
                             watchers=("alice", "bob", "carol"))
     seeded.ok("resolve", cid, as_="alice")
     sent = _notifications(seeded, "resolved:%")
     assert [n["recipient"] for n in sent] == ["bob@desk.example", "carol@desk.example"]
     assert all(n["conversation_id"] == cid for n in sent)
-    assert sent[0]["subject"] == f"[#{cid}] resolved by alice: Refund please"
-    assert "it is now resolved" in sent[0]["body"]
+    assert sent[0]["subject"] == f"[#{cid}] resolved by alice: Refund {{please}}"
+    assert sent[0]["body"] == f"Conversation #{cid} (Refund {{please}}) was resolved by alice."
     # Reopening is another occurrence: told again, still not the actor.
     seeded.ok("reopen", cid, as_="bob")
     assert [n["recipient"] for n in _notifications(seeded, "reopened:%")] == [
