@@ -80,6 +80,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    from deskctl.db.sqlite_functions import register
+
+    register(dbapi_connection)
 
 
 def translate_operational_error(exc: Exception, url: str) -> TempFail:

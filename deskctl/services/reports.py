@@ -18,6 +18,7 @@ Definitions (also in `deskctl report --help` and the README):
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -339,32 +340,11 @@ def _percentiles(ctx: _Ctx, stmt, fractions: Sequence[float]) -> dict:
         q = select(sub.c.k, *[func.percentile_cont(f).within_group(cast(sub.c.v, Float)) for f in fractions])
         return {ctx.norm(k): [None if x is None else float(x) for x in vals]
                 for k, *vals in ctx.session.execute(q.group_by(sub.c.k))}
-    # SQLite: number the values of each key in order inside the database and return only
-    # the (at most two) rows around each percentile position: 1 + f * (n - 1).
-    n = func.count().over(partition_by=sub.c.k)
-    rn = func.row_number().over(partition_by=sub.c.k, order_by=sub.c.v)
-    w = select(sub.c.k, sub.c.v, rn.label("rn"), n.label("n")).subquery()
-    wanted = []
-    for f in fractions:
-        lo = cast(1 + f * (w.c.n - 1), Integer)
-        wanted += [w.c.rn == lo, w.c.rn == lo + 1]
-    values: dict = defaultdict(dict)
-    counts: dict = {}
-    for k, v, position, total in ctx.session.execute(select(w.c.k, w.c.v, w.c.rn, w.c.n).where(or_(*wanted))):
-        k = ctx.norm(k)
-        values[k][position] = v
-        counts[k] = total
-    out = {}
-    for k, total in counts.items():
-        result = []
-        for f in fractions:
-            pos = 1 + f * (total - 1)
-            lo = int(pos)
-            frac = pos - lo
-            low = values[k][lo]
-            result.append(float(low) if frac == 0 else low + frac * (values[k][lo + 1] - low))
-        out[k] = result
-    return out
+    # SQLite: the deskctl_percentiles aggregate (db/sqlite_functions.py), same definition.
+    spec = ",".join(repr(float(f)) for f in fractions)
+    q = select(sub.c.k, func.deskctl_percentiles(sub.c.v, spec))
+    return {ctx.norm(k): json.loads(values) for k, values in ctx.session.execute(q.group_by(sub.c.k))
+            if values is not None}
 
 
 def _round(value) -> int | None:
