@@ -95,6 +95,9 @@ def _machine_cell_reader(column: Column) -> Callable[[dict], str]:
             return str(value)
         elif kind_of is datetime:
             return value.isoformat()
+        elif kind_of is list and kind not in ("int", "float", "duration"):
+            text = ",".join(map(str, value))
+            return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
         return _machine_cell(column, value)
 
     return cell

@@ -583,7 +583,7 @@ def _conversation_rows(ctx: _Ctx) -> Iterator[dict]:
     )
     stmt = _filtered(ctx, stmt)
     for (cid, subject, channel, group, assignee, status, priority, reason, created_at, first_s, handle_s,
-         csat, tag_list, breach_list) in ctx.session.execute(stmt.execution_options(yield_per=BATCH)):
+         csat, tag_list, breach_list) in ctx.session.connection().execute(stmt.execution_options(yield_per=BATCH)):
         yield {
             "id": cid, "subject": subject, "channel": channel, "group": group, "assignee": assignee,
             "status": status, "priority": priority, "tags": _split(tag_list), "reason": reason,
