@@ -51,22 +51,28 @@ _MESSAGE_CONSTANTS = {"direction": "inbound", "in_reply_to": None, "references":
 def insert_ids(conn, table, rows: list[dict], inline: dict | None = None) -> list[int]:
     """INSERT many rows (Core, one executemany) and return their new ids in order.
 
-    PostgreSQL: INSERT ... RETURNING with sort_by_parameter_order (batched). SQLite
-    cannot batch an ordered RETURNING (SQLAlchemy falls back to one statement per row),
-    so ids are assigned from max(id): safe because a SQLite writer holds the database's
-    write lock for its whole transaction (BEGIN IMMEDIATE; a deferred one would fail
-    with "database is locked" rather than collide, and the primary key forbids a
-    duplicate)."""
+    The ids are chosen first and sent with the rows, so the INSERT needs no RETURNING:
+    - PostgreSQL: one `nextval` per row from the id column's sequence, in one query
+      (safe under concurrency, as the sequence is). An ordered `INSERT ... RETURNING`
+      took two to three times as long as a plain executemany of the same rows.
+    - SQLite cannot batch an ordered RETURNING at all (SQLAlchemy falls back to one
+      statement per row), so ids continue from max(id): safe because a SQLite writer
+      holds the database's write lock for its whole transaction (BEGIN IMMEDIATE; a
+      deferred one would fail with "database is locked" rather than collide, and the
+      primary key forbids a duplicate)."""
     if not rows:
         return []
     stmt = insert(table).values(**inline) if inline else insert(table)
     if conn.dialect.name == "sqlite":
         start = conn.execute(select(func.max(table.c.id))).scalar() or 0
-        for number, row in enumerate(rows, 1):
-            row["id"] = start + number
-        conn.execute(stmt, rows)
-        return [row["id"] for row in rows]
-    return [row[0] for row in conn.execute(stmt.returning(table.c.id, sort_by_parameter_order=True), rows)]
+        ids = range(start + 1, start + 1 + len(rows))
+    else:
+        sequence = func.pg_get_serial_sequence(table.name, table.c.id.name)
+        ids = conn.execute(select(func.nextval(sequence)).select_from(func.generate_series(1, len(rows)))).scalars().all()
+    for row, new_id in zip(rows, ids, strict=True):
+        row["id"] = new_id
+    conn.execute(stmt, rows)
+    return [row["id"] for row in rows]
 
 
 
