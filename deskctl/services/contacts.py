@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 
 from deskctl.app import Actor
+from deskctl.db.dml import dialect_insert
 from deskctl.errors import Conflict, NotFound, UsageError
 from deskctl.models import Contact, Conversation
 from deskctl.services import events, permissions, sla
@@ -97,13 +98,9 @@ def resolve_or_create(session, ref: str, *, now: datetime, name: str | None = No
     email = normalize_email(ref, "contact REF")
     # ON CONFLICT DO NOTHING: when another command creates the same address at the same
     # moment, use its contact instead of failing on the unique email.
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
     table = Contact.__table__
     new_id = session.scalar(
-        insert(table).values(name=name or email.partition("@")[0], email=email, vip=False, attributes={},
+        dialect_insert(session)(table).values(name=name or email.partition("@")[0], email=email, vip=False, attributes={},
                              created_at=now)
         .on_conflict_do_nothing(index_elements=[table.c.email]).returning(table.c.id))
     contact = session.get(Contact, new_id) if new_id is not None else \

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
 
+from deskctl.db.dml import insert_ignore
 from deskctl.models import Conversation, Outbox, User, Watcher
 
 # Above this many conversations from one command, a follower gets one summary
@@ -50,6 +51,14 @@ def notify_users(session, user_ids, *, conversation_id: int | None, event: str, 
                          recipient=user.email or user.handle, subject=subject, body=body, now=now,
                          conversation_id=conversation_id, user_id=user.id)
     return count
+
+
+def insert_outbox(session, rows: list[dict]) -> int:
+    """Bulk-queue outbox rows; rows whose dedupe_key is already queued are skipped."""
+    if not rows:
+        return 0
+    table = Outbox.__table__
+    return len(insert_ignore(session, table, rows, (table.c.id,)))
 
 
 def notify_followers(session, keys: dict[int, str], *, event: str, now: datetime, subject: str, body: str,
@@ -101,8 +110,6 @@ def notify_followers(session, keys: dict[int, str], *, event: str, now: datetime
             rows.append({**common, "conversation_id": cid, "subject": subject.format(id=cid, subject=titles[cid]),
                          "body": body.format(id=cid, subject=titles[cid]),
                          "dedupe_key": f"{event}:{keys[cid]}:user:{uid}"})
-    from deskctl.services.sla import insert_outbox
-
     return insert_outbox(session, rows)
 
 

@@ -41,6 +41,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, insert, select, update
 
+from deskctl.db.dml import insert_ignore
 from deskctl.db.planner import not_indexed
 from deskctl.models import (
     Contact,
@@ -50,11 +51,11 @@ from deskctl.models import (
     GroupMember,
     Location,
     Message,
-    Outbox,
     SlaMark,
     User,
 )
 from deskctl.services import events as events_service
+from deskctl.services import notifications
 from deskctl.services.business_hours import calendar_for
 
 TARGETS = ("first_response", "next_response", "resolution")
@@ -319,23 +320,11 @@ def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: 
         _announce(session, announce, now=now, counts=counts)
 
 
-def _insert_ignore(session, table, rows: list[dict], returning):
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING, batched by SQLAlchemy's
-    insertmanyvalues (one cached statement); yields the rows actually inserted."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table).on_conflict_do_nothing().returning(*returning)
-    return session.connection().execute(stmt, rows).all()
-
-
 def _insert_marks(session, rows: list[dict]) -> set[tuple[int, str, str]]:
     """Insert marks, ignoring ones a concurrent transaction stored first; returns the
     (conversation, target, level) keys this call inserted."""
     table = SlaMark.__table__
-    inserted = _insert_ignore(session, table, rows, (table.c.conversation_id, table.c.target, table.c.level))
+    inserted = insert_ignore(session, table, rows, (table.c.conversation_id, table.c.target, table.c.level))
     return {(cid, target, level) for cid, target, level in inserted}
 
 
@@ -390,15 +379,7 @@ def _announce(session, announce: list[tuple], *, now: datetime, counts: dict) ->
                     + ("is late" if level == "breached" else "is close to its due time") + f" (due {when}).",
             "status": "queued", "attempts": 0, "next_attempt_at": now, "created_at": now,
         })
-    counts["notifications"] += insert_outbox(session, outbox)
-
-
-def insert_outbox(session, rows: list[dict]) -> int:
-    """Bulk-queue outbox rows; rows whose dedupe_key is already queued are skipped."""
-    if not rows:
-        return 0
-    table = Outbox.__table__
-    return len(_insert_ignore(session, table, rows, (table.c.id,)))
+    counts["notifications"] += notifications.insert_outbox(session, outbox)
 
 
 def _expire_loaded(session, ids: set[int]) -> None:
@@ -456,4 +437,4 @@ def describe(sla: dict, now: datetime) -> str:
     return state
 
 
-__all__ = ["refresh", "sweep", "due_ids", "match_policy", "describe", "compact_duration", "insert_outbox"]
+__all__ = ["refresh", "sweep", "due_ids", "match_policy", "describe", "compact_duration"]

@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import and_, case, func, insert, or_, select, update
 
 from deskctl.models import Conversation, Event, User, Watcher
-from deskctl.services import sla
+from deskctl.services import notifications, sla
 from deskctl.services.events import SYSTEM
 from deskctl.services.queries import chunks
 
@@ -53,7 +53,7 @@ def _notify(session, per_conversation: dict[int, set[int]], *, event: str, key: 
                 "subject": subject[cid], "body": body[cid], "status": "queued", "attempts": 0,
                 "next_attempt_at": now, "created_at": now,
             })
-    return sla.insert_outbox(session, rows)
+    return notifications.insert_outbox(session, rows)
 
 
 # -- boomerang ---------------------------------------------------------------------------

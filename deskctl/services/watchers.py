@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import and_, delete, exists, or_, select
 
 from deskctl.app import Actor
+from deskctl.db.dml import dialect_insert
 from deskctl.errors import BulkError, NotFound
 from deskctl.models import Conversation, Watcher
 from deskctl.services import events, permissions
@@ -50,7 +51,7 @@ def watch(session, actor: Actor, ids: Sequence[int], *, now: datetime, settings)
     wanted = [i for i in ids if i not in already]
     added: set[int] = set()
     table = Watcher.__table__
-    insert = _dialect_insert(session)
+    insert = dialect_insert(session)
     for chunk in chunks(wanted, 1000):
         # ON CONFLICT DO NOTHING: a concurrent `watch` of the same conversation is not a
         # conflict (watching is idempotent); RETURNING says which rows this call added.
@@ -61,14 +62,6 @@ def watch(session, actor: Actor, ids: Sequence[int], *, now: datetime, settings)
     events.record_many(session, [{"conversation_id": i, "actor": actor.handle, "kind": "watched", "at": now,
                                   "data": {"user": actor.handle}} for i in new])
     return [{"id": i, "user": actor.handle, "watching": True, "changed": i in added} for i in ids]
-
-
-def _dialect_insert(session):
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
 
 
 def unwatch(session, actor: Actor, ids: Sequence[int], *, now: datetime, settings) -> list[dict]:

@@ -1,0 +1,19 @@
+"""Statements whose spelling differs between SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+
+def dialect_insert(session):
+    """The `insert` of the session's dialect: it has `on_conflict_do_nothing`."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def insert_ignore(session, table, rows: list[dict], returning) -> list:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING, batched by SQLAlchemy's
+    insertmanyvalues (one cached statement); the rows actually inserted."""
+    stmt = dialect_insert(session)(table).on_conflict_do_nothing().returning(*returning)
+    return session.connection().execute(stmt, rows).all()
