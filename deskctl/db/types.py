@@ -20,6 +20,8 @@ class UTCDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    # SQLite's binds and results go through the one-step processors below; these two
+    # serve PostgreSQL (and literal rendering, e.g. offline migrations).
     def process_bind_param(self, value: datetime | None, dialect):
         if value is None:
             return None
@@ -87,6 +89,8 @@ class JsonType(TypeDecorator):
 
             return dialect.type_descriptor(JSONB())
         return dialect.type_descriptor(JSON())
+
+
 # SQLite only auto-increments INTEGER PRIMARY KEY columns.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
