@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+QUICK_FACTOR = 3  # --repeat x this: runs of the start-up-sized measurements (--help, claim, import floor)
 REPORT_KINDS = ("volume", "sla", "agents", "tags", "csat", "backlog", "conversations")
 REPORT_BY = {"volume": "day", "sla": "day", "agents": "agent", "tags": "tag", "csat": "day", "backlog": "group",
              "conversations": None}
@@ -190,13 +191,19 @@ class Bench:
         run = run_process(self.dk(*command, "--help"), self.env())
         return run.returncode == 0
 
+    def quick_repeat(self) -> int:
+        """Runs of a start-up-sized measurement (tens of milliseconds): a median of 3
+        moved by half between runs, so these run QUICK_FACTOR times as often."""
+        return self.repeat * QUICK_FACTOR
+
     def measure(self, operation: str, deskctl_cmd, baseline_cmd, *, rows: int | None = None,
-                fresh: bool = False, stdout: bool = False, note: str = "") -> Result:
-        """Median of --repeat runs of each. `deskctl_cmd`/`baseline_cmd` take the URL to run on
-        (a fresh copy of the desk each time when `fresh`) and return the argv."""
+                fresh: bool = False, stdout: bool = False, note: str = "", quick: bool = False) -> Result:
+        """Median of --repeat runs of each (quick_repeat() when `quick`). `deskctl_cmd` /
+        `baseline_cmd` take the URL to run on (a fresh copy of the desk each time when
+        `fresh`) and return the argv."""
         mine: list[Run] = []
         theirs: list[Run] = []
-        for i in range(self.repeat):
+        for i in range(self.quick_repeat() if quick else self.repeat):
             for cmd_for, runs, label in ((deskctl_cmd, mine, "deskctl"), (baseline_cmd, theirs, "baseline")):
                 if cmd_for is None:
                     continue
@@ -256,7 +263,7 @@ class Bench:
 
     def bench_help(self) -> None:
         self.measure("deskctl --help", lambda url: self.dk("--help"),
-                     lambda url: [self.python, "-c", "import click"])
+                     lambda url: [self.python, "-c", "import click"], quick=True)
 
     def bench_claim(self) -> None:
         if not self.has("claim"):
@@ -264,23 +271,24 @@ class Bench:
         # Fresh `new` unassigned conversations to claim, one per run (made so when too few).
         rows = self.sql(self.main_url, "SELECT id FROM conversations WHERE status = 'new' AND assignee_id IS NULL "
                                        "ORDER BY id DESC", fetch=True)
-        ids = [r[0] for r in rows][: self.repeat]
-        if len(ids) < self.repeat:
+        runs = self.quick_repeat()
+        ids = [r[0] for r in rows][:runs]
+        if len(ids) < runs:
             more = self.sql(self.main_url, "SELECT id FROM conversations WHERE status = 'open' ORDER BY id DESC",
                             fetch=True)
-            extra = [r[0] for r in more][: self.repeat - len(ids)]
+            extra = [r[0] for r in more][: runs - len(ids)]
             for cid in extra:
                 self.sql(self.main_url, "UPDATE conversations SET status = 'new', assignee_id = NULL, "
                                         "claimed_at = NULL WHERE id = :id", {"id": cid})
             ids += extra
         queue = list(ids)
         self.measure("claim (process)", lambda url: self.dk("--as", "admin", "claim", queue.pop(0), "--format", "tsv"),
-                     lambda url: [self.python, "-c", "import click"], rows=1)
+                     lambda url: [self.python, "-c", "import click"], rows=1, quick=True)
         # The floor under every database command: the ORM import alone, against the same
         # baseline, so the claim ratio can be read against what no deskctl code can avoid.
         self.measure("floor: import sqlalchemy.orm", lambda url: [self.python, "-c", "import sqlalchemy.orm"],
                      lambda url: [self.python, "-c", "import click"],
-                     note="not deskctl: what any command using the SQLAlchemy ORM pays at start-up")
+                     note="not deskctl: what any command using the SQLAlchemy ORM pays at start-up", quick=True)
 
     def bench_list(self) -> None:
         self.measure("list --format jsonl", lambda url: self.dk("--as", "admin", "list", "--format", "jsonl"),
