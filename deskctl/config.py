@@ -153,7 +153,9 @@ def find_config_file(explicit: str | None) -> Path | None:
     """--config / DESKCTL_CONFIG, else ./config/deskctl.yaml, else the XDG user file."""
     if explicit:
         path = Path(explicit)
-        if not path.is_file():
+        if path.is_dir():
+            raise ConfigError(str(path), None, "is a directory, not a file")
+        if not path.exists():  # a device or pipe is fine: `--config /dev/null` means defaults
             raise ConfigError(str(path), None, "file not found")
         return path
     project = Path("config") / "deskctl.yaml"

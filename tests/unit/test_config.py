@@ -50,3 +50,12 @@ def test_config_errors_name_file_key_and_problem(tmp_path, text, key, problem):
         assert key in message
     assert problem in message
     assert info.value.exit_code == 78
+
+
+def test_config_dev_null_means_defaults_and_a_directory_or_missing_file_is_an_error(tmp_path):
+    settings = load_settings("/dev/null")
+    assert settings.sla.policies[0].name == "default" and settings.source == "/dev/null"
+    for path, problem in ((tmp_path, "is a directory"), (tmp_path / "missing.yaml", "file not found")):
+        with pytest.raises(ConfigError) as info:
+            load_settings(str(path))
+        assert problem in info.value.format_message() and info.value.exit_code == 78
