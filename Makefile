@@ -38,8 +38,8 @@ demo: install ## Build a sample SQLite desk (desk.db) and show it working
 	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
 	$(DESKCTL) --db sqlite:///$(DEMO_DB) db upgrade
 	$(DESKCTL) --db sqlite:///$(DEMO_DB) demo --conversations $(DEMO_N) --seed 42
-	@echo; echo '$$ deskctl list --status new --limit 10'
-	@DESKCTL_USER=admin $(DESKCTL) --db sqlite:///$(DEMO_DB) list --status new --sort -priority,created --limit 10 --format table
+	@echo; echo '$$ deskctl list --status new,open --limit 10'
+	@DESKCTL_USER=admin $(DESKCTL) --db sqlite:///$(DEMO_DB) list --status new,open --sort -priority,created --limit 10 --format table
 	@echo; echo '$$ deskctl transfer --from alice --to group:billing --limit 5 --message "Alice is on leave"'
 	@DESKCTL_USER=admin $(DESKCTL) --db sqlite:///$(DEMO_DB) transfer --from alice --to group:billing --limit 5 --message "Alice is on leave" --format table
 	@echo; echo '$$ deskctl report volume --by week'
