@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from functools import cache
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import ARRAY, Integer, Select, any_, bindparam, select
 from sqlalchemy.orm import aliased
 
 from deskctl.models import (
@@ -55,21 +55,34 @@ def _base_select() -> Select:
 
 
 @cache
-def _batch_statements() -> tuple[Select, Select, Select, Select]:
-    """The four per-batch queries, built once per process with an expanding `ids`
-    parameter: building `in_(ids)` afresh coerced every id and recompiled each batch."""
-    ids = bindparam("ids", expanding=True)
+def _batch_statements(dialect: str) -> tuple[Select, Select, Select, Select]:
+    """The four per-batch queries, built once per process with one `ids` parameter:
+    building `in_(ids)` afresh coerced every id and recompiled each batch.
+
+    SQLite gets an expanding `IN (...)`; PostgreSQL `= ANY(:ids)` with the list sent as
+    one array, as expanding 1,000 placeholders (and psycopg splitting the query around
+    them) cost a quarter of `list`'s time there."""
+    if dialect == "postgresql":
+        ids = bindparam("ids", type_=ARRAY(Integer))
+
+        def matches(column):
+            return column == any_(ids)
+    else:
+        ids = bindparam("ids", expanding=True)
+
+        def matches(column):
+            return column.in_(ids)
     return (
-        _base_select().where(Conversation.id.in_(ids)),
+        _base_select().where(matches(Conversation.id)),
         select(ConversationTag.conversation_id, ConversationTag.tag)
-        .where(ConversationTag.conversation_id.in_(ids))
+        .where(matches(ConversationTag.conversation_id))
         .order_by(ConversationTag.tag),
         select(Watcher.conversation_id, User.handle)
         .join(User, User.id == Watcher.user_id)
-        .where(Watcher.conversation_id.in_(ids))
+        .where(matches(Watcher.conversation_id))
         .order_by(User.handle),
         select(SlaMark.conversation_id, SlaMark.target)
-        .where(SlaMark.conversation_id.in_(ids), SlaMark.level == "breached")
+        .where(matches(SlaMark.conversation_id), SlaMark.level == "breached")
         .order_by(SlaMark.target),
     )
 
@@ -89,7 +102,7 @@ def records_for_ids(session, ids: Sequence[int]) -> list[dict]:
     # (and so no autoflush: flush what the caller changed first).
     session.flush()
     conn = session.connection()
-    records_stmt, tags_stmt, watchers_stmt, breached_stmt = _batch_statements()
+    records_stmt, tags_stmt, watchers_stmt, breached_stmt = _batch_statements(conn.dialect.name)
     params = {"ids": list(ids)}
     rows = conn.execute(records_stmt, params).all()
     tags: dict[int, list[str]] = defaultdict(list)
