@@ -57,7 +57,10 @@ def parse_date_bound(text: str, *, now: datetime, tz: str = "UTC") -> datetime:
     if _DURATION.match(cleaned):
         return now - parse_duration(cleaned, what="time")
     if re.fullmatch(r"\d{4}-\d{2}-\d{2}", cleaned):
-        day = date.fromisoformat(cleaned)
+        try:
+            day = date.fromisoformat(cleaned)
+        except ValueError as exc:  # 2026-13-45: the shape of a date, not a date
+            raise UsageError(f"invalid date {text!r}: {exc}") from None
         return datetime.combine(day, time(0), ZoneInfo(tz)).astimezone(UTC)
     return parse_when(text, now=now, tz=tz)
 

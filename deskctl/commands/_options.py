@@ -12,6 +12,9 @@ import sys
 import click
 
 FORMATS = ["table", "csv", "tsv", "json", "jsonl", "ids"]
+# Every --limit: a billion is past any desk, and the bound keeps the value inside the
+# databases' 64-bit LIMIT (a larger one was an internal error, found by the stress fuzzer).
+LIMIT = click.IntRange(min=1, max=10**9)
 
 
 def output_options(func):
@@ -139,7 +142,7 @@ def targets_argument(func):
     @click.argument("target_args", nargs=-1, metavar="[ID|-]...")
     @filter_options
     @click.option("--all", "all_", is_flag=True, help="Act on every conversation (needed when no id or filter).")
-    @click.option("--limit", type=click.IntRange(min=1), help="Act on at most N conversations (oldest first).")
+    @click.option("--limit", type=LIMIT, help="Act on at most N conversations (oldest first).")
     @click.option("--sort", metavar="KEYS", help="Order for filters and --limit, e.g. created or -priority.")
     @functools.wraps(func)
     def wrapper(*args, target_args, all_, limit, sort, **kwargs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deskctl.commands._options import date_bound_option, emit, output_options
+from deskctl.commands._options import LIMIT, date_bound_option, emit, output_options
 
 
 def _columns():
@@ -32,7 +32,7 @@ def _distinct_conversations(rows):
               help="Done by this user handle, or `system` (jobs, ingest); comma list or repeated.")
 @click.option("--kind", "kinds", multiple=True, metavar="K[,K]",
               help="Only these event kinds (created, claimed, transferred, note_added, ...).")
-@click.option("--limit", type=click.IntRange(min=1), help="Only the most recent N matching events.")
+@click.option("--limit", type=LIMIT, help="Only the most recent N matching events.")
 @output_options
 @click.pass_obj
 def audit(app, conversation_id, since, until, actors, kinds, limit):

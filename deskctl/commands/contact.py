@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deskctl.commands._options import emit, output_options
+from deskctl.commands._options import LIMIT, emit, output_options
 
 
 def _columns():
@@ -57,7 +57,7 @@ def add(app, name, email, phone, account_id, vip, attrs):
 @click.option("--vip/--no-vip", default=None, help="Only VIPs / only non-VIPs.")
 @click.option("--attr", "attrs", multiple=True, metavar="KEY=VALUE",
               help="Has this attribute value (repeatable; KEY= means the attribute is absent).")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N contacts.")
+@click.option("--limit", type=LIMIT, help="At most N contacts.")
 @output_options
 @click.pass_obj
 def find(app, query, email, phone, account_id, vip, attrs, limit):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from deskctl.commands._options import emit, output_options
+from deskctl.commands._options import LIMIT, emit, output_options
 
 
 @click.command()
 @click.option("--user", "handle", metavar="H", help="Another user's inbox (supervisor or admin).")
 @click.option("--sort", metavar="KEYS", help="Default -priority,created (most urgent, then oldest first); "
               "same keys as `list --sort`.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N conversations.")
+@click.option("--limit", type=LIMIT, help="At most N conversations.")
 @output_options
 @click.pass_obj
 def inbox(app, handle, sort, limit):

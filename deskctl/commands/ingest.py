@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from deskctl.commands._options import emit, output_options
+from deskctl.commands._options import LIMIT, emit, output_options
 
 JSONL_BATCH = 1000
 # An mbox or Maildir is committed every EMAIL_BATCH messages: a failure loses at most
@@ -260,7 +260,7 @@ def _supervisor(app, session, what):
 @click.option("--status", "status", default="held", show_default=True, metavar="S",
               help="held, retried, dropped or all (comma list).")
 @click.option("--source", type=click.Choice(["email", "jsonl"]), help="Only this source.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N entries.")
+@click.option("--limit", type=LIMIT, help="At most N entries.")
 @output_options
 @click.pass_obj
 def quarantine_list(app, status, source, limit):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from deskctl.commands._options import emit, output_options
+from deskctl.commands._options import LIMIT, emit, output_options
 
 
 def _columns(kind: str):
@@ -152,7 +152,7 @@ def _exit_code(result) -> int:
 
 @jobs.command("history")
 @click.argument("name", required=False)
-@click.option("--limit", type=click.IntRange(min=1, max=10**9), default=50, show_default=True,
+@click.option("--limit", type=LIMIT, default=50, show_default=True,
               help="At most N runs.")
 @click.option("--outcome", type=click.Choice(["ok", "failed", "skipped", "running"]), multiple=True,
               help="Only runs with this outcome (repeatable).")

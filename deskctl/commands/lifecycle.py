@@ -8,7 +8,7 @@ import functools
 
 import click
 
-from deskctl.commands._options import bulk_options, emit, output_options, targets_argument
+from deskctl.commands._options import LIMIT, bulk_options, emit, output_options, targets_argument
 
 
 def change_columns():
@@ -133,7 +133,7 @@ def targets_argument_without(*excluded: str):
             wrapper = option(wrapper)
         wrapper = click.option("--sort", metavar="KEYS",
                                help="Order for filters and --limit, e.g. created or -priority.")(wrapper)
-        wrapper = click.option("--limit", type=click.IntRange(min=1),
+        wrapper = click.option("--limit", type=LIMIT,
                                help="Act on at most N conversations (oldest first).")(wrapper)
         wrapper = click.option("--all", "all_", is_flag=True,
                                help="Act on every conversation (needed when no id or filter).")(wrapper)

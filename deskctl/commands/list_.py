@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from deskctl.commands._options import build_filter, emit, filter_options, output_options
+from deskctl.commands._options import LIMIT, build_filter, emit, filter_options, output_options
 
 
 @click.command("list")
 @filter_options
 @click.option("--sort", metavar="KEYS", help="id (default), created, updated, priority, status, sla, "
               "boomerang, channel, subject; comma-separated, '-' for descending.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N conversations.")
+@click.option("--limit", type=LIMIT, help="At most N conversations.")
 @output_options
 @click.pass_obj
 def list_(app, sort, limit, **params):

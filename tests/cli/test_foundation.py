@@ -199,3 +199,12 @@ def test_table_sla_cell_says_time_left_or_late(seeded):
     assert "2h left" in lines[0] and "late 35m" in lines[1], lines
     assert "\033[" not in "".join(lines)  # not a terminal: no colour
     assert seeded.json("list")[1]["sla"]["state"] == "breached"
+
+
+def test_out_of_range_limits_and_impossible_dates_are_usage_errors(seeded):
+    """Found by the stress fuzzer: both used to be internal errors (exit 1)."""
+    for argv in (("inbox", "--limit", "9223372036854775808"), ("list", "--limit", "1000000001"),
+                 ("list", "--created-before", "2026-13-45"), ("audit", "--since", "2026-02-30")):
+        result = seeded.run(*argv)
+        assert result.exit_code == 2, (argv, result)
+        assert "Traceback" not in result.stderr and "internal error" not in result.stderr

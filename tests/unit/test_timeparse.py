@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from deskctl.errors import UsageError
-from deskctl.timeparse import humanize_seconds, parse_duration, parse_when
+from deskctl.timeparse import humanize_seconds, parse_date_bound, parse_duration, parse_when
 
 NOW = datetime(2026, 11, 20, 15, 30, tzinfo=UTC)  # a Friday
 
@@ -35,6 +35,12 @@ def test_when_forms():
 def test_unparseable_when():
     with pytest.raises(UsageError, match="invalid WHEN"):
         parse_when("next tuesday-ish", now=NOW)
+
+
+@pytest.mark.parametrize("text", ["2026-13-45", "2026-02-30", "2026-00-10"])
+def test_a_date_shaped_bound_that_is_no_date_is_a_usage_error(text):
+    with pytest.raises(UsageError, match=f"invalid date '{text}'"):
+        parse_date_bound(text, now=NOW)
 
 
 def test_humanize():
