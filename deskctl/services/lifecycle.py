@@ -48,9 +48,6 @@ from deskctl.services.queries import (
 
 C = Conversation
 CHUNK = 2000  # ids per UPDATE: 2 parameters each, well under every engine's limit
-# Above this many conversations, a transfer to a user queues one summary notification
-# instead of one per conversation.
-NOTIFY_EACH_MAX = 50
 
 
 @dataclass(frozen=True)
@@ -330,7 +327,7 @@ def _notify_each(session, snaps: Sequence[Snap], user_id: int | None, *, event: 
     """One notification per conversation for a handful, one summary for many."""
     if user_id is None or not snaps:
         return
-    if len(snaps) <= NOTIFY_EACH_MAX:
+    if len(snaps) <= notifications.EACH_MAX:
         for s in snaps:
             notifications.notify_users(session, [user_id], conversation_id=s.id, event=event,
                                        subject=subject.format(id=s.id), body=body.format(id=s.id), now=now,
@@ -340,8 +337,7 @@ def _notify_each(session, snaps: Sequence[Snap], user_id: int | None, *, event: 
         notifications.notify_users(
             session, [user_id], conversation_id=None, event=event,
             subject=summary.format(n=len(snaps)),
-            body=summary.format(n=len(snaps)) + ": #" + ", #".join(str(s.id) for s in snaps[:200])
-            + (", ..." if len(snaps) > 200 else ""), now=now,
+            body=summary.format(n=len(snaps)) + ": " + notifications.id_list([s.id for s in snaps]), now=now,
             key=f"bulk:{first.id}:v{first.version + 1}:{len(snaps)}")
 
 
