@@ -30,7 +30,7 @@ from deskctl.models import Attachment, Contact, Conversation, Event, Group, Mess
 from deskctl.services import events, notifications, sla
 from deskctl.services import quarantine as quarantine_service
 from deskctl.services.htmltext import html_to_text
-from deskctl.services.ingest_jsonl import insert_ids, update_touched
+from deskctl.services.ingest_jsonl import insert_ids, message_in_events, update_touched
 
 CHANNEL = "email"
 SOURCE = "email"
@@ -463,24 +463,12 @@ def _store(session, parsed, results, *, now, settings, group_id, store_attachmen
     event_rows = [events.created_row(cid, channel=CHANNEL, source=SOURCE, at=now,
                                      linked_to=new_convs[number]["linked_to_id"])
                   for number, cid in enumerate(new_ids)]
-    reopened_done = set()
-    message_iter = iter(message_ids)
-    first_reply: dict[int, int] = {}  # existing conversation -> its first new message
     for index, p, ref, action, _at in planned:
-        cid = real(ref)
-        results[index] = {"message_id": p.message_id, "id": cid, "action": action, "quarantine_id": None,
+        results[index] = {"message_id": p.message_id, "id": real(ref), "action": action, "quarantine_id": None,
                           "reason": None}
-        if action == "duplicate":
-            continue
-        message_id = next(message_iter)
-        mark = touched.get(ref)
-        reopened = mark["reopened"] if mark and cid not in reopened_done else None
-        if reopened:
-            reopened_done.add(cid)
-        if not isinstance(ref, tuple):
-            first_reply.setdefault(cid, message_id)
-        event_rows += events.message_in_rows(cid, message_id=message_id, external_id=p.message_id,
-                                             at=now, reopened_from=reopened)
+    message_events, first_reply = message_in_events(
+        [(ref, real(ref), p.message_id) for _, p, ref, _, _ in stored], message_ids, touched, now=now)
+    event_rows += message_events
     if event_rows:
         conn.execute(_INSERT_EVENTS, event_rows)
     update_touched(conn, list(touched.items()), now=now)

@@ -392,26 +392,12 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
     event_rows = [events.created_row(cid, channel=new_convs[index]["channel"], source=SOURCE, at=now,
                                      linked_to=new_convs[index]["linked_to_id"])
                   for index, cid in enumerate(new_ids)]
-    reopened_done = set()
-    message_iter = iter(message_ids)
-    first_reply: dict[int, int] = {}  # existing conversation -> its first new message
     for item, ref, action in planned:
-        cid = real(ref)
-        if action == "duplicate":
-            results[item.line] = {"line": item.line, "id": cid, "action": "duplicate",
-                                  "external_id": item.external_id, "quarantine_id": None, "reason": None}
-            continue
-        message_id = next(message_iter)
-        state = touched.get(ref)
-        reopened = state["reopened"] if state and cid not in reopened_done else None
-        if reopened:
-            reopened_done.add(cid)
-        if not isinstance(ref, tuple):
-            first_reply.setdefault(cid, message_id)
-        event_rows += events.message_in_rows(cid, message_id=message_id, external_id=item.external_id,
-                                             at=now, reopened_from=reopened)
-        results[item.line] = {"line": item.line, "id": cid, "action": action, "external_id": item.external_id,
-                              "quarantine_id": None, "reason": None}
+        results[item.line] = {"line": item.line, "id": real(ref), "action": action,
+                              "external_id": item.external_id, "quarantine_id": None, "reason": None}
+    stored = [(ref, real(ref), item.external_id) for item, ref, action in planned if action != "duplicate"]
+    message_events, first_reply = message_in_events(stored, message_ids, touched, now=now)
+    event_rows += message_events
     if event_rows:
         conn.execute(insert(Event.__table__), event_rows)
 
@@ -422,6 +408,27 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
     touched_ids = sorted({*new_ids, *(ref for ref, _ in existing)})
     if touched_ids and refresh:
         sla.refresh(session, touched_ids, now=now, settings=settings)
+
+
+def message_in_events(stored: list[tuple[object, int, str]], message_ids: list[int], touched: dict, *,
+                      now: datetime) -> tuple[list[dict], dict[int, int]]:
+    """Event rows for the messages just stored, in order, and {existing conversation: its
+    first new message} for the notifications. stored: (ref, conversation id, external
+    id) per message; a ref is ("new", n) for a conversation created in this batch. The
+    first message to an existing conversation carries the `reopened` of its touch."""
+    rows: list[dict] = []
+    first_reply: dict[int, int] = {}
+    reopened_done: set[int] = set()
+    for (ref, cid, external_id), message_id in zip(stored, message_ids, strict=True):
+        state = touched.get(ref)
+        reopened = state["reopened"] if state and cid not in reopened_done else None
+        if reopened:
+            reopened_done.add(cid)
+        if not isinstance(ref, tuple):
+            first_reply.setdefault(cid, message_id)
+        rows += events.message_in_rows(cid, message_id=message_id, external_id=external_id, at=now,
+                                       reopened_from=reopened)
+    return rows, first_reply
 
 
 def update_touched(conn, existing: list[tuple[int, dict]], *, now: datetime) -> None:
