@@ -66,6 +66,17 @@ DEFAULTS: dict[str, Any] = {
         "from": "support@example.com",
         "timeout": 30,
     },
+    # SPEC §13: DESKCTL_NOW and --now are honoured only on test, demo and replay desks.
+    "clock": {"override": False},
+    # The OS account the daemon and cron run as; null: the OS user running the daemon.
+    "service_user": None,
+    "limits": {
+        "message_bytes": "25MB",
+        "recipients": 500,
+        "header_bytes": "64KB",
+        "subject_chars": 998,
+        "query_chars": 1000,
+    },
 }
 
 
@@ -127,6 +138,17 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Size caps on what outsiders send (SPEC §13); byte sizes are in bytes."""
+
+    message_bytes: int
+    recipients: int
+    header_bytes: int
+    subject_chars: int
+    query_chars: int
+
+
+@dataclass(frozen=True)
 class Settings:
     source: str | None
     timezone: str
@@ -141,6 +163,9 @@ class Settings:
     sla: SlaSettings
     jobs: dict[str, JobSettings]
     smtp: SmtpSettings
+    clock_override: bool
+    service_user: str | None
+    limits: Limits
     raw: dict = field(repr=False, compare=False, default_factory=dict)
 
 
@@ -320,7 +345,47 @@ def _build(cfg: dict, source: str | None, database_url: str | None) -> Settings:
         sla=SlaSettings(warning=float(warning), policies=policies),
         jobs=jobs,
         smtp=smtp,
+        clock_override=_flag(cfg["clock"]["override"], source, "clock.override"),
+        service_user=_optional_name(cfg["service_user"], source, "service_user"),
+        limits=_limits(cfg["limits"], source),
         raw=cfg,
+    )
+
+
+def _flag(value: Any, source: str | None, key: str) -> bool:
+    _check(isinstance(value, bool), source, key, "must be true or false")
+    return value
+
+
+def _optional_name(value: Any, source: str | None, key: str) -> str | None:
+    _check(value is None or (isinstance(value, str) and bool(value)), source, key, "must be a name")
+    return value
+
+
+_SIZE = re.compile(r"^(\d+)\s*(B|KB|MB|GB)?$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+
+
+def _size(value: Any, source: str | None, key: str) -> int:
+    """A byte size: an integer, or a number with B, KB, MB or GB (binary multiples)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    m = _SIZE.match(str(value).strip()) if isinstance(value, str) else None
+    _check(bool(m) and int(m.group(1)) > 0, source, key, f"invalid size {value!r} (e.g. 25MB, 64KB)")
+    return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()]
+
+
+def _limits(raw: dict, source: str | None) -> Limits:
+    counts = {}
+    for key in ("recipients", "subject_chars", "query_chars"):
+        value = raw[key]
+        _check(isinstance(value, int) and not isinstance(value, bool) and value > 0, source,
+               f"limits.{key}", "must be a positive whole number")
+        counts[key] = value
+    return Limits(
+        message_bytes=_size(raw["message_bytes"], source, "limits.message_bytes"),
+        header_bytes=_size(raw["header_bytes"], source, "limits.header_bytes"),
+        **counts,
     )
 
 
