@@ -1,1 +1,1 @@
-"""deskctl's benchmark harness: `python -m bench.run` (see BENCHMARKS.md)."""
+"""deskctl's benchmark harness: `python -m bench.run` (see docs/benchmarks.md)."""

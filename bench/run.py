@@ -8,7 +8,7 @@ and the median is reported; the machine is shared and noisy, so the ratio
 
 Prints one table on stdout and writes the same as JSON to
 bench/results/<UTC timestamp>-<commit>.json. Commands that do not exist yet in this
-checkout are skipped with a note. See BENCHMARKS.md.
+checkout are skipped with a note. See docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -784,7 +784,7 @@ class _Sim:
                      closing_note="Solved." if rng.random() < 0.2 else None)
 
         life()
-        # -- SLA columns (24x7 clock; see the README, "deskctl demo") ----------------------------------------
+        # -- SLA columns (24x7 clock; see docs/demo.md) ----------------------------------------
         sla = _sla(policy, self.clock(policy), s, created, last_inbound, now, warning_share)
         for target, level, at, due in sla["marks"]:
             self.marks.append((cid, target, level, self.dt(at)))

@@ -24,7 +24,7 @@ from deskctl.models import (
 BATCH = 1000
 
 # Plain columns, not the mapped entity: no identity map to fill and empty again per row
-# (expunging 100k ORM objects took most of `list`'s time; see BENCHMARKS.md).
+# (expunging 100k ORM objects took most of `list`'s time; see docs/benchmarks.md).
 _RECORD_COLUMNS = (
     Conversation.id, Conversation.subject, Conversation.status, Conversation.channel, Conversation.priority,
     Conversation.reason, Conversation.created_at, Conversation.updated_at, Conversation.boomerang_at,

@@ -5,7 +5,7 @@ AVG; medians and p90 with `percentile_cont` on PostgreSQL and a window-function 
 SQLite that returns only the rows at the percentile positions). Python only merges the
 few aggregated rows of each query by key and fills in empty periods. Read-only.
 
-Definitions (also in `deskctl report --help` and the README):
+Definitions (also in `deskctl report --help` and docs/reports.md):
 - A period is [since, until): `--by day|week|month` cut it at local midnights of the
   configured timezone (weeks start on Monday); the key is the period's first day.
 - `handle_s`: seconds from a conversation's creation to its last resolution or closing

@@ -167,7 +167,7 @@ def test_fuzzed_invocations_exit_cleanly_and_change_nothing_on_failure(desk, nam
 
 
 def test_fuzz_counts_are_reported():
-    """Keeps the figure for RELIABILITY.md visible in -rA output."""
+    """Keeps the figure for docs/reliability.md visible in -rA output."""
     if os.environ.get("DESKCTL_FUZZ_REPORT"):
         print(f"fuzz calls: {CALLS['n']}, failing (non-zero, clean): {CALLS['failing']}")
 
