@@ -46,7 +46,7 @@ demo: install ## Build a sample SQLite desk (desk.db) and show it working
 	@DESKCTL_USER=admin $(DESKCTL) --db sqlite:///$(DEMO_DB) report volume --by week --since 30d --format table
 	@echo; echo "Try it yourself: export DESKCTL_DATABASE_URL=sqlite:///$(DEMO_DB) DESKCTL_USER=admin; $(DESKCTL) --help"
 
-test: install-test ## Run every test on SQLite and PostgreSQL
+test: lint ## Lint, then every test on SQLite and PostgreSQL
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: install-test ## ruff, and the migrations match the models
