@@ -239,7 +239,10 @@ def _run(session, actor, spec: TargetSpec, plan: Plan, *, now: datetime, setting
     if after_write is not None:
         after_write(changed)
     _notify_watchers(session, actor, plan.kind, changed, now=now)
-    sla.refresh(session, sorted(s.id for s in changed), now=now, settings=settings)
+    columns = frozenset(plan.values)
+    sla.refresh(session, sorted(s.id for s in changed
+                                if sla.change_moves_sla(settings, s.status, plan.after(s)[0], columns)),
+                now=now, settings=settings)
     return Outcome(records, changed)
 
 

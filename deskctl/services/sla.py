@@ -389,6 +389,38 @@ def _expire_loaded(session, ids: set[int]) -> None:
             session.expire(obj, list(_SLA_COLUMNS))
 
 
+# -- what a change can move ----------------------------------------------------------------
+
+def _phase(status: str) -> str:
+    """What a status means to the targets: running, paused (pending) or stopped."""
+    if status in STOPPED:
+        return "stopped"
+    return "paused" if status == "pending" else "running"
+
+
+# Conversation columns the policy choice reads (`when` conditions), by condition name.
+_POLICY_INPUTS = {"priority": ("priority",), "group": ("group_id",), "location": ("group_id", "location_id"),
+                  "channel": ("channel",), "vip": ("contact_id",)}
+
+
+def policy_columns(settings) -> frozenset[str]:
+    """Conversation columns that can change which policy applies under this config."""
+    return frozenset(col for policy in settings.sla.policies for cond in policy.when
+                     for col in _POLICY_INPUTS[cond])
+
+
+def change_moves_sla(settings, old_status: str, new_status: str, columns: frozenset[str] | set[str]) -> bool:
+    """Whether setting `columns` (and moving old_status → new_status) can change a
+    conversation's SLA columns. A bulk verb refreshes only the rows where it can: a
+    transfer between open states under policies that do not look at groups moves no
+    deadline, and at 50,000 rows the refresh was most of its time."""
+    if _phase(old_status) != _phase(new_status):
+        return True
+    if _phase(new_status) == "stopped" and {"resolved_at", "closed_at"} & set(columns):
+        return True  # the end of the resolution target moved
+    return bool(policy_columns(settings) & set(columns))
+
+
 # -- the sweep ---------------------------------------------------------------------------
 
 def due_ids(session, now: datetime, limit: int | None = None) -> list[int]:
@@ -437,4 +469,5 @@ def describe(sla: dict, now: datetime) -> str:
     return state
 
 
-__all__ = ["refresh", "sweep", "due_ids", "match_policy", "describe", "compact_duration"]
+__all__ = ["refresh", "sweep", "due_ids", "match_policy", "describe", "compact_duration", "change_moves_sla",
+           "policy_columns"]

@@ -158,3 +158,40 @@ def test_a_large_transfer_to_a_user_queues_one_summary_notification(seeded):
     assert seeded.scalar("SELECT count(*) FROM watchers WHERE user_id = (SELECT id FROM users "
                          "WHERE handle = 'carol')") == 51
     assert seeded.scalar("SELECT count(*) FROM events WHERE kind = 'transferred'") == 51
+
+
+def sla_columns(desk, cid):
+    [row] = desk.rows("SELECT sla_policy, first_response_due, resolution_due FROM conversations WHERE id = :id",
+                      id=cid)
+    return row
+
+
+def test_transfer_refreshes_sla_when_a_policy_names_the_group(seeded, tmp_path):
+    """Bulk verbs skip the SLA refresh where no input of the policy choice changed; a
+    policy keyed on the group is such an input, so the transfer must re-pick it."""
+    config = tmp_path / "by-group.yaml"
+    config.write_text("clock: {override: true}\n"
+                      "sla:\n  policies:\n"
+                      "    - {name: sales-fast, when: {group: [sales]}, first_response: 15m, hours: 24x7}\n"
+                      "    - {name: default, first_response: 4h, resolution: 3d, hours: 24x7}\n")
+    env = {"DESKCTL_CONFIG": str(config)}
+    cid = make_conversation(seeded, assignee="alice", status="open")
+    seeded.ok("reply", cid, "Looking into it", as_="alice", env=env)  # picks the policy under this config
+    assert sla_columns(seeded, cid)["sla_policy"] == "default"
+    seeded.ok("transfer", cid, "--to", "group:sales", as_="carol", env=env)
+    assert sla_columns(seeded, cid)["sla_policy"] == "sales-fast"
+
+
+def test_transfer_leaves_deadlines_alone_when_no_policy_looks_at_groups(seeded):
+    cid = make_conversation(seeded, assignee="alice", status="open")
+    seeded.ok("reply", cid, "Looking into it", as_="alice")
+    assert sla_columns(seeded, cid)["sla_policy"] == "default"
+    # Mark the stored row: a refresh would rewrite it, a skipped one leaves it.
+    with seeded.engine.begin() as conn:
+        from sqlalchemy import text
+
+        conn.execute(text("UPDATE conversations SET sla_policy = 'marker' WHERE id = :id"), {"id": cid})
+    seeded.ok("transfer", cid, "--to", "group:sales", as_="carol")
+    assert sla_columns(seeded, cid)["sla_policy"] == "marker"
+    seeded.ok("pending", cid, as_="root")  # a change of phase does refresh
+    assert sla_columns(seeded, cid)["sla_policy"] == "default"
