@@ -239,10 +239,8 @@ def _run(session, actor, spec: TargetSpec, plan: Plan, *, now: datetime, setting
     if after_write is not None:
         after_write(changed)
     _notify_watchers(session, actor, plan.kind, changed, now=now)
-    columns = frozenset(plan.values)
-    sla.refresh(session, sorted(s.id for s in changed
-                                if sla.change_moves_sla(settings, s.status, plan.after(s)[0], columns)),
-                now=now, settings=settings)
+    sla.after_change(session, [(s.id, s.status, plan.after(s)[0]) for s in sorted(changed, key=lambda s: s.id)],
+                     frozenset(plan.values), now=now, settings=settings)
     return Outcome(records, changed)
 
 
