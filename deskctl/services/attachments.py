@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from deskctl.errors import Conflict, NotFound, UsageError
 from deskctl.models import Attachment, Conversation, Message
+from deskctl.services.files import default_file_mode, move_into_place
 from deskctl.services.outbound import attachment_path
 
 CHUNK = 1 << 20
@@ -151,7 +152,7 @@ def save_to_directory(settings, records: Sequence[dict], directory: str, *, forc
         if existing:
             raise Conflict(f"file exists: {', '.join(existing)} (use --force to overwrite)")
     sources = [stored_file(settings, record) for record in records]
-    mode = _default_file_mode()
+    mode = default_file_mode()
     staged: list[tuple[str, Path]] = []
     try:
         for source, (_, path) in zip(sources, targets, strict=True):
@@ -161,32 +162,12 @@ def save_to_directory(settings, records: Sequence[dict], directory: str, *, forc
                 shutil.copyfileobj(fh, out, CHUNK)
             os.chmod(tmp, mode)
         for tmp, path in staged:
-            _place(tmp, path, force=force)
+            try:
+                move_into_place(tmp, path, replace=force)
+            except FileExistsError:
+                raise Conflict(f"file exists: {path} (use --force to overwrite)") from None
     finally:
         for tmp, _ in staged:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     return [{**record, "path": str(path)} for record, path in targets]
-
-
-def _place(tmp: str, path: Path, *, force: bool) -> None:
-    if force:
-        os.replace(tmp, path)
-        return
-    # A hard link never replaces: a file that appeared since the check above stays.
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        raise Conflict(f"file exists: {path} (use --force to overwrite)") from None
-    except OSError:  # a file system without hard links
-        os.replace(tmp, path)
-        return
-    os.unlink(tmp)
-
-
-def _default_file_mode() -> int:
-    """What `open()` would create (0666 less the umask): mkstemp's 0600 is for its own
-    temporary files, not for documents a user saves."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
