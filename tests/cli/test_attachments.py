@@ -236,3 +236,15 @@ def test_safe_name(name, expected):
 def test_unknown_user_may_not_read(adesk, cid):
     result = adesk.run("attachment", "list", cid, as_="nobody")
     assert result.exit_code == 5 and result.stdout == ""
+
+
+def test_a_conversation_without_attachments(adesk):
+    from tests.factories import make_conversation
+
+    plain = make_conversation(adesk)
+    listed = adesk.run("attachment", "list", plain, fmt="json")
+    assert listed.exit_code == 0 and listed.json() == [] and "has no attachments" in listed.stderr
+    everything = adesk.run("attachment", "save", plain, "--all", fmt="json")
+    assert everything.exit_code == 0 and everything.stdout == "" and "has no attachments" in everything.stderr
+    assert adesk.run("attachment", "save", plain).exit_code == 3
+    assert adesk.run("attachment", "save", plain, "x.pdf", "-o", "-").exit_code == 3
