@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from deskctl.errors import Conflict, NotFound, UsageError
 from deskctl.models import Attachment, Conversation, Message
-from deskctl.services.files import default_file_mode, move_into_place
+from deskctl.services.files import default_file_mode, move_into_place, write_error
 from deskctl.services.outbound import attachment_path
 
 CHUNK = 1 << 20
@@ -166,6 +166,8 @@ def save_to_directory(settings, records: Sequence[dict], directory: str, *, forc
                 move_into_place(tmp, path, replace=force)
             except FileExistsError:
                 raise Conflict(f"file exists: {path} (use --force to overwrite)") from None
+    except OSError as exc:
+        raise write_error(exc, str(target_dir)) from None
     finally:
         for tmp, _ in staged:
             if os.path.exists(tmp):

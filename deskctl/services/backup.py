@@ -18,8 +18,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from deskctl.db.engine import normalize_url, redact
-from deskctl.errors import ConfigError, Conflict, UsageError
-from deskctl.services.files import fsync_directory, move_into_place
+from deskctl.errors import ConfigError, Conflict, TempFail, UsageError
+from deskctl.services.files import fsync_directory, move_into_place, write_error
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,10 @@ def backup_sqlite(engine, source: Path, target: str, *, force: bool = False) -> 
             raise UsageError(f"backup target {target} is the database itself")
         if not force:
             raise Conflict(f"backup target {target} exists (use --force to replace it)")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise write_error(exc, str(path.parent)) from None
     os.close(fd)
     try:
         _copy(engine, tmp)
@@ -65,11 +68,15 @@ def backup_sqlite(engine, source: Path, target: str, *, force: bool = False) -> 
             move_into_place(tmp, path, replace=force)
         except FileExistsError:
             raise Conflict(f"backup target {target} exists (use --force to replace it)") from None
+        fsync_directory(path.parent)
+    except OSError as exc:
+        raise write_error(exc, str(path.parent)) from None
+    except sqlite3.OperationalError as exc:  # e.g. "database or disk is full"
+        raise TempFail(f"backup to {target} failed: {exc}; safe to retry") from None
     finally:
         for leftover in (tmp, tmp + "-journal", tmp + "-wal", tmp + "-shm"):
             if os.path.exists(leftover):
                 os.unlink(leftover)
-    fsync_directory(path.parent)
     return BackupResult(str(source), str(path), path.stat().st_size)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from deskctl.errors import DeskError, TempFail, UsageError
+
 
 def move_into_place(tmp: str, path: Path, *, replace: bool) -> None:
     """Rename the finished `tmp` to `path`. Without `replace` an existing `path` is kept
@@ -39,3 +41,12 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_error(exc: OSError, where: str) -> DeskError:
+    """An OS error while writing a user's file, as a one-line error: a path the user can
+    fix is a usage error (2); a full disk or an I/O error is worth a retry (75)."""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, (PermissionError, IsADirectoryError, NotADirectoryError, FileNotFoundError)):
+        return UsageError(f"cannot write in {where}: {reason}")
+    return TempFail(f"cannot write in {where}: {reason}; safe to retry")

@@ -248,3 +248,26 @@ def test_a_conversation_without_attachments(adesk):
     assert everything.exit_code == 0 and everything.stdout == "" and "has no attachments" in everything.stderr
     assert adesk.run("attachment", "save", plain).exit_code == 3
     assert adesk.run("attachment", "save", plain, "x.pdf", "-o", "-").exit_code == 3
+
+
+def _unwritable_directory() -> str:
+    """A directory even root cannot create files in (sysfs), where there is one."""
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(dir="/sys")
+    except PermissionError:
+        return "/sys"
+    except OSError:
+        pass
+    else:
+        os.close(fd)
+        os.unlink(name)
+    pytest.skip("no directory that refuses new files here")
+
+
+def test_a_directory_that_refuses_files_is_a_usage_error(adesk, cid):
+    where = _unwritable_directory()
+    result = adesk.run("attachment", "save", cid, "--all", "-o", where)
+    assert result.exit_code == 2, result
+    assert f"cannot write in {where}" in result.stderr and result.stdout == ""

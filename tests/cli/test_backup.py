@@ -155,3 +155,12 @@ def test_postgresql_says_to_use_pg_dump(desk, tmp_path):
     assert result.exit_code == 2, result
     assert "pg_dump" in result.stderr and result.stdout == ""
     assert not (tmp_path / "copy.db").exists()
+
+
+def test_a_directory_that_refuses_files_is_a_usage_error(sqlite_desk):
+    from tests.cli.test_attachments import _unwritable_directory
+
+    where = _unwritable_directory()
+    result = sqlite_desk.run("db", "backup", f"{where}/copy.db")
+    assert result.exit_code == 2, result
+    assert f"cannot write in {where}" in result.stderr and result.stdout == ""
