@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "location": "deskctl.commands.group:location",
     "contact": "deskctl.commands.contact:contact",
     "attach": "deskctl.commands.contact:attach",
+    "attachment": "deskctl.commands.attachment:attachment",
     "availability": "deskctl.commands.availability:availability",
     "login": "deskctl.commands.availability:login",
     "list": "deskctl.commands.list_:list_",

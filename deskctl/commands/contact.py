@@ -137,3 +137,37 @@ def attach(app, conversation_id, ref, name, dry_run):
         output.notice(f"{'would attach' if dry_run else 'attached'} #{cid} to contact #{contact['id']}")
     else:
         output.notice(f"#{cid} is already attached to contact #{contact['id']}; nothing changed")
+
+
+@contact.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True), metavar="FILE.csv")
+@click.option("-n", "--dry-run", is_flag=True, help="Check every line and print the summary; change nothing.")
+@click.pass_obj
+def import_(app, file, dry_run):
+    """Create or update contacts from a CSV file (`-` reads stdin); supervisor or admin.
+
+    \b
+    The header row names the columns: email (required), name, phone, account, vip
+    (true/false, yes/no, 1/0), in any order; any other column is a free attribute.
+    Contacts are matched by email, case-insensitively. An empty cell leaves the known
+    value as it is. All or nothing: every bad line is reported with its number and
+    nothing is imported (exit 65). A summary line goes to stderr."""
+    from deskctl import output
+    from deskctl.services.contact_import import import_contacts
+
+    if file == "-":
+        import sys
+
+        data, source = sys.stdin.buffer.read(), "stdin"
+    else:
+        from pathlib import Path
+
+        data, source = Path(file).read_bytes(), file
+    with app.transaction(dry_run=dry_run) as session:
+        actor = app.actor(session)
+        result = import_contacts(session, actor, data, source=source, now=app.now(), settings=app.settings,
+                                 dry_run=dry_run)
+    unchanged = f", {result.unchanged} unchanged" if result.unchanged else ""
+    verb = "would import" if dry_run else "imported"
+    output.notice(f"{verb} {result.total} contact{'s' if result.total != 1 else ''}: "
+                  f"{result.created} created, {result.updated} updated{unchanged}")

@@ -56,3 +56,22 @@ def check(app):
     problems = sum(r["problems"] for r in results)
     if problems:
         raise Conflict(f"integrity check found {problems} problem(s)")
+
+
+@db.command()
+@click.argument("file", type=click.Path(), metavar="FILE")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@click.pass_obj
+def backup(app, file, force):
+    """Copy a SQLite desk to FILE while others keep working (SQLite's online backup).
+
+    The copy is one consistent snapshot, written beside FILE under a temporary name,
+    checked, then renamed; it opens like any desk (`deskctl --db sqlite:///FILE ...`).
+    An existing FILE is refused (exit 4) unless --force. On PostgreSQL use pg_dump
+    (exit 2)."""
+    from deskctl.output import notice
+    from deskctl.services.backup import backup_sqlite, sqlite_source
+
+    source = sqlite_source(app.settings.database_url)
+    result = backup_sqlite(app.engine, source, file, force=force)
+    notice(f"backed up {result.source} to {result.target} ({result.size} bytes)")

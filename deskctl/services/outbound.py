@@ -99,12 +99,17 @@ def to_bytes(msg: EmailMessage) -> bytes:
     return msg.as_bytes(policy=policy.SMTP)
 
 
+def attachment_path(settings, digest: str) -> Path:
+    """Where the bytes with this sha256 are stored: attachments_dir/xx/<sha256>."""
+    return Path(settings.attachments_dir) / digest[:2] / digest
+
+
 def store_attachment(settings, data: bytes) -> str:
     """Write the bytes content-addressed under attachments_dir (sha256/xx/yy…), atomically
     and once; returns the sha256. A rolled-back reply can leave an unreferenced file:
     harmless, and shared with any later identical attachment."""
     digest = hashlib.sha256(data).hexdigest()
-    target = Path(settings.attachments_dir) / digest[:2] / digest
+    target = attachment_path(settings, digest)
     if target.exists():
         return digest
     target.parent.mkdir(parents=True, exist_ok=True)
