@@ -388,3 +388,34 @@ def test_pause_trail_query_walks_the_conversation_index_without_statistics(desk)
                                                                tuple(stmt.params[k] for k in stmt.positiontup)))
     assert "ix_events_conversation_id_id" in plan
     assert "ix_events_kind_at" not in plan
+
+
+def test_bulk_resolve_and_close_freeze_the_sla_as_a_full_refresh_would(seeded, cfg):
+    """`sla.stop` (the set-based path for running conversations that stop) must leave
+    exactly what `sla.refresh` computes: on time, late, answered, unanswered, VIP."""
+    on_time = make_conversation(seeded, assignee="alice", status="open", created_at=T0)
+    late = make_conversation(seeded, assignee="alice", status="open", created_at=T0 - timedelta(days=30),
+                             contact_email="late@example.org")
+    answered = make_conversation(seeded, assignee="alice", status="open", created_at=T0,
+                                 contact_email="answered@example.org")
+    vip = make_vip(seeded, assignee="alice", status="new", created_at=T0 - timedelta(hours=9))
+    set_vip(seeded)
+    ids = [on_time, late, answered, vip]
+    refresh(seeded, ids, T0 + timedelta(minutes=5), cfg)
+    env = {"DESKCTL_CONFIG": seeded.config_path}
+    seeded.now = (T0 + timedelta(minutes=10)).isoformat()
+    seeded.ok("reply", answered, "On it", as_="alice", env=env)
+    seeded.now = (T0 + timedelta(hours=1)).isoformat()
+    seeded.ok("resolve", on_time, late, as_="alice", env=env)
+    seeded.ok("close", answered, vip, "--tag", "done", as_="alice", env=env)
+    columns = "sla_policy, sla_state, first_response_due, next_response_due, resolution_due, sla_next_check_at"
+    frozen = seeded.rows(f"SELECT id, {columns} FROM conversations ORDER BY id")
+    marks = seeded.rows("SELECT conversation_id, target, level FROM sla_marks ORDER BY 1, 2, 3")
+    assert {(m["conversation_id"], m["target"], m["level"]) for m in marks} >= {
+        (late, "resolution", "breached"), (vip, "resolution", "breached")}
+    assert [r["sla_state"] for r in frozen] == ["ok", "breached", "ok", "breached"]
+    assert all(r["sla_next_check_at"] is None and r["next_response_due"] is None for r in frozen)
+    refresh(seeded, ids, T0 + timedelta(hours=1), cfg)
+    assert seeded.rows(f"SELECT id, {columns} FROM conversations ORDER BY id") == frozen
+    assert seeded.rows("SELECT conversation_id, target, level FROM sla_marks ORDER BY 1, 2, 3") == marks
+    assert len(sla_events(seeded)) == 2  # one sla_breached each for the two late resolutions
