@@ -86,6 +86,34 @@ def transfer_group(url, group, to_group):
     return transfer(url, "c.group_id = :src AND c.status <> 'closed'", {"src": gid}, to_group)
 
 
+def transfer_new(url, group, to_group):
+    """The 50,000-row transfer of the set-based issue: every `new` of one group."""
+    from sqlalchemy import text
+
+    with _engine(url).connect() as conn:
+        gid = conn.execute(text("SELECT id FROM groups WHERE name = :g"), {"g": group}).scalar()
+    return transfer(url, "c.group_id = :src AND c.status = 'new'", {"src": gid}, to_group)
+
+
+def resolve_new(url, group):
+    """Resolve every `new` of one group: one audit row each, one UPDATE."""
+    from sqlalchemy import text
+
+    with _engine(url).begin() as conn:
+        gid = conn.execute(text("SELECT id FROM groups WHERE name = :g"), {"g": group}).scalar()
+        now = _param(conn, _now())
+        data = _json_object(conn, "'until'", "NULL")
+        where = "group_id = :gid AND status = 'new'"
+        conn.execute(text(
+            f"INSERT INTO events (conversation_id, at, actor, kind, data) "
+            f"SELECT id, :now, 'admin', 'resolved', {data} FROM conversations WHERE {where}"),
+            {"now": now, "gid": gid})
+        return conn.execute(text(
+            f"UPDATE conversations SET status = 'resolved', resolved_at = :now, boomerang_at = NULL, "
+            f"pending_since = NULL, updated_at = :now, version = version + 1 WHERE {where}"),
+            {"now": now, "gid": gid}).rowcount
+
+
 def sla_query(url):
     """The sweep's indexed range query: what is due now."""
     from sqlalchemy import text
@@ -221,7 +249,8 @@ def parse_jsonl(path):
 
 
 OPS = {
-    "transfer-from": transfer_from, "transfer-group": transfer_group, "sla-query": sla_query,
+    "transfer-from": transfer_from, "transfer-group": transfer_group, "transfer-new": transfer_new,
+    "resolve-new": resolve_new, "sla-query": sla_query,
     "boomerang": boomerang, "report": report, "list-jsonl": list_jsonl, "parse-mbox": parse_mbox,
     "parse-jsonl": parse_jsonl,
 }

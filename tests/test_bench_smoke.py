@@ -21,7 +21,7 @@ def test_bench_harness_runs_at_n_1000(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     header = next(line for line in proc.stdout.splitlines() if line.startswith("| operation"))
     assert [h.strip() for h in header.strip("|").split("|")] == [
-        "operation", "N", "engine", "deskctl s", "baseline s", "ratio", "rows/s", "peak MB"]
+        "operation", "N", "engine", "deskctl s", "baseline s", "ratio", "cpu ratio", "rows/s", "peak MB"]
     assert "| demo build " in proc.stdout and "| deskctl --help " in proc.stdout
 
     [path] = list(out_dir.glob("*.json"))
