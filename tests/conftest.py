@@ -50,6 +50,19 @@ def _pg_available(url: str) -> str | None:
         return str(exc).splitlines()[0]
 
 
+def _capture(engine) -> dict[str, list[dict]]:
+    """Every row of every non-empty table, by table name."""
+    from deskctl.db.base import Base
+
+    out = {}
+    with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            rows = [dict(r._mapping) for r in conn.execute(table.select())]
+            if rows:
+                out[table.name] = rows
+    return out
+
+
 class Database:
     """One migrated database per engine for the whole test session."""
 
@@ -58,6 +71,7 @@ class Database:
         from deskctl.db.migrate import upgrade
 
         self.engine_name = engine_name
+        self.seed_rows: dict[str, list[dict]] | None = None
         if engine_name == "sqlite":
             self.template = tmp_root / "template.db"
             engine = make_engine(f"sqlite:///{self.template}")
@@ -96,6 +110,38 @@ class Database:
         with self.engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {', '.join(self.tables)} RESTART IDENTITY CASCADE"))
         return self.url
+
+    def seed(self, desk: Desk) -> None:
+        """Give `desk` (fresh) the directory of tests.factories.seed_directory. It is built
+        by the CLI once per engine per session, then restored per test: a file copy on
+        SQLite, the captured rows on PostgreSQL (nine CLI calls per test before)."""
+        if self.seed_rows is None:
+            from tests.factories import seed_directory
+
+            seed_directory(desk)
+            desk.close()
+            if self.engine_name == "sqlite":
+                self.seeded_template = self.template.with_name("seeded.db")
+                shutil.copyfile(desk.url.removeprefix("sqlite:///"), self.seeded_template)
+            self.seed_rows = _capture(desk.engine)
+            desk.close()
+            return
+        if self.engine_name == "sqlite":
+            shutil.copyfile(self.seeded_template, desk.url.removeprefix("sqlite:///"))
+            return
+        from sqlalchemy import text
+
+        from deskctl.db.base import Base
+
+        with desk.engine.begin() as conn:
+            for table in Base.metadata.sorted_tables:
+                rows = self.seed_rows.get(table.name)
+                if not rows:
+                    continue
+                conn.execute(table.insert(), rows)
+                if "id" in table.c and table.c.id.autoincrement:  # ids restored: move the sequence past them
+                    conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                                      f"(SELECT max(id) FROM {table.name}))"))
 
     def close(self) -> None:
         if self.engine_name == "postgresql":
@@ -231,10 +277,8 @@ def desk(database, tmp_path) -> Desk:
 
 
 @pytest.fixture
-def seeded(desk) -> Desk:
+def seeded(desk, database) -> Desk:
     """A small directory: root (admin), carol (supervisor, paris), alice and bob (agents,
     paris: billing / support), dave (agent, lyon: sales); everyone available."""
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
+    database.seed(desk)
     return desk
