@@ -9,14 +9,14 @@ from __future__ import annotations
 import copy
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from deskctl.errors import ConfigError
 
-JOB_NAMES = ("sla-sweep", "boomerang", "auto-close", "auto-unassign", "notify", "nightly-export")
+JOB_NAMES = ("sla-sweep", "boomerang", "auto-close", "auto-unassign", "notify", "nightly-export", "retention")
 REPORT_KINDS = ("volume", "sla", "agents", "tags", "csat", "backlog", "conversations")
 SLA_TARGETS = ("first_response", "next_response", "resolution")
 PRIORITIES = ("low", "medium", "high", "urgent")
@@ -56,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
         "auto-unassign": {"every": "5m", "after": None},
         "notify": {"every": "1m"},
         "nightly-export": {"cron": "0 2 * * *", "reports": ["volume", "sla", "agents", "tags", "csat"]},
+        "retention": {"cron": "30 3 * * *"},
     },
     "smtp": {
         "host": None,
@@ -70,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
     "clock": {"override": False},
     # The OS account the daemon and cron run as; null: the OS user running the daemon.
     "service_user": None,
+    # SPEC §12: erase the content of conversations closed longer ago than this (e.g. 2y).
+    "retention": {"closed_after": None},
     "limits": {
         "message_bytes": "25MB",
         "recipients": 500,
@@ -166,6 +169,7 @@ class Settings:
     clock_override: bool
     service_user: str | None
     limits: Limits
+    retention_closed_after: timedelta | None
     raw: dict = field(repr=False, compare=False, default_factory=dict)
 
 
@@ -318,6 +322,9 @@ def _build(cfg: dict, source: str | None, database_url: str | None) -> Settings:
     )
 
     jobs = {name: _job(name, value, source) for name, value in cfg["jobs"].items()}
+    retention = _duration(cfg["retention"]["closed_after"], source, "retention.closed_after")
+    if retention is None:  # SPEC §12: off unless closed_after is set
+        jobs["retention"] = replace(jobs["retention"], enabled=False)
 
     smtp_raw = cfg["smtp"]
     port = smtp_raw["port"]
@@ -348,6 +355,7 @@ def _build(cfg: dict, source: str | None, database_url: str | None) -> Settings:
         clock_override=_flag(cfg["clock"]["override"], source, "clock.override"),
         service_user=_optional_name(cfg["service_user"], source, "service_user"),
         limits=_limits(cfg["limits"], source),
+        retention_closed_after=retention,
         raw=cfg,
     )
 

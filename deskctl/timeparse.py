@@ -8,9 +8,10 @@ from zoneinfo import ZoneInfo
 
 from deskctl.errors import UsageError
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^(?:\d+[smhdw])+$")
-_PART = re.compile(r"(\d+)([smhdw])")
+# y is 365 days: retention periods (`retention.closed_after: 2y`, SPEC §12) are years.
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_DURATION = re.compile(r"^(?:\d+[smhdwy])+$")
+_PART = re.compile(r"(\d+)([smhdwy])")
 # A duration past this is a typo, not a plan (and keeps datetime arithmetic in range).
 _MAX_SECONDS = 100 * 365 * 86400
 

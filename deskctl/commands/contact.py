@@ -171,3 +171,45 @@ def import_(app, file, dry_run):
     verb = "would import" if dry_run else "imported"
     output.notice(f"{verb} {result.total} contact{'s' if result.total != 1 else ''}: "
                   f"{result.created} created, {result.updated} updated{unchanged}")
+
+
+@contact.command("forget")
+@click.argument("ref", metavar="REF")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation (required off a terminal).")
+@output_options
+@click.pass_obj
+def forget(app, ref, yes):
+    """Erase a contact (admin): the right to erasure (SPEC §12).
+
+    \b
+    The contact's name, email, phone, account and attributes, the texts, HTML and
+    attachments of their conversations' messages, notes, and quarantined mails from
+    their address become `[erased]`. Conversations, events and report counts stay;
+    each conversation gets an `erased` event. Asks for confirmation on a terminal;
+    elsewhere --yes is required."""
+    from deskctl import term
+    from deskctl.errors import UsageError
+    from deskctl.output import notice
+    from deskctl.services import erasure
+    from deskctl.services.contacts import get_contact
+
+    with app.read() as session:
+        contact = get_contact(session, ref)
+        label = f"contact {contact.id} ({contact.email or contact.name})"
+    if not yes:
+        if not term.can_prompt():
+            raise UsageError(f"erasing {label} cannot be undone: pass --yes to confirm")
+        if not click.confirm(f"Erase {label} and the content of their conversations? This cannot be undone",
+                             err=True, default=False):
+            raise UsageError("cancelled: nothing changed")
+    with app.transaction() as session:
+        record = erasure.forget_contact(session, app.actor(session), get_contact(session, ref), now=app.now(),
+                                        settings=app.settings)
+    from deskctl.db.engine import truncate_wal
+
+    truncate_wal(app.engine)
+    from deskctl.output import Column
+
+    emit(app, [record], [Column(name, "int") for name in ("contact_id", "conversations", "messages", "attachments",
+                                                          "files", "notes", "quarantined")], id_key="contact_id")
+    notice(f"erased contact {record['contact_id']} and {record['conversations']} conversations")

@@ -89,3 +89,13 @@ def translate_operational_error(exc: Exception, url: str) -> TempFail:
     """An OperationalError means the database is unreachable or locked: exit 75."""
     text = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
     return TempFail(f"database unavailable ({redact(url)}): {text}; safe to retry")
+
+
+def truncate_wal(engine) -> None:
+    """SQLite: copy the write-ahead log into the database and empty it, so pages an
+    erasure replaced do not linger in the -wal file. A no-op on PostgreSQL (its dead
+    rows go at the next VACUUM)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -45,6 +45,8 @@ register("auto-unassign", "deskctl.jobs.auto_unassign:run",
 register("notify", "deskctl.jobs.notify:run", "deliver the notification outbox", every="1m")
 register("nightly-export", "deskctl.jobs.nightly_export:run",
          "write yesterday's reports as CSV and JSON files", cron="0 2 * * *")
+register("retention", "deskctl.jobs.retention:run",
+         "erase the content of conversations closed longer ago than retention.closed_after", cron="30 3 * * *")
 
 
 class JobUnavailable(Exception):
