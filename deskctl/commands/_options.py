@@ -83,7 +83,7 @@ FILTER_OPTIONS = [
     click.option("--created-before", metavar="WHEN", help="Created before (date, date-time, or 3d = 3 days ago)."),
     click.option("--created-after", metavar="WHEN", help="Created at or after."),
     click.option("--updated-before", metavar="WHEN", help="Last updated before."),
-    click.option("--query", metavar="TEXT", help="Text in the subject or the contact's name or email."),
+    click.option("--query", metavar="TEXT", help="Full-text search of subjects, contacts, messages and notes: words AND-ed, refund* a prefix, \"double charge\" a phrase (--sort relevance)."),
 ]
 FILTER_PARAMS = ("status", "assignee", "unassigned", "mine", "group_name", "location", "channel", "tag",
                  "priority", "sla", "watching", "created_before", "created_after", "updated_before", "query")

@@ -62,6 +62,10 @@ def erase_conversations(session, conversation_ids: Sequence[int], *, actor: str,
     for batch in chunks(list(dict.fromkeys(conversation_ids)), BATCH):
         _erase_batch(session, batch, actor=actor, now=now, cause=cause, counts=counts, digests=digests)
     counts["files"] = _delete_unreferenced_files(session, digests, settings)
+    if counts["conversations"]:
+        from deskctl.services import search
+
+        search.optimize(session)  # erased words leave the SQLite search index's pages too
     return counts
 
 

@@ -183,7 +183,7 @@ def _select_targets(session, actor, spec: TargetSpec, settings) -> tuple[list[in
         sort = spec.sort or ("created" if spec.filter.assigned_from else None)
         stmt = apply_filter(select(C.id, C.status, C.assignee_id, C.group_id, C.location_id, C.version),
                             session, spec.filter, actor_id=actor.id)
-        stmt = apply_sort(stmt, sort)
+        stmt = apply_sort(stmt, sort, query=spec.filter.query, dialect=session.get_bind().dialect.name)
         if spec.limit is not None:
             stmt = stmt.limit(spec.limit)
         for row in session.connection().execute(stmt).all():

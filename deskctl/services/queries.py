@@ -8,14 +8,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
-from sqlalchemy import Select, case, exists, func, or_, select
+from sqlalchemy import Select, case, exists, select
 
 from deskctl.errors import NotFound, UsageError
 from deskctl.models import (
     PRIORITIES,
     SLA_STATES,
     STATUSES,
-    Contact,
     Conversation,
     ConversationTag,
     Group,
@@ -164,24 +163,28 @@ def apply_filter(stmt: Select, session, flt: ConversationFilter, *, actor_id: in
     if flt.updated_before:
         stmt = stmt.where(c.updated_at < flt.updated_before)
     if flt.query:
-        # LIKE with the user's text as a bound parameter; % and _ are escaped.
-        pattern = "%" + flt.query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        contact_match = exists().where(
-            Contact.id == c.contact_id,
-            or_(func.lower(Contact.name).like(pattern, escape="\\"),
-                func.lower(Contact.email).like(pattern, escape="\\")),
-        )
-        stmt = stmt.where(or_(func.lower(c.subject).like(pattern, escape="\\"), contact_match))
+        from deskctl.services import search
+
+        stmt = search.matching(stmt, flt.query, session.get_bind().dialect.name)
     return stmt
 
 
-def apply_sort(stmt: Select, sort: str | None) -> Select:
-    """`--sort created,-priority`: comma-separated keys, `-` for descending; id breaks ties."""
+def apply_sort(stmt: Select, sort: str | None, *, query: str | None = None, dialect: str = "sqlite") -> Select:
+    """`--sort created,-priority`: comma-separated keys, `-` for descending; id breaks ties.
+    `relevance` (with --query) puts the best matches first."""
     order = []
     for key in (sort or "id").split(","):
         key = key.strip()
         descending = key.startswith("-")
         name = key.lstrip("-")
+        if name == "relevance":
+            if not query:
+                raise UsageError("--sort relevance needs --query")
+            from deskctl.services import search
+
+            score = search.relevance(query, dialect)
+            order.append(score.asc() if descending else score.desc())
+            continue
         if name not in SORT_KEYS:
             raise UsageError(f"invalid sort key {name!r} (choose from {', '.join(SORT_KEYS)})")
         column = SORT_KEYS[name]
@@ -210,7 +213,7 @@ def select_conversations(session, flt: ConversationFilter, *, actor_id: int | No
                          sort: str | None = None, limit: int | None = None,
                          channels: Sequence[str] | None = None) -> Select:
     stmt = apply_filter(select(Conversation.id), session, flt, actor_id=actor_id, channels=channels)
-    stmt = apply_sort(stmt, sort)
+    stmt = apply_sort(stmt, sort, query=flt.query, dialect=session.get_bind().dialect.name)
     if limit is not None:
         stmt = stmt.limit(limit)
     return stmt

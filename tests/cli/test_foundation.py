@@ -83,7 +83,7 @@ def test_list_filters(seeded):
     assert ids("--tag", "refund", "--tag", "vip") == [c]
     assert ids("--priority", "high") == [b]
     assert ids("--query", "MAX@") == [b]
-    assert ids("--query", "%") == []  # LIKE metacharacters are literal
+    assert seeded.run("list", "--query", "%").exit_code == 2  # no word to search for
     assert ids("--sort", "-id", "--limit", "2") == [c, b]
     assert ids("--sla", "none") == [a, b, c]
     assert seeded.run("list", "--group", "nope").exit_code == 3
