@@ -96,6 +96,15 @@ SORT_KEYS = {
 }
 
 
+def check_query(text: str | None, max_chars: int) -> str | None:
+    """`--query` longer than `limits.query_chars` is refused up front: the database would
+    otherwise fail on the pattern (SQLite: "too complex"), which no retry can fix."""
+    if text is not None and len(text) > max_chars:
+        raise UsageError(f"--query is {len(text)} characters long; the limit is {max_chars} "
+                         "(limits.query_chars)")
+    return text
+
+
 def _check_choices(values: Sequence[str], allowed: Sequence[str], what: str) -> None:
     for value in values:
         if value not in allowed:
@@ -176,17 +185,21 @@ def apply_filter(stmt: Select, session, flt: ConversationFilter, *, actor_id: in
 
 
 def apply_sort(stmt: Select, sort: str | None) -> Select:
-    """`--sort created,-priority`: comma-separated keys, `-` for descending; id breaks ties."""
+    """`--sort created,-priority`: comma-separated keys, one `-` for descending; id breaks ties."""
     order = []
+    names = []
     for key in (sort or "id").split(","):
         key = key.strip()
         descending = key.startswith("-")
-        name = key.lstrip("-")
+        name = key[1:] if descending else key
+        # Only the exact key names: `--id`, `-`, `` or `+id` are mistakes, not `id`.
         if name not in SORT_KEYS:
-            raise UsageError(f"invalid sort key {name!r} (choose from {', '.join(SORT_KEYS)})")
+            raise UsageError(f"invalid sort key {key!r} (choose from {', '.join(SORT_KEYS)}, "
+                             "each optionally prefixed by one '-')")
         column = SORT_KEYS[name]
         order.append(column.desc() if descending else column.asc())
-    if (sort or "id").split(",")[-1].lstrip("-") != "id":
+        names.append(name)
+    if names[-1] != "id":
         order.append(Conversation.id.asc())
     return stmt.order_by(*order)
 
