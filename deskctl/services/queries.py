@@ -163,7 +163,11 @@ def apply_filter(stmt: Select, session, flt: ConversationFilter, *, actor_id: in
     if flt.priority:
         stmt = stmt.where(c.priority.in_(flt.priority))
     if flt.sla:
-        stmt = stmt.where(c.sla_state.in_(flt.sla))
+        from deskctl import clock
+        from deskctl.services.sla import read_state
+
+        # The state as records print it, at this moment (not the stored, swept one).
+        stmt = stmt.where(read_state(clock.now()).in_(flt.sla))
     if flt.watching:
         stmt = stmt.where(exists().where(Watcher.conversation_id == c.id, Watcher.user_id == actor_id))
     if flt.created_before:

@@ -170,6 +170,7 @@ def test_24x7_warning_and_breach_at_the_right_minute_once(seeded, cfg):
     assert rows[1]["dedupe_key"] == f"sla_breached:{cid}:first_response:user:" + str(
         seeded.scalar("SELECT id FROM users WHERE handle='alice'"))
 
+    seeded.now = (T0 + timedelta(minutes=50)).isoformat()  # the SLA is read at this time
     record = seeded.json("show", str(cid))
     record = record[0] if isinstance(record, list) else record
     assert record["sla"]["policy"] == "vip"
@@ -369,7 +370,10 @@ def test_describe_for_tables():
     now = T0
     assert sla.describe({"state": "ok", "first_response_due": T0 + timedelta(hours=2, minutes=10)}, now) \
         == "2h10m left"
-    assert sla.describe({"state": "breached", "first_response_due": T0 - timedelta(minutes=35)}, now) == "late 35m"
+    assert sla.describe({"state": "breached", "late_s": 35 * 60}, now) == "late 35m"
+    assert sla.describe({"state": "ok", "outcome": "met", "first_response_due": T0 - timedelta(hours=1)}, now) == "met"
+    assert sla.describe({"state": "breached", "outcome": "late", "late_s": 7200}, now) == "late 2h"
+    assert sla.describe({"state": "breached", "outcome": "late", "late_s": None}, now) == "late"
     assert sla.describe({"state": "none"}, now) == ""
     assert [sla.compact_duration(s) for s in (0, 45, 3600, 3 * 86400 + 4 * 3600 + 60)] == ["0s", "45s", "1h", "3d4h"]
 
