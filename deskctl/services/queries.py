@@ -192,7 +192,7 @@ def apply_sort(stmt: Select, sort: str | None) -> Select:
     """`--sort created,-priority`: comma-separated keys, one `-` for descending; id breaks ties."""
     order = []
     names = []
-    for key in (sort or "id").split(","):
+    for key in ("id" if sort is None else sort).split(","):
         key = key.strip()
         descending = key.startswith("-")
         name = key[1:] if descending else key
