@@ -115,3 +115,18 @@ def test_a_bad_address_stored_before_the_rule_fails_only_its_own_row(seeded, smt
     delivered = [rcpt for _, rcpts, _ in smtp_server.envelopes for rcpt in rcpts]
     assert delivered == ["alice@desk.example"]
     assert not any(record.exc_info for record in caplog.records)
+
+
+def test_a_reply_to_a_contact_with_a_bad_stored_address_is_refused_cleanly(seeded):
+    cid = make_conversation(seeded, assignee="alice")
+    with seeded.session() as session:
+        from deskctl.models import Contact, Conversation
+
+        contact = session.get(Contact, session.get(Conversation, cid).contact_id)
+        contact.email = "lea@example.fr\r\nBcc: evil@evil.example"
+    seeded.now = (T0 + timedelta(minutes=10)).isoformat()
+    before = seeded.dump()
+    result = seeded.run("reply", cid, "hi", as_="alice", fmt="json")
+    assert result.exit_code == 4, result
+    assert "invalid address" in result.stderr and "contact set" in result.stderr and result.stdout == ""
+    assert seeded.dump() == before
