@@ -127,6 +127,11 @@ def _translate(exc: Exception, ctx) -> DeskError | None:
         text = str(exc.orig).lower() if exc.orig else ""
         if "could not serialize" in text or "deadlock" in text:
             return Conflict("changed by someone else while this command ran; retry")
+        if "pattern too complex" in text:
+            # SQLite's LIKE length limit: the same input fails every time, so not 75.
+            from deskctl.errors import UsageError
+
+            return UsageError("search text too long or complex for the database; shorten --query")
         from deskctl.db.engine import translate_operational_error
 
         url = ctx.obj.settings.database_url if ctx.obj is not None else ""

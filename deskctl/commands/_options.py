@@ -110,7 +110,7 @@ def date_bound_option(app, value: str | None, option: str):
 
 def build_filter(app, params: dict, **extra):
     """Filter option values → ConversationFilter (WHEN values parsed in the configured tz)."""
-    from deskctl.services.queries import ConversationFilter
+    from deskctl.services.queries import ConversationFilter, check_query
 
     def when(value, option):
         return date_bound_option(app, value, option)
@@ -130,7 +130,7 @@ def build_filter(app, params: dict, **extra):
         created_before=when(params.get("created_before"), "--created-before"),
         created_after=when(params.get("created_after"), "--created-after"),
         updated_before=when(params.get("updated_before"), "--updated-before"),
-        query=params.get("query"),
+        query=check_query(params.get("query"), app.settings.limits.query_chars),
         **extra,
     )
 

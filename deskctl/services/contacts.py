@@ -27,7 +27,7 @@ BATCH = 1000
 
 
 def normalize_email(value: str, what: str = "--email") -> str:
-    from deskctl.services.outbound import check_address
+    from deskctl.services.addresses import check_address
 
     return check_address(value, what).lower()
 

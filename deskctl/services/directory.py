@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select
 from deskctl.app import Actor
 from deskctl.errors import Conflict, Forbidden, NotFound, UsageError
 from deskctl.models import ROLES, Group, GroupMember, Location, User
+from deskctl.services.addresses import check_address
 from deskctl.services.queries import group_id_by_name, location_id_by_name
 
 _HANDLE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
@@ -68,6 +69,8 @@ def add_user(session, actor: Actor | None, *, handle: str, name: str | None, ema
     """Add a user. While no admin exists, anyone may add the first admin (bootstrap)."""
     check_handle(handle)
     check_role(role)
+    if email is not None:
+        email = check_address(email, "--email") if email.strip() else None
     if admin_exists(session):
         if actor is None:
             raise Forbidden("adding users needs an admin: pass --as ADMIN_HANDLE")
@@ -95,8 +98,8 @@ def set_user(session, actor: Actor, handle: str, *, name=None, email=None, role=
     user = get_user(session, handle)
     if name is not None:
         user.name = name
-    if email is not None:
-        user.email = email or None
+    if email is not None:  # an empty --email clears it
+        user.email = check_address(email, "--email") if email.strip() else None
     if role is not None:
         check_role(role)
         if user.role == "admin" and role != "admin" and _admin_count(session) == 1:

@@ -659,7 +659,7 @@ def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason:
         raise UsageError(f"invalid --csat {csat}: 1 to 5")
     tags = _clean_tags(tags, "--tag")
     if transcript_to is not None:
-        from deskctl.services.outbound import check_address
+        from deskctl.services.addresses import check_address
 
         check_address(transcript_to, "--transcript-to")
     tagged: set[int] = set()

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from deskctl.errors import NotFound
 from deskctl.models import Attachment, Contact, Conversation, Message, User
 from deskctl.services import events, notifications
+from deskctl.services.addresses import check_address
 from deskctl.services.outbound import (
     build_email,
-    check_address,
     new_message_id,
     tagged_subject,
     to_bytes,

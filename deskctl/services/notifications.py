@@ -15,6 +15,7 @@ from sqlalchemy import and_, func, or_, select, update
 
 from deskctl.db.dml import insert_ignore
 from deskctl.models import Conversation, Outbox, User, Watcher
+from deskctl.services.addresses import is_address
 
 # Above this many conversations from one command, a follower gets one summary
 # notification instead of one per conversation (a bulk transfer of an absent agent's
@@ -338,6 +339,11 @@ def _deliver_one(session, row: Outbox, transport, *, now: datetime, settings, co
         values.update(status="failed", last_error=f"gave up after {row.attempts - 1} attempts that never finished")
         counts["failed"] += 1
         log.error("outbox %s to %s failed: %s", row.id, row.recipient, values["last_error"])
+    elif (row.kind == "email" or "@" in row.recipient) and not is_address(row.recipient):
+        # Stored before addresses were checked (a list, a CR/LF): this row fails, no other.
+        values.update(status="failed", last_error=f"invalid recipient address {row.recipient!r}")
+        counts["failed"] += 1
+        log.error("outbox %s failed: %s", row.id, values["last_error"])
     elif transport is None or (row.kind != "email" and "@" not in row.recipient):
         log.info(_log_line(row))
         values.update(status="sent", sent_at=now, last_error=None)

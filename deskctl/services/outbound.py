@@ -28,19 +28,11 @@ from deskctl.app import Actor
 from deskctl.errors import Conflict, NotFound, UsageError
 from deskctl.models import Attachment, Contact, Conversation, Message, Outbox
 from deskctl.services import messages, notifications, permissions, templates
+from deskctl.services.addresses import check_address, is_address
 
-_ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 _MSGID = re.compile(r"<([^<>\s]+)>")
 # Enough ancestors to thread in every client without growing the header forever.
 MAX_REFERENCES = 20
-
-
-def check_address(value: str, what: str) -> str:
-    """`a@b.example` or `Name <a@b.example>` → the bare address; else a usage error."""
-    _, address = parseaddr(value or "")
-    if not address or not _ADDRESS.match(address):
-        raise UsageError(f"invalid email address for {what}: {value!r}")
-    return address
 
 
 def sender_domain(settings) -> str:
@@ -182,6 +174,9 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
             who = f"contact #{contact.id}" if contact else "it has no contact, which"
             raise Conflict(f"cannot email #{conversation_id}: {who} has no email address "
                            "(attach a contact with one: deskctl attach)")
+        if not is_address(to_address):  # stored before addresses were checked
+            raise Conflict(f"cannot email #{conversation_id}: contact #{contact.id} has an invalid address "
+                           f"{to_address!r} (fix it: deskctl contact set {contact.id} --email ADDRESS)")
 
     subject = tagged_subject(conversation_id, conversation.subject, "Re: ")
     external_id = in_reply_to = None

@@ -95,6 +95,15 @@ SORT_KEYS = {
 }
 
 
+def check_query(text: str | None, max_chars: int) -> str | None:
+    """`--query` longer than `limits.query_chars` is refused up front: the database would
+    otherwise fail on the pattern (SQLite: "too complex"), which no retry can fix."""
+    if text is not None and len(text) > max_chars:
+        raise UsageError(f"--query is {len(text)} characters long; the limit is {max_chars} "
+                         "(limits.query_chars)")
+    return text
+
+
 def _check_choices(values: Sequence[str], allowed: Sequence[str], what: str) -> None:
     for value in values:
         if value not in allowed:
@@ -153,7 +162,11 @@ def apply_filter(stmt: Select, session, flt: ConversationFilter, *, actor_id: in
     if flt.priority:
         stmt = stmt.where(c.priority.in_(flt.priority))
     if flt.sla:
-        stmt = stmt.where(c.sla_state.in_(flt.sla))
+        from deskctl import clock
+        from deskctl.services.sla import read_state
+
+        # The state as records print it, at this moment (not the stored, swept one).
+        stmt = stmt.where(read_state(clock.now()).in_(flt.sla))
     if flt.watching:
         stmt = stmt.where(exists().where(Watcher.conversation_id == c.id, Watcher.user_id == actor_id))
     if flt.created_before:
@@ -170,13 +183,14 @@ def apply_filter(stmt: Select, session, flt: ConversationFilter, *, actor_id: in
 
 
 def apply_sort(stmt: Select, sort: str | None, *, query: str | None = None, dialect: str = "sqlite") -> Select:
-    """`--sort created,-priority`: comma-separated keys, `-` for descending; id breaks ties.
-    `relevance` (with --query) puts the best matches first."""
+    """`--sort created,-priority`: comma-separated keys, one `-` for descending; id breaks
+    ties. `relevance` (with --query) puts the best matches first."""
     order = []
-    for key in (sort or "id").split(","):
+    names = []
+    for key in ("id" if sort is None else sort).split(","):
         key = key.strip()
         descending = key.startswith("-")
-        name = key.lstrip("-")
+        name = key[1:] if descending else key
         if name == "relevance":
             if not query:
                 raise UsageError("--sort relevance needs --query")
@@ -184,12 +198,16 @@ def apply_sort(stmt: Select, sort: str | None, *, query: str | None = None, dial
 
             score = search.relevance(query, dialect)
             order.append(score.asc() if descending else score.desc())
+            names.append(name)
             continue
+        # Only the exact key names: `--id`, `-`, `` or `+id` are mistakes, not `id`.
         if name not in SORT_KEYS:
-            raise UsageError(f"invalid sort key {name!r} (choose from {', '.join(SORT_KEYS)})")
+            raise UsageError(f"invalid sort key {key!r} (choose from {', '.join(SORT_KEYS)}, "
+                             "each optionally prefixed by one '-')")
         column = SORT_KEYS[name]
         order.append(column.desc() if descending else column.asc())
-    if (sort or "id").split(",")[-1].lstrip("-") != "id":
+        names.append(name)
+    if names[-1] != "id":
         order.append(Conversation.id.asc())
     return stmt.order_by(*order)
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from functools import cache
 
 from sqlalchemy import ARRAY, Integer, Select, any_, bindparam, select
 from sqlalchemy.orm import aliased
 
+from deskctl import clock
+from deskctl.db.types import UTCDateTime
 from deskctl.models import (
     Contact,
     Conversation,
@@ -20,6 +23,7 @@ from deskctl.models import (
     User,
     Watcher,
 )
+from deskctl.services import sla
 
 BATCH = 1000
 
@@ -30,8 +34,18 @@ _RECORD_COLUMNS = (
     Conversation.reason, Conversation.created_at, Conversation.updated_at, Conversation.boomerang_at,
     Conversation.linked_to_id, Conversation.closing_note, Conversation.csat, Conversation.sla_policy,
     Conversation.sla_state, Conversation.first_response_due, Conversation.next_response_due,
-    Conversation.resolution_due,
+    Conversation.resolution_due, Conversation.first_response_at, Conversation.resolved_at,
+    Conversation.closed_at,
 )
+# The reader's time: the SLA state and late targets are evaluated when read (SPEC §9).
+_NOW = bindparam("now", type_=UTCDateTime())
+
+
+def _sla_columns() -> tuple:
+    """The SLA reading at `:now`: the state, and per target whether it is running late."""
+    late = sla.running_late(_NOW)
+    return (sla.read_state(_NOW).label("sla_read_state"),
+            *(condition.label(f"late_{target}") for target, condition in late.items()))
 
 
 def _base_select() -> Select:
@@ -39,6 +53,7 @@ def _base_select() -> Select:
     return (
         select(
             *_RECORD_COLUMNS,
+            *_sla_columns(),
             assignee.handle.label("assignee"),
             Group.name.label("group"),
             Location.name.label("location"),
@@ -95,16 +110,18 @@ def conversation_records(session, id_select: Select) -> Iterator[dict]:
         yield from records_for_ids(session, ids)
 
 
-def records_for_ids(session, ids: Sequence[int]) -> list[dict]:
+def records_for_ids(session, ids: Sequence[int], now: datetime | None = None) -> list[dict]:
+    """Records of these conversations, in this order; the SLA read at `now` (the clock)."""
     if not ids:
         return []
+    now = now if now is not None else clock.now()
     # Plain Core rows through the session's connection: no ORM loading step per row
     # (and so no autoflush: flush what the caller changed first).
     session.flush()
     conn = session.connection()
     records_stmt, tags_stmt, watchers_stmt, breached_stmt = _batch_statements(conn.dialect.name)
     params = {"ids": list(ids)}
-    rows = conn.execute(records_stmt, params).all()
+    rows = conn.execute(records_stmt, {**params, "now": now}).all()
     tags: dict[int, list[str]] = defaultdict(list)
     for cid, tag in conn.execute(tags_stmt, params):
         tags[cid].append(tag)
@@ -117,6 +134,9 @@ def records_for_ids(session, ids: Sequence[int]) -> list[dict]:
     by_id = {}
     for row in rows:
         conv = row  # the conversation's own columns, by name
+        late_now = [t for t in sla.TARGETS if getattr(row, f"late_{t}")]
+        # One list, one state: the marks plus what is running late at `now`.
+        late = sorted(set(breached.get(conv.id, ())) | set(late_now))
         by_id[conv.id] = {
             "id": conv.id,
             "subject": conv.subject,
@@ -142,11 +162,12 @@ def records_for_ids(session, ids: Sequence[int]) -> list[dict]:
             "csat": conv.csat,
             "sla": {
                 "policy": conv.sla_policy,
-                "state": conv.sla_state,
+                "state": row.sla_read_state,
                 "first_response_due": conv.first_response_due,
                 "next_response_due": conv.next_response_due,
                 "resolution_due": conv.resolution_due,
-                "breached": breached.get(conv.id, []),
+                "breached": late,
+                **sla.reading(row, late, late_now, now),
             },
         }
     return [by_id[i] for i in ids if i in by_id]

@@ -22,9 +22,17 @@ conversations whose `sla_next_check_at` has passed. For each conversation it:
    the group's supervisors when unassigned). A reply that comes after the due time
    marks that target breached too (recorded when the reply is stored).
 
-State: `breached` once any target has been breached (it stays, like the `breached`
-list of the record), else `warning` while a running target is past its warning share,
-else `ok`; `none` when no policy applies.
+State as stored: `breached` once any target has been breached (it stays, like the
+`breached` list of the record), else `warning` while a running target is past its
+warning share, else `ok`; `none` when no policy applies.
+
+State as read (records, `list --sla`): time moves on between refreshes, so readers never
+trust the stored state alone. `read_state` is the one rule, one SQL expression evaluated
+at the reader's `now`: a target is late when it has a `breached` mark or is still running
+past its due time; `sla.breached` lists exactly those targets and `sla.state` is
+`breached` exactly when that list is not empty. A resolved or closed conversation has no
+running target, so its reading is final: `outcome` `met` or `late`, with `late_s` frozen
+at the moment it stopped (see `reading`).
 
 Set-based: per chunk of ids, one query loads the facts (with a correlated subquery for
 the start of the current next-response cycle), one the existing marks, one the pause
@@ -39,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, case, func, insert, null, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, insert, null, or_, select, update
 
 from deskctl.db.dml import insert_ignore
 from deskctl.db.planner import not_indexed
@@ -174,6 +182,8 @@ def _compute(row, policy, calendar, warning: float, trail, now: datetime):
     """Targets and derived columns for one conversation."""
     targets: list[_Target] = []
     stopped = row.status in STOPPED
+    # When the conversation stopped: a target still running then ended at that moment.
+    stop = (row.resolved_at or row.closed_at or row.updated_at) if stopped else None
     values = dict(first_response_due=None, next_response_due=None, resolution_due=None, sla_paused_s=0)
 
     def deadline(start, target: timedelta, extra: float = 0.0):
@@ -187,8 +197,11 @@ def _compute(row, policy, calendar, warning: float, trail, now: datetime):
         if row.first_response_at is not None:
             late = due is not None and row.first_response_at > due and row.first_response_at >= row.first_inbound_at
             targets.append(_Target("first_response", due, warn_at, False, late))
+        elif stopped:  # never answered: late if it stopped after the due time
+            targets.append(_Target("first_response", due, warn_at, False,
+                                   due is not None and stop is not None and stop > due))
         else:
-            targets.append(_Target("first_response", due, warn_at, not stopped))
+            targets.append(_Target("first_response", due, warn_at, True))
 
     if policy.next_response:
         waiting = (row.first_response_at is not None and row.last_outbound_at is not None
@@ -198,10 +211,12 @@ def _compute(row, policy, calendar, warning: float, trail, now: datetime):
             due, warn_at = deadline(row.cycle_start, policy.next_response)
             values["next_response_due"] = due
             targets.append(_Target("next_response", due, warn_at, True))
-        elif row.next_response_due is not None and row.last_outbound_at is not None \
-                and row.last_outbound_at > row.next_response_due:
-            # The cycle that was running at the last refresh was answered late.
-            targets.append(_Target("next_response", row.next_response_due, None, False, True))
+        elif row.next_response_due is not None:
+            # The cycle running at the last refresh has ended: by a reply, or unanswered
+            # by the stop. Late when that came after its due time.
+            end = stop if waiting else row.last_outbound_at
+            if end is not None and end > row.next_response_due:
+                targets.append(_Target("next_response", row.next_response_due, None, False, True))
 
     if policy.resolution:
         paused, since = (0.0, None)
@@ -211,9 +226,8 @@ def _compute(row, policy, calendar, warning: float, trail, now: datetime):
         due, warn_at = deadline(row.created_at, policy.resolution, paused)
         if stopped:
             values["resolution_due"] = due
-            end = row.resolved_at or row.closed_at or row.updated_at
             targets.append(_Target("resolution", due, warn_at, False,
-                                   due is not None and end is not None and end > due))
+                                   due is not None and stop is not None and stop > due))
         elif since is not None:  # paused: the clock is stopped, no deadline yet
             targets.append(_Target("resolution", None, None, False))
         else:
@@ -446,9 +460,9 @@ def stop(session, conversation_ids: Sequence[int], *, now: datetime, settings) -
 
     What `refresh` computes for that step, from the stored columns: no deadline moves
     (the policy and the pauses are those of the last refresh), the running targets
-    stop (no next check, no open next-response cycle), and only a resolution target
-    already past its due time ends late (its marks and `sla_breached` event, no alert).
-    Rows never computed (no policy stored) go through `refresh`."""
+    stop now (no next check, no open next-response cycle), and a target still running
+    past its due time ends late (its marks and `sla_breached` event, no alert). Rows
+    never computed (no policy stored) go through `refresh`."""
     c = Conversation
     ids = list(dict.fromkeys(int(i) for i in conversation_ids))
     if not ids:
@@ -457,18 +471,26 @@ def stop(session, conversation_ids: Sequence[int], *, now: datetime, settings) -
     conn = session.connection()
     counts = {"warnings": 0, "breaches": 0, "notifications": 0}
     uncomputed: list[int] = []
+    # A due column is set only while its target can still be missed (see `running_late`).
+    ending_late = {"first_response": and_(c.first_response_at.is_(None), c.first_response_due < now),
+                   "next_response": c.next_response_due < now,
+                   "resolution": c.resolution_due < now}
+    due_of = {"first_response": c.first_response_due, "next_response": c.next_response_due,
+              "resolution": c.resolution_due}
     breached = (select(SlaMark.conversation_id)
                 .where(SlaMark.conversation_id == c.id, SlaMark.level == "breached").exists())
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
         uncomputed.extend(conn.execute(select(c.id).where(c.id.in_(chunk), c.sla_policy.is_(None))).scalars())
-        late = conn.execute(select(c.id, c.resolution_due, c.assignee_id, c.group_id)
-                            .where(c.id.in_(chunk), c.sla_policy.isnot(None), c.resolution_due < now)).all()
-        if late:
-            inserted = _insert_marks(session, [{"conversation_id": row.id, "target": "resolution", "level": lv,
-                                                "at": now} for row in late for lv in ("warning", "breached")])
-            _announce(session, [(row, "resolution", "breached", row.resolution_due, False) for row in late
-                                if (row.id, "resolution", "breached") in inserted], now=now, counts=counts)
+        for target, condition in ending_late.items():
+            late = conn.execute(select(c.id, due_of[target].label("due"), c.assignee_id, c.group_id)
+                                .where(c.id.in_(chunk), c.sla_policy.isnot(None), condition)).all()
+            if not late:
+                continue
+            inserted = _insert_marks(session, [{"conversation_id": row.id, "target": target, "level": lv, "at": now}
+                                               for row in late for lv in ("warning", "breached")])
+            _announce(session, [(row, target, "breached", row.due, False) for row in late
+                                if (row.id, target, "breached") in inserted], now=now, counts=counts)
         conn.execute(update(c.__table__).where(c.id.in_(chunk), c.sla_policy.isnot(None))
                      .values(next_response_due=None, sla_next_check_at=None,
                              sla_state=case((breached, "breached"), else_="ok")))
@@ -508,21 +530,85 @@ def compact_duration(seconds: float) -> str:
     return "".join(p for p in parts if not p.startswith("0") or len(parts) == 1)
 
 
+# -- reading -----------------------------------------------------------------------------
+
+def running_late(now) -> dict[str, object]:
+    """Per target, the SQL condition "still running and past its due time at `now`".
+
+    `refresh` runs after every change to what the SLA depends on, so the stored due
+    columns are current and a due column is set only while its target can still be
+    missed: first response until the first reply, next response while the contact
+    waits, resolution while neither resolved, closed nor paused."""
+    c = Conversation
+    live = c.status.not_in(STOPPED)
+    return {
+        "first_response": and_(live, c.first_response_at.is_(None), c.first_response_due <= now),
+        "next_response": and_(live, c.next_response_due <= now),
+        "resolution": and_(live, c.resolution_due <= now),
+    }
+
+
+def read_state(now):
+    """The SLA state at `now` as one SQL expression (`ok`, `warning`, `breached`, `none`):
+    what records print and `list --sla` filters on."""
+    c = Conversation
+    marked = exists().where(SlaMark.conversation_id == c.id, SlaMark.level == "breached")
+    # A warning moment of a running target passed since the last sweep: sla_next_check_at
+    # is the earliest unswept moment (a due time passed would already be late above).
+    warned = and_(c.status.not_in(STOPPED), (c.sla_state == "warning") | (c.sla_next_check_at <= now))
+    return case(
+        (c.sla_state == "none", "none"),
+        (marked, "breached"),
+        *((condition, "breached") for condition in running_late(now).values()),
+        (warned, "warning"),
+        else_="ok",
+    )
+
+
+def reading(row, breached: Sequence[str], late_now: Sequence[str], now: datetime) -> dict:
+    """`outcome` and `late_s` of a record (SPEC §9: a closed conversation's SLA shows its
+    final outcome, not a growing delay).
+
+    `breached` is the record's list of late targets and `late_now` those of them still
+    running past their due time. While the conversation runs: `outcome` is None and
+    `late_s` counts from the earliest due time passed by a running target (None when
+    none is). Resolved or closed: `outcome` is `met` or `late`, and `late_s` is how late
+    the first response and the resolution were when they ended (the reply, else the
+    stop), the larger of the two; None when only a past next-response cycle was late."""
+    if row.sla_state == "none":
+        return {"outcome": None, "late_s": None}
+    if row.status not in STOPPED:
+        dues = {"first_response": row.first_response_due, "next_response": row.next_response_due,
+                "resolution": row.resolution_due}
+        passed = [dues[t] for t in late_now if dues.get(t) is not None]
+        return {"outcome": None, "late_s": int((now - min(passed)).total_seconds()) if passed else None}
+    stop = row.resolved_at or row.closed_at or row.updated_at
+    late = []
+    if "first_response" in breached and row.first_response_due is not None:
+        late.append((row.first_response_at or stop) - row.first_response_due)
+    if "resolution" in breached and row.resolution_due is not None:
+        late.append(stop - row.resolution_due)
+    late = [int(d.total_seconds()) for d in late if d.total_seconds() > 0]
+    return {"outcome": "late" if breached else "met", "late_s": max(late) if late else None}
+
+
 def describe(sla: dict, now: datetime) -> str:
-    """The table cell for a record's `sla`: "2h10m left", "late 35m", or the state."""
+    """The table cell for a record's `sla`: "2h10m left", "late 35m", "met", or the state."""
     state = sla.get("state")
     if state in (None, "none"):
         return ""
+    if sla.get("outcome") == "met":
+        return "met"
+    if sla.get("late_s") is not None:
+        return f"late {compact_duration(sla['late_s'])}"
+    if sla.get("outcome") == "late":
+        return "late"
     dues = [sla.get(k) for k in ("first_response_due", "next_response_due", "resolution_due")]
-    dues = [d for d in dues if d is not None]
-    upcoming = [d for d in dues if d > now]
-    late = [d for d in dues if d <= now]
-    if late and state == "breached":
-        return f"late {compact_duration((now - min(late)).total_seconds())}"
+    upcoming = [d for d in dues if d is not None and d > now]
     if upcoming:
         return f"{compact_duration((min(upcoming) - now).total_seconds())} left"
     return state
 
 
-__all__ = ["refresh", "sweep", "due_ids", "match_policy", "describe", "compact_duration", "after_change",
-           "stop", "policy_columns"]
+__all__ = ["refresh", "sweep", "due_ids", "match_policy", "running_late", "read_state", "reading", "describe",
+           "compact_duration", "after_change", "stop", "policy_columns"]

@@ -103,7 +103,7 @@ def test_list_record_fields_and_every_format(seeded):
     assert record["contact"] == {"id": 1, "name": "Lea", "email": "lea@example.fr", "vip": False}
     assert record["tags"] == ["a", "b"] and record["watchers"] == ["carol"]
     assert set(record["sla"]) == {"policy", "state", "first_response_due", "next_response_due",
-                                  "resolution_due", "breached"}
+                                  "resolution_due", "breached", "outcome", "late_s"}
     assert record["created_at"] == "2026-11-20T09:00:00+00:00"
     jsonl = seeded.ok("list", fmt="jsonl").jsonl()
     assert jsonl == [record]

@@ -87,7 +87,7 @@ def test_reply_arrives_with_threading_headers_and_is_sent_once(seeded, smtp_serv
     seeded.now = T0.isoformat()
     attachment = tmp_path / "invoice.pdf"
     attachment.write_bytes(b"%PDF-1.4 fake invoice\n" * 50)
-    record = seeded.json("reply", cid, "Here is your invoice.", "--cc", "Boss <boss@example.fr>",
+    record = seeded.json("reply", cid, "Here is your invoice.", "--cc", "boss@example.fr",
                          "--bcc", "audit@example.fr", "--attach", attachment, as_="alice")[0]
 
     counts = run_notify(seeded, settings_for(seeded, smtp_server.port))
@@ -130,7 +130,7 @@ def test_transcript_has_messages_and_closing_note_but_never_notes(seeded, smtp_s
         conv = session.get(Conversation, cid)
         conv.closing_note = "Refund issued, customer happy."
         session.flush()
-        mail.queue_transcript(session, cid, "Léa <lea.copy@example.fr>", actor="alice", now=NOW,
+        mail.queue_transcript(session, cid, "lea.copy@example.fr", actor="alice", now=NOW,
                               settings=settings_for(seeded))
 
     [event] = seeded.rows("SELECT actor, data FROM events WHERE kind = 'transcript_sent'")

@@ -170,6 +170,7 @@ def test_24x7_warning_and_breach_at_the_right_minute_once(seeded, cfg):
     assert rows[1]["dedupe_key"] == f"sla_breached:{cid}:first_response:user:" + str(
         seeded.scalar("SELECT id FROM users WHERE handle='alice'"))
 
+    seeded.now = (T0 + timedelta(minutes=50)).isoformat()  # the SLA is read at this time
     record = seeded.json("show", str(cid))
     record = record[0] if isinstance(record, list) else record
     assert record["sla"]["policy"] == "vip"
@@ -369,7 +370,10 @@ def test_describe_for_tables():
     now = T0
     assert sla.describe({"state": "ok", "first_response_due": T0 + timedelta(hours=2, minutes=10)}, now) \
         == "2h10m left"
-    assert sla.describe({"state": "breached", "first_response_due": T0 - timedelta(minutes=35)}, now) == "late 35m"
+    assert sla.describe({"state": "breached", "late_s": 35 * 60}, now) == "late 35m"
+    assert sla.describe({"state": "ok", "outcome": "met", "first_response_due": T0 - timedelta(hours=1)}, now) == "met"
+    assert sla.describe({"state": "breached", "outcome": "late", "late_s": 7200}, now) == "late 2h"
+    assert sla.describe({"state": "breached", "outcome": "late", "late_s": None}, now) == "late"
     assert sla.describe({"state": "none"}, now) == ""
     assert [sla.compact_duration(s) for s in (0, 45, 3600, 3 * 86400 + 4 * 3600 + 60)] == ["0s", "45s", "1h", "3d4h"]
 
@@ -418,4 +422,6 @@ def test_bulk_resolve_and_close_freeze_the_sla_as_a_full_refresh_would(seeded, c
     refresh(seeded, ids, T0 + timedelta(hours=1), cfg)
     assert seeded.rows(f"SELECT id, {columns} FROM conversations ORDER BY id") == frozen
     assert seeded.rows("SELECT conversation_id, target, level FROM sla_marks ORDER BY 1, 2, 3") == marks
-    assert len(sla_events(seeded)) == 2  # one sla_breached each for the two late resolutions
+    # late and vip: resolution past due, and a first response never given past its due time
+    assert sorted(sla_events(seeded)) == [(late, "sla_breached", "first_response"), (late, "sla_breached", "resolution"),
+                                          (vip, "sla_breached", "first_response"), (vip, "sla_breached", "resolution")]
