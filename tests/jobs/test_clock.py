@@ -184,3 +184,17 @@ def test_os_account_is_the_effective_uid():
     import pwd
 
     assert access.os_account() == pwd.getpwuid(os.geteuid()).pw_name
+
+
+def test_demo_needs_no_override_on_the_real_clock(desk):
+    """`deskctl demo` on a fresh desk with no configuration builds around the real clock;
+    DESKCTL_NOW there is refused like anywhere else."""
+    desk.replay = False
+    desk.now = "2026-11-20T10:00:00Z"
+    result = desk.run("demo", "--conversations", "5")
+    assert result.exit_code == 78 and "DESKCTL_NOW" in result.stderr
+    assert desk.scalar("SELECT count(*) FROM conversations") == 0
+    desk.now = None
+    desk.ok("demo", "--conversations", "5")
+    newest = str(desk.scalar("SELECT max(created_at) FROM conversations"))
+    assert newest[:4] == str(datetime.now(UTC).year) or newest[:4] == str(datetime.now(UTC).year - 1)
