@@ -96,7 +96,8 @@ def test_jobs_run_needs_an_admin(seeded):
 
 
 def test_jobs_run_without_a_user_as_the_service_account(seeded):
-    no_user = {"DESKCTL_USER": None}
+    # No user named, and a login name that is no desk user (the tests may run as root, an admin handle).
+    no_user = {"DESKCTL_USER": None, "LOGNAME": "no-such-agent", "USER": "no-such-agent"}
     me = access.os_account()
     config = write_config(seeded, f"service_user: {me}\n")
     seeded.ok("jobs", "run", "sla-sweep", env={**no_user, "DESKCTL_CONFIG": config})
@@ -108,6 +109,7 @@ def test_jobs_run_without_a_user_as_the_service_account(seeded):
     assert me != "deskctl-svc"
     result = seeded.run("jobs", "run", "sla-sweep", env=spoofed)
     assert result.exit_code == 5, result
+    assert seeded.run("jobs", "run", "sla-sweep", env={**no_user, "DESKCTL_CONFIG": other}).exit_code == 5
 
 
 def test_service_account_default_is_the_sqlite_files_owner(seeded):
