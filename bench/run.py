@@ -100,7 +100,7 @@ class Bench:
         self.base_env["DESKCTL_CONFIG"] = str(self.work / "deskctl.yaml")
         self.base_env["XDG_DATA_HOME"] = str(self.work / "data")
         self.base_env["PYTHONPATH"] = str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")
-        # A replay desk: the bench pins the clock with DESKCTL_NOW (SPEC §13).
+        # A replay desk (SPEC §13): DESKCTL_NOW is honoured only with the clock override on.
         (self.work / "deskctl.yaml").write_text("timezone: UTC\nclock: {override: true}\n", encoding="utf-8")
         self._pg_dbs: list[str] = []
         self.main_url = self._main_url()

@@ -57,6 +57,8 @@ class App:
     ):
         self._db_url = db_url
         self._config_file = config_file
+        # Named by --as / DESKCTL_USER, rather than defaulting to the login name.
+        self.actor_named = bool(actor_handle)
         self.actor_handle = actor_handle or login_name()
         self._format = fmt
         self.table_format = table_format
@@ -65,9 +67,12 @@ class App:
     # -- configuration -------------------------------------------------------------
     @cached_property
     def settings(self):
+        from deskctl import clock
         from deskctl.config import load_settings
 
-        return load_settings(self._config_file, self._db_url)
+        settings = load_settings(self._config_file, self._db_url)
+        clock.install(settings)  # DESKCTL_NOW is checked before any work, whatever the command
+        return settings
 
     def output_format(self, override: str | None = None) -> str:
         """--format on the command, else the global one / DESKCTL_FORMAT, else table on
@@ -79,8 +84,10 @@ class App:
         return override or self._format or ("table" if is_tty(sys.stdout) else "tsv")
 
     def now(self) -> datetime:
+        """The desk's current time: DESKCTL_NOW where the configuration allows it."""
         from deskctl import clock
 
+        self.settings  # noqa: B018 - loading them accepts or refuses DESKCTL_NOW
         return clock.now()
 
     # -- database ------------------------------------------------------------------

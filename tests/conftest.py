@@ -199,15 +199,31 @@ class Desk:
         self.tmp_path = tmp_path
         self.actor = "root"
         self.now: str | None = None
+        # The test desk is a replay desk (SPEC §13): its configuration turns the clock
+        # override on, so DESKCTL_NOW (`desk.now`) and `jobs run --now` are honoured. A test
+        # that passes its own --config / DESKCTL_CONFIG gets exactly that file instead (and
+        # adds `clock: {override: true}` to it when it moves the clock); `replay = False`
+        # runs with the ordinary lookup and the default (override off).
+        self.replay = True
         self._engine = None
+
+    def replay_config(self) -> Path:
+        path = self.tmp_path / "replay-desk.yaml"
+        if not path.exists():
+            path.write_text("# A replay desk: DESKCTL_NOW and --now are honoured.\nclock: {override: true}\n")
+        return path
 
     def run(self, *args, input=None, as_=None, env=None, fmt=None) -> Result:
         """Run `deskctl ARGS` in-process; `fmt` appends --format."""
         full_env = {"DESKCTL_DATABASE_URL": self.url, "DESKCTL_USER": as_ or self.actor}
         if self.now:
             full_env["DESKCTL_NOW"] = self.now
-        full_env.update(env or {})
         argv = [str(a) for a in args]
+        own_config = "DESKCTL_CONFIG" in (env or {}) or any(a == "--config" or a.startswith("--config=")
+                                                            for a in argv)
+        if self.replay and not own_config:
+            full_env["DESKCTL_CONFIG"] = str(self.replay_config())
+        full_env.update(env or {})
         if fmt:
             argv += ["--format", fmt]
         result = CliRunner().invoke(cli, argv, input=input, env=full_env, catch_exceptions=True)

@@ -102,8 +102,9 @@ def date_bound_option(app, value: str | None, option: str):
         return None
     from deskctl.timeparse import parse_date_bound
 
+    now, tz = app.now(), app.settings.timezone  # a configuration error stays one (78), not a bad value
     try:
-        return parse_date_bound(value, now=app.now(), tz=app.settings.timezone)
+        return parse_date_bound(value, now=now, tz=tz)
     except click.ClickException as exc:
         raise click.BadParameter(exc.format_message(), param_hint=option) from None
 

@@ -17,7 +17,8 @@ def _columns():
 @click.option("--conversations", "-n", type=click.IntRange(min=0), default=1000, show_default=True, metavar="N",
               help="How many conversations to generate (over the last 30 days).")
 @click.option("--seed", type=int, default=42, show_default=True, metavar="S",
-              help="Random seed: the same seed and DESKCTL_NOW give the same desk.")
+              help="Random seed: the same seed and DESKCTL_NOW (on a desk with clock.override) give the "
+                   "same desk.")
 @click.option("--force", is_flag=True,
               help="Add demo data to a database that already has conversations (needs an admin actor "
                    "when the desk has one).")
@@ -28,7 +29,9 @@ def demo(app, conversations, seed, force):
     `alice`, an agent in billing), contacts with VIPs, and N conversations over the last 30 days
     with messages, notes, transfers, pendings, boomerangs, closings, CSAT and the audit trail.
 
-    Refuses (exit 4) a database that already has conversations unless --force."""
+    Refuses (exit 4) a database that already has conversations unless --force. Dates are
+    relative to the real clock; DESKCTL_NOW moves them only where config has `clock:
+    {override: true}`."""
     import time
 
     from deskctl.output import notice

@@ -90,7 +90,7 @@ def list_jobs(app):
                                    .order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(1)).first()
             next_run = None
             if trigger is not None:
-                if runner.is_due(trigger, runner.last_scheduled(session, name), now):
+                if runner.is_due(trigger, runner.last_scheduled(session, name, now), now):
                     next_run = now
                 else:
                     next_run = runner.next_fire_time(trigger, now)
@@ -105,32 +105,28 @@ def list_jobs(app):
 
 @jobs.command("run")
 @click.argument("name")
-@click.option("--now", "now_text", metavar="T", help="Run as of this ISO 8601 time (default: now).")
+@click.option("--now", "now_text", metavar="T",
+              help="Run as of this ISO 8601 time with offset (only where config has clock.override).")
+@click.option("--force-future", is_flag=True, help="Allow a --now later than the desk's current time.")
 @output_options
 @click.pass_obj
-def run_job(app, name, now_text):
-    """Run job NAME once now, recorded like a scheduled run (for cron). Exits non-zero
-    when the job fails; a run skipped because another runner holds the job exits 0."""
+def run_job(app, name, now_text, force_future):
+    """Run job NAME once now, recorded like a scheduled run (for cron). Needs the admin role,
+    or no --as when run as the desk's service account. Exits non-zero when the job fails;
+    a run skipped because another runner holds the job exits 0."""
     import logging
 
-    from deskctl.jobs import registry, runner
+    from deskctl.jobs import access, registry, runner
     from deskctl.output import notice
 
     registry.get(name)
+    with app.read() as session:
+        access.check_may_run_jobs(app, session)
+    now = _run_time(app, now_text, force_future) if now_text else None
     if app.verbose:
         _setup_logging(app)
     else:  # the error line below is enough; tracebacks with -v
         logging.getLogger("deskctl.jobs").addHandler(logging.NullHandler())
-    now = None
-    if now_text:
-        from deskctl.clock import parse_iso
-
-        try:
-            now = parse_iso(now_text)
-        except (ValueError, OverflowError):
-            raise click.BadParameter(f"not an ISO 8601 time: {now_text!r}", param_hint="--now") from None
-        if not 1970 <= now.year <= 2999:  # jobs subtract days and add business time to it
-            raise click.BadParameter(f"out of range (years 1970-2999): {now_text!r}", param_hint="--now")
     schedule = runner.schedule_for(name, app.settings)
     if not schedule.enabled:
         notice(f"note: {name} is off in the configuration; running it anyway")
@@ -141,6 +137,26 @@ def run_job(app, name, now_text):
     elif result.outcome == "failed":
         click.echo(f"deskctl: job {name} failed: {result.error}", err=True)
         raise click.exceptions.Exit(_exit_code(result))
+
+
+def _run_time(app, text: str, force_future: bool):
+    """--now T: only on desks whose clock may be overridden (5), a valid instant (2), and
+    not after the desk's current time unless --force-future (2) (SPEC §13)."""
+    from deskctl import clock
+    from deskctl.errors import Forbidden, UsageError
+
+    if not app.settings.clock_override:
+        raise Forbidden("--now is refused: this desk's clock cannot be overridden "
+                        "(clock.override is for test, demo and replay desks)")
+    try:
+        when = clock.parse_instant(text)
+    except ValueError as exc:
+        raise UsageError(f"--now: {exc}") from None
+    current = app.now()
+    if when > current and not force_future:
+        raise UsageError(f"--now {text} is later than the desk's current time ({current.isoformat()}); "
+                         "pass --force-future to run a job as of the future")
+    return when
 
 
 def _exit_code(result) -> int:

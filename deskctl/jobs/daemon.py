@@ -67,7 +67,7 @@ def serve(app, *, stop: threading.Event | None = None, install_signals: bool = T
             if not registry.available(name):
                 log.warning("job %s is not available (its module is not installed); not scheduled", name)
                 continue
-            due = runner.is_due(trigger, runner.last_scheduled(session, name), now)
+            due = runner.is_due(trigger, runner.last_scheduled(session, name, now), now)
             planned.append((name, schedule, trigger, due))
 
     scheduler = BackgroundScheduler(

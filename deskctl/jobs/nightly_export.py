@@ -9,7 +9,9 @@ with the keys of EXPORT_BY (agents by agent, tags by tag, backlog by group, othe
 Atomic: every file is written under a temporary name, synced, set to mode 0640 and
 renamed; the files are written into a hidden temporary directory that is renamed to the
 day's name only when complete. So the day directory is complete or absent, and a run
-for a day that already has its directory changes nothing (counts: skipped=1).
+for a day that already has its complete directory changes nothing (counts: skipped=1).
+A day path that is anything else (a file, a symlink, a directory missing a file) fails
+the run with the reason, so that day is never taken as exported (SPEC §13).
 Read-only on the database.
 """
 
@@ -47,7 +49,9 @@ def run(session, *, now: datetime, settings) -> dict:
     root = Path(settings.export_dir)
     final = root / day.isoformat()
     counts: dict = {"day": day.isoformat(), "written": 0, "skipped": 0, "files": 0}
-    if final.exists():
+    expected = expected_files(settings)
+    if os.path.lexists(final):
+        check_complete(final, expected)
         counts["skipped"] = 1
         return counts
     root.mkdir(parents=True, exist_ok=True)
@@ -68,9 +72,10 @@ def run(session, *, now: datetime, settings) -> dict:
         try:
             os.rename(work, final)
         except OSError:
-            if not final.exists():
+            if not os.path.lexists(final):
                 raise
             shutil.rmtree(work, ignore_errors=True)  # another run finished first
+            check_complete(final, expected)
             return {"day": day.isoformat(), "written": 0, "skipped": 1, "files": 0}
         _fsync_dir(root)
     except BaseException:
@@ -78,6 +83,27 @@ def run(session, *, now: datetime, settings) -> dict:
         raise
     counts["written"] = 1
     return counts
+
+
+def expected_files(settings) -> list[str]:
+    """The file names of one day's complete export."""
+    return [f"{kind}.{fmt}" for kind in export_kinds(settings) for fmt in FORMATS]
+
+
+def check_complete(path: Path, expected: list[str]) -> None:
+    """A day path that exists must be a complete export directory: a real directory (not
+    a symlink) holding every expected file as a regular file. Anything else fails the run
+    (SPEC §13), so the day is never recorded as done while its files are missing."""
+    from deskctl.errors import Conflict
+
+    if path.is_symlink() or not path.is_dir():
+        kind = "a symlink" if path.is_symlink() else "a file" if path.is_file() else "not a directory"
+        raise Conflict(f"export path {path} exists but is {kind}, not a complete export; "
+                       "move it away and rerun the export")
+    missing = [name for name in expected if not (path / name).is_file() or (path / name).is_symlink()]
+    if missing:
+        raise Conflict(f"export directory {path} is not a complete export (missing {', '.join(missing)}); "
+                       "move it away and rerun the export")
 
 
 def _write_file(path: Path, rows, columns, fmt: str, tz: str) -> int:

@@ -76,7 +76,7 @@ def run_job(app, name: str, *, now: datetime | None = None, scheduled_for: datet
             return _record_skipped(app, name, scheduled_for, "another runner holds this job's lock")
         if if_due is not None:
             with app.read() as session:
-                last = last_scheduled(session, name)
+                last = last_scheduled(session, name, now)
             if not is_due(if_due, last, now):
                 log.info("job %s skipped: already run for %s", name, last)
                 return _record_skipped(app, name, scheduled_for, "already run for this time by another runner")
@@ -260,12 +260,15 @@ def next_fire_time(trigger, after: datetime) -> datetime | None:
     return fire.astimezone(UTC) if fire is not None else None
 
 
-def last_scheduled(session, name: str) -> datetime | None:
-    """scheduled_for of the job's last finished run (ok or failed). A `running` row does
-    not count: if that run is alive, the new one will find the lock held and be skipped;
-    if its process died, its work was rolled back and is due again."""
+def last_scheduled(session, name: str, now: datetime) -> datetime | None:
+    """scheduled_for of the job's last finished run (ok or failed) as of `now`. A `running`
+    row does not count: if that run is alive, the new one will find the lock held and be
+    skipped; if its process died, its work was rolled back and is due again. A run for a
+    time after `now` (`jobs run --now T --force-future`) does not count either: it must
+    never stop the schedule until the clock catches up with it (SPEC §9)."""
     return session.scalar(select(JobRun.scheduled_for)
-                          .where(JobRun.job == name, JobRun.outcome.in_(("ok", "failed")))
+                          .where(JobRun.job == name, JobRun.outcome.in_(("ok", "failed")),
+                                 JobRun.scheduled_for <= now)
                           .order_by(JobRun.scheduled_for.desc()).limit(1))
 
 
@@ -285,6 +288,6 @@ def due_jobs(app, now: datetime) -> list[tuple[str, datetime, object]]:
     with app.read() as session:
         for name in registry.names():
             trigger = trigger_for(schedule_for(name, app.settings), app.settings.timezone)
-            if is_due(trigger, last_scheduled(session, name), now):
+            if is_due(trigger, last_scheduled(session, name, now), now):
                 out.append((name, previous_fire_time(trigger, now) or now, trigger))
     return out

@@ -308,8 +308,8 @@ def deliver(session, *, now: datetime, settings, batch: int = 100) -> dict:
     """Deliver every due outbox row: SMTP when smtp.host is set (notifications to users
     without an email address go to the log), else the log. Commits as it goes.
 
-    Returns counts: sent (incl. logged), logged, retried, failed, recovered (rows
-    reclaimed from a crashed run)."""
+    Returns counts, each delivery once: sent (by SMTP), logged (written to the log),
+    retried, failed, recovered (rows reclaimed from a crashed run)."""
     counts = {"sent": 0, "logged": 0, "retried": 0, "failed": 0, "recovered": 0}
     password = _password(settings)  # a config error before anything is claimed
     transport = _Smtp(settings.smtp, password) if settings.smtp.host else None
@@ -347,8 +347,7 @@ def _deliver_one(session, row: Outbox, transport, *, now: datetime, settings, co
     elif transport is None or (row.kind != "email" and "@" not in row.recipient):
         log.info(_log_line(row))
         values.update(status="sent", sent_at=now, last_error=None)
-        counts["sent"] += 1
-        counts["logged"] += 1
+        counts["logged"] += 1  # delivered to the log: counted once, not also as sent
     else:
         try:
             refused = transport.send(_email_for(row, settings))

@@ -159,8 +159,11 @@ def bench(n_mail: int = 10_000, n_jsonl: int = 50_000) -> dict:
         write_jsonl(lines, n_jsonl)
         # "now" just after the last generated message: SLA clocks are running, not all breached.
         now = START + timedelta(seconds=max(37 * n_mail, 3 * n_jsonl) + 60)
+        config = os.path.join(tmp, "replay.yaml")  # DESKCTL_NOW needs the clock override (SPEC §13)
+        with open(config, "w", encoding="utf-8") as fh:
+            fh.write("clock: {override: true}\n")
         env = {"DESKCTL_DATABASE_URL": f"sqlite:///{tmp}/desk.db", "XDG_DATA_HOME": tmp, "DESKCTL_USER": "bench",
-               "DESKCTL_NOW": now.isoformat()}
+               "DESKCTL_NOW": now.isoformat(), "DESKCTL_CONFIG": config}
         runner = CliRunner()
         runner.invoke(cli, ["db", "upgrade"], env=env)
 

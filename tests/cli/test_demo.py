@@ -244,7 +244,7 @@ def test_sla_columns_and_marks_are_what_the_sla_engine_computes(desk, tmp_path, 
     config_file = None
     if config:
         config_file = tmp_path / "deskctl.yaml"
-        config_file.write_text(config)
+        config_file.write_text(config + "\nclock: {override: true}\n")  # a replay desk: DESKCTL_NOW
         env["DESKCTL_CONFIG"] = str(config_file)
     desk.now = NOW
     desk.ok("demo", "--conversations", "300", "--seed", "3", env=env)

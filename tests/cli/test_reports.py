@@ -345,7 +345,7 @@ def test_table_humanises_durations_and_chart_needs_a_terminal(report_desk, monke
 
 def test_timezone_periods_and_dst(seeded, tmp_path):
     config = tmp_path / "paris.yaml"
-    config.write_text("timezone: Europe/Paris\n")
+    config.write_text("timezone: Europe/Paris\nclock: {override: true}\n")
     env = {"DESKCTL_CONFIG": str(config)}
     # 22:30 UTC is 23:30 in Paris (16th), 23:30 UTC is 00:30 on the 17th.
     make_conversation(seeded, created_at=at("11-16 22:30"))
@@ -435,7 +435,7 @@ def test_default_since_is_the_seven_days_before_until(report_desk):
 
 def test_nightly_export_through_jobs_run(report_desk, tmp_path):
     config = tmp_path / "jobs.yaml"
-    config.write_text(f"export_dir: {tmp_path / 'out'}\n")
+    config.write_text(f"export_dir: {tmp_path / 'out'}\nclock: {{override: true}}\n")
     env = {"DESKCTL_CONFIG": str(config)}
     report_desk.ok("jobs", "run", "nightly-export", "--now", "2026-11-22T02:00:00+00:00", env=env)
     files = sorted(p.name for p in (tmp_path / "out" / "2026-11-21").iterdir())

@@ -146,3 +146,48 @@ def test_yesterday_is_in_the_configured_timezone(export_desk, tmp_path):
     assert rows == [{"day": "2026-11-21", "created": 1, "resolved": 0, "closed": 0, "reopened": 0,
                      "backlog_end": 5}]
     assert os.access(tmp_path / "exports" / "2026-11-21" / "volume.json", os.R_OK)
+
+
+def test_a_file_at_the_day_path_fails_the_run_and_is_never_recorded_done(export_desk, tmp_path):
+    """Issue 14 #9: a file named like the day was reported `ok, skipped: 1`, so that day was
+    never written. The run fails with the reason; once the path is cleared the day is written."""
+    config = tmp_path / "export-cli.yaml"
+    config.write_text(f"export_dir: {tmp_path / 'exports'}\nclock: {{override: true}}\n")
+    env = {"DESKCTL_CONFIG": str(config)}
+    day = tmp_path / "exports" / "2026-11-21"
+    day.parent.mkdir()
+    day.write_text("not an export")
+    result = export_desk.run("jobs", "run", "nightly-export", "--now", "2026-11-22T02:00:00+00:00", env=env,
+                             fmt="json")
+    assert result.exit_code == 4, result
+    [record] = result.json()
+    assert record["outcome"] == "failed" and "is a file, not a complete export" in record["error"]
+    assert str(day) in result.stderr
+    [row] = export_desk.rows("SELECT outcome, error FROM job_runs WHERE job = 'nightly-export'")
+    assert row["outcome"] == "failed" and str(day) in row["error"]
+    assert day.read_text() == "not an export"  # left for the operator to look at
+    day.unlink()
+    [again] = export_desk.json("jobs", "run", "nightly-export", "--now", "2026-11-22T03:00:00+00:00", env=env)
+    assert again["outcome"] == "ok" and again["counts"]["written"] == 1
+    assert sorted(p.name for p in day.iterdir()) == FILES
+
+
+def test_an_incomplete_day_directory_fails_the_run(export_desk, tmp_path):
+    from deskctl.errors import Conflict
+
+    settings = settings_for(tmp_path)
+    day = tmp_path / "exports" / "2026-11-21"
+    day.mkdir(parents=True)
+    (day / "volume.csv").write_text("half")
+    with pytest.raises(Conflict) as raised:
+        run_job(export_desk, settings, "2026-11-22T02:00:00+00:00")
+    assert "not a complete export" in str(raised.value) and "volume.json" in str(raised.value)
+    assert "volume.csv," not in str(raised.value)  # present: not listed as missing
+    assert sorted(p.name for p in day.iterdir()) == ["volume.csv"]
+    # A symlink to a complete export is not one either: the day must be a real directory.
+    day.rename(tmp_path / "half")
+    run_job(export_desk, settings, "2026-11-22T02:00:00+00:00")
+    day.rename(tmp_path / "complete")
+    day.symlink_to(tmp_path / "complete")
+    with pytest.raises(Conflict, match="symlink"):
+        run_job(export_desk, settings, "2026-11-22T02:00:00+00:00")

@@ -217,7 +217,7 @@ def test_run_left_running_by_a_dead_process_is_failed_and_due_again(desk, test_j
         s.add(JobRun(job="test-slow", scheduled_for=killed_at, started_at=killed_at, outcome="running", counts={}))
     app = _app(desk)
     with app.read() as session:
-        assert runner.last_scheduled(session, "test-slow") is None  # its work was rolled back: still due
+        assert runner.last_scheduled(session, "test-slow", datetime.now(UTC)) is None  # its work was rolled back: still due
     result = runner.run_job(app, "test-slow", now=killed_at + timedelta(seconds=5))
     assert result.outcome == "ok"
     rows = runs(desk, "test-slow")

@@ -32,6 +32,7 @@ STEP_HOURS = size(12, 2)
 DAYS = 3
 CONFIG = """\
 timezone: UTC
+clock: {{override: true}}  # a replay desk: the daemon runs at DESKCTL_NOW steps
 export_dir: {export_dir}
 sla:
   warning: 0.75

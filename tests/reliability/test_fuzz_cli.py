@@ -145,7 +145,7 @@ def test_fuzzed_invocations_exit_cleanly_and_change_nothing_on_failure(desk, nam
     @given(argv=invocation(name), stdin=STDIN, actor=st.sampled_from(actors))
     def check(argv, stdin, actor):
         env = {"DESKCTL_DATABASE_URL": desk.url, "DESKCTL_USER": actor,
-               "DESKCTL_NOW": (T0.replace(hour=15)).isoformat()}
+               "DESKCTL_NOW": (T0.replace(hour=15)).isoformat(), "DESKCTL_CONFIG": str(desk.replay_config())}
         result = runner.invoke(cli, argv, input=stdin, env=env, catch_exceptions=True)
         CALLS["n"] += 1
         stderr = result.stderr

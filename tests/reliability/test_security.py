@@ -91,6 +91,7 @@ def test_nightly_export_csv_files_are_neutralised(desk):
     cids = _evil_desk(desk)
     desk.now = (T0 + timedelta(hours=2)).isoformat()
     desk.ok("close", *map(str, cids), "--tag", "=evil", "--reason", EVIL[3])
+    desk.now = (T0 + timedelta(days=1, hours=3)).isoformat()  # the next night: --now is not in the desk's future
     desk.ok("jobs", "run", "nightly-export", "--now", (T0 + timedelta(days=1, hours=3)).isoformat())
     export_dir = desk.tmp_path / "data" / "deskctl" / "exports"
     files = [p for p in export_dir.rglob("*") if p.suffix in (".csv", ".tsv")]
@@ -320,6 +321,7 @@ def test_customer_export_has_no_notes(desk):
     cid = _with_note(desk)
     desk.now = (T0 + timedelta(hours=2)).isoformat()
     desk.ok("close", cid, as_="alice")
+    desk.now = (T0 + timedelta(days=1, hours=3)).isoformat()  # the next night: --now is not in the desk's future
     desk.ok("jobs", "run", "nightly-export", "--now", (T0 + timedelta(days=1, hours=3)).isoformat())
     for path in (desk.tmp_path / "data" / "deskctl" / "exports").rglob("*"):
         if path.is_file():
