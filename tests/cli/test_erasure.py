@@ -126,8 +126,8 @@ def test_retention_erases_old_closed_conversations_once(seeded, tmp_path):
     subjects = {r["id"]: r["subject"] for r in seeded.rows("SELECT id, subject FROM conversations")}
     assert subjects == {old: "[erased]", recent: "recent", still_open: "open"}
     assert seeded.scalar("SELECT text FROM messages WHERE conversation_id = :c", c=old) == "[erased]"
-    again = seeded.run("jobs", "run", "retention", "--now", (T0 + timedelta(minutes=1)).isoformat(), env=env,
-                       fmt="json")
+    seeded.now = (T0 + timedelta(minutes=1)).isoformat()
+    again = seeded.run("jobs", "run", "retention", env=env, fmt="json")
     assert again.exit_code == 0, again
     assert seeded.scalar("SELECT count(*) FROM events WHERE kind = 'erased'") == 1
 

@@ -20,6 +20,7 @@ PARIS = ZoneInfo("Europe/Paris")
 
 CONFIG = """
 timezone: Europe/Paris
+clock: {override: true}
 business_hours:
   paris:
     timezone: Europe/Paris
