@@ -232,13 +232,13 @@ def render(
 
 _NUMERIC_KINDS = ("int", "float", "duration")
 # A column squeezed to fit the terminal keeps at least this many display columns.
-_MIN_FITTED_WIDTH = 6
+_MIN_FITTED_WIDTH = 5
 
 
 def _tabulate(body: list[list[str]], columns: Sequence[Column], table_format: str, width: int | None) -> str:
     """tabulate with numbers right-aligned and, given a width, the widest columns cut
     (by display width, with an ellipsis) until the table fits."""
-    from tabulate import tabulate
+    from tabulate import MIN_PADDING, tabulate
 
     from deskctl import term
 
@@ -251,30 +251,39 @@ def _tabulate(body: list[list[str]], columns: Sequence[Column], table_format: st
 
     if width is None:
         return draw(body, headers)
-    natural = [max(term.display_width(cell) for cell in column) for column in zip(headers, *body, strict=True)]
-    # What the format adds around the cells (padding, borders), measured on one row.
-    sample = draw([["x" * w for w in natural]], ["x" * w for w in natural])
-    overhead = max(term.display_width(line) for line in sample.splitlines()) - sum(natural)
-    budget = width - overhead
-    if sum(natural) <= budget:
-        return draw(body, headers)
-    caps = _fitted_widths(natural, budget)
-    return draw([[term.truncate(cell, cap) for cell, cap in zip(row, caps, strict=True)] for row in body],
-                [term.truncate(head, cap) for head, cap in zip(headers, caps, strict=True)])
-
-
-def _fitted_widths(natural: list[int], budget: int) -> list[int]:
-    """The largest common cap (never below _MIN_FITTED_WIDTH, nor above a column's own
-    width) such that the columns sum to at most `budget`: the widest columns give way first."""
+    # tabulate pads each header by MIN_PADDING (but in "pretty"): a header takes that much
+    # more room than a cell, and is cut that much shorter.
+    pad = 0 if table_format == "pretty" else MIN_PADDING
+    cell_widths = [max(map(term.display_width, column)) for column in zip(*body, strict=True)]
+    natural = [max(term.display_width(head) + pad, cell)
+               for head, cell in zip(headers, cell_widths, strict=True)]
     floors = [min(w, _MIN_FITTED_WIDTH) for w in natural]
+
+    def caps_for(cap):
+        return [max(floor, min(w, cap)) for w, floor in zip(natural, floors, strict=True)]
+
+    def cut(cells, caps, less=0):
+        return [term.truncate(cell, max(cap - less, 3)) for cell, cap in zip(cells, caps, strict=True)]
+
+    def drawn_width(caps):
+        # A column is as wide as its widest cell or its padded header, so one row of
+        # stand-ins as wide as the widest cut cells could be measures the whole table.
+        stand_ins = ["x" * min(w, cap) for w, cap in zip(cell_widths, caps, strict=True)]
+        sample = draw([stand_ins], cut(headers, caps, pad))
+        return max(term.display_width(line) for line in sample.splitlines())
+
+    if drawn_width(natural) <= width:
+        return draw(body, headers)
+    # The largest common cap that fits: the widest columns give way first.
     low, high = _MIN_FITTED_WIDTH, max(natural)
     while low < high:
         cap = (low + high + 1) // 2
-        if sum(max(f, min(w, cap)) for w, f in zip(natural, floors, strict=True)) <= budget:
+        if drawn_width(caps_for(cap)) <= width:
             low = cap
         else:
             high = cap - 1
-    return [max(f, min(w, low)) for w, f in zip(natural, floors, strict=True)]
+    caps = caps_for(low)
+    return draw([cut(row, caps) for row in body], cut(headers, caps, pad))
 
 
 def check_table_format(ctx, param, value):

@@ -50,6 +50,7 @@ def progress(items: Iterable[T], *, length: int | None = None, label: str = "") 
 # -- tables --------------------------------------------------------------------------
 # Colour codes take no room on screen (the SLA cell carries them on a terminal).
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_LEADING_ANSI = re.compile(r"(?:\x1b\[[0-9;]*m)+")
 
 
 def display_width(text: str) -> int:
@@ -63,20 +64,22 @@ def display_width(text: str) -> int:
 
 
 def truncate(text: str, width: int) -> str:
-    """`text` cut to at most `width` display columns, ending with "…" when cut. Coloured
-    text is left whole (its codes would be cut in half)."""
-    if display_width(text) <= width or _ANSI.search(text):
+    """`text` cut to at most `width` display columns, ending with "…" when cut. A coloured
+    cell keeps its colour: the codes are set aside, the text cut, the colour reset."""
+    if display_width(text) <= width:
         return text
     from wcwidth import wcwidth
 
+    leading = _LEADING_ANSI.match(text)
+    colour = leading.group(0) if leading else ""
     kept, used = [], 0
-    for char in text:
+    for char in _ANSI.sub("", text):
         char_width = max(wcwidth(char), 0)
         if used + char_width > width - 1:
             break
         kept.append(char)
         used += char_width
-    return "".join(kept) + "…"
+    return f"{colour}{''.join(kept)}…\033[0m" if colour else "".join(kept) + "…"
 
 
 def table_width(stream=None) -> int | None:
