@@ -5,8 +5,9 @@ Extraction rule (kept simple on purpose):
   (yaml, json, python, ini, toml).
 - Join continued lines (a trailing backslash, or a quote left open), drop a leading `$ `.
 - An example is a line whose pipeline segments (split on unquoted `|`) each start with
-  `deskctl` (or a path ending in `/deskctl`) followed by one of deskctl's commands, or with
-  one of a few standard tools (printf, echo, wc, jq, head, sort, cat), and at least one is
+  `deskctl` (or a path ending in `/deskctl`) followed by one of deskctl's commands (after
+  any global options), or with one of a few standard tools (printf, echo, wc, jq, head,
+  sort, cat, cut, awk), and at least one is
   deskctl. Synopses are skipped: a line holding `[` or an ALL-CAPS placeholder word
   (ID, NAME, WHEN, ...) outside quotes. So are `deskctl daemon` without `--once` (it runs
   forever), lines fed by a made-up producer (`some-command | ...`), and lines using shell
@@ -40,7 +41,8 @@ from deskctl.cli import COMMANDS
 ROOT = Path(__file__).resolve().parents[1]
 NOW = "2026-11-30T10:00:00+00:00"
 DATA_LANGUAGES = {"yaml", "yml", "json", "python", "ini", "toml"}
-TOOLS = {"printf", "echo", "wc", "jq", "head", "sort", "cat"}
+TOOLS = {"printf", "echo", "wc", "jq", "head", "sort", "cat", "cut", "awk"}
+GLOBAL_OPTIONS_WITH_VALUE = {"--db", "--config", "--as", "--format", "--table-format"}
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*(\.\.\.)?$")
 
 # Examples whose documented outcome is not 0 on the demo desk, by a fragment of their text.
@@ -100,6 +102,17 @@ def _segments(line: str) -> list[list[str]] | None:
     return segments
 
 
+def _command_word(args: list[str]) -> str | None:
+    """The subcommand, after any global options (`deskctl --format json list`)."""
+    words = iter(args)
+    for word in words:
+        if word in GLOBAL_OPTIONS_WITH_VALUE:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
 def _is_example(line: str) -> bool:
     segments = _segments(line)
     if not segments or any(not seg for seg in segments):
@@ -112,9 +125,10 @@ def _is_example(line: str) -> bool:
             return False
         program = seg[0].rsplit("/", 1)[-1]
         if program == "deskctl":
-            if len(seg) < 2 or seg[1] not in COMMANDS:
+            command = _command_word(seg[1:])
+            if command not in COMMANDS:
                 return False
-            if seg[1] == "daemon" and "--once" not in seg:
+            if command == "daemon" and "--once" not in seg:
                 return False
             saw_deskctl = True
         elif program not in TOOLS:
