@@ -283,6 +283,14 @@ def _tabulate(body: list[list[str]], columns: Sequence[Column], table_format: st
         else:
             high = cap - 1
     caps = caps_for(low)
+    # What one more step of the common cap could not use goes to the cut columns, widest
+    # first: a cut column is exactly as wide as its cap.
+    spare = width - drawn_width(caps)
+    for i in sorted(range(len(caps)), key=lambda i: -natural[i]):
+        grow = min(spare, natural[i] - caps[i])
+        if grow > 0:
+            caps[i] += grow
+            spare -= grow
     return draw([cut(row, caps) for row in body], cut(headers, caps, pad))
 
 
