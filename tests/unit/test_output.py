@@ -192,11 +192,21 @@ def test_table_fits_the_width_cutting_the_widest_column_by_display_width():
     rows = [{"id": 1, "subject": "é" * 100, "who": "alice"}, {"id": 22, "subject": "東" * 60, "who": "bob"}]
     columns = [Column("id", "int"), Column("subject"), Column("who")]
     lines = _table_lines(rows, columns, width=40)
-    assert max(display_width(line) for line in lines) <= 40
+    assert 38 <= max(display_width(line) for line in lines) <= 40  # fitted, not over-cut
     assert lines[2].endswith("alice") and lines[3].endswith("bob")  # narrow columns untouched
     assert "…" in lines[2] and "…" in lines[3]
     assert _table_lines(rows, columns, width=None)[2].count("é") == 100  # no width: nothing cut
     assert "…" not in "".join(_table_lines(rows[:1], columns, width=200))
+
+
+def test_truncate_counts_display_width_and_keeps_colour():
+    from deskctl.term import display_width, truncate
+
+    assert truncate("東京東京東京", 5) == "東京…" and display_width("東京…") == 5
+    assert truncate("Léa Dubois", 20) == "Léa Dubois"
+    assert truncate("abcdefgh", 4) == "abc…"
+    red = "\033[31mlate 35m and more\033[0m"
+    assert truncate(red, 8) == "\033[31mlate 35…\033[0m" and display_width(truncate(red, 8)) == 8
 
 
 def test_check_table_format_refuses_an_unknown_name_listing_the_valid_ones():
