@@ -53,6 +53,7 @@ class App:
         actor_handle: str | None = None,
         fmt: str | None = None,
         table_format: str = "simple",
+        formula_guard: bool = True,
         verbose: bool = False,
     ):
         self._db_url = db_url
@@ -62,6 +63,7 @@ class App:
         self.actor_handle = actor_handle or login_name()
         self._format = fmt
         self.table_format = table_format
+        self.formula_guard = formula_guard  # csv only: --no-formula-guard turns it off
         self.verbose = verbose
 
     # -- configuration -------------------------------------------------------------
@@ -82,6 +84,12 @@ class App:
         from deskctl.term import is_tty
 
         return override or self._format or ("table" if is_tty(sys.stdout) else "tsv")
+
+    @property
+    def format_chosen(self) -> bool:
+        """True when the user asked for a format (--format or DESKCTL_FORMAT) rather
+        than getting the default for where stdout goes."""
+        return self._format is not None
 
     def now(self) -> datetime:
         """The desk's current time: DESKCTL_NOW where the configuration allows it."""

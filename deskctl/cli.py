@@ -10,6 +10,7 @@ import click
 
 from deskctl import __version__
 from deskctl.errors import EXIT_CODES_HELP, INTERNAL, DeskError
+from deskctl.output import check_table_format
 
 # name → "module:attribute". Modules are imported only when the command runs or help is
 # shown, and command modules import only click at the top, so `deskctl --help` stays fast.
@@ -153,12 +154,13 @@ FORMAT_CHOICE = click.Choice(["table", "csv", "tsv", "json", "jsonl", "ids"])
               help="Act as this user (default: the login name).")
 @click.option("--format", "fmt", envvar="DESKCTL_FORMAT", show_envvar=True, type=FORMAT_CHOICE,
               help="Output format (default: table on a terminal, tsv otherwise).")
-@click.option("--table-format", default="simple", metavar="NAME",
+@click.option("--table-format", default="simple", metavar="NAME", callback=check_table_format,
               help="tabulate format for --format table (simple, github, grid, ...).")
+@click.option("--no-formula-guard", is_flag=True, help="csv: leave cells starting with = + - @ as they are.")
 @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and debug logging.")
 @click.version_option(__version__, prog_name="deskctl")
 @click.pass_context
-def cli(ctx, db_url, config_file, actor_handle, fmt, table_format, verbose):
+def cli(ctx, db_url, config_file, actor_handle, fmt, table_format, no_formula_guard, verbose):
     """deskctl: a command-line help desk for shared customer-support inboxes.
 
     Conversations are referred to by id (123 or #123); `-` reads ids from stdin.
@@ -174,7 +176,7 @@ def cli(ctx, db_url, config_file, actor_handle, fmt, table_format, verbose):
 
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
     app = App(db_url=db_url, config_file=config_file, actor_handle=actor_handle, fmt=fmt,
-              table_format=table_format, verbose=verbose)
+              table_format=table_format, formula_guard=not no_formula_guard, verbose=verbose)
     ctx.obj = app
     ctx.call_on_close(app.close)
 

@@ -7,7 +7,9 @@ million-row export holds one row at a time.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -51,8 +53,10 @@ def dumps(value: Any) -> str:
     return json.dumps(value, default=json_default, ensure_ascii=False)
 
 
-def _machine_cell(column: Column, value: Any) -> str:
-    """A csv/tsv cell: ISO times, integer seconds, lists joined with commas."""
+def _machine_cell(column: Column, value: Any, guard: bool = False) -> str:
+    """A csv/tsv cell, before tsv's escaping: ISO times, integer seconds, lists joined
+    with commas, dicts as JSON, text as it is. guard (csv only): a text cell a spreadsheet
+    would run as a formula gets a leading `'`; numbers are left alone."""
     if value is None:
         return ""
     if column.kind == "bool" or isinstance(value, bool):
@@ -67,21 +71,22 @@ def _machine_cell(column: Column, value: Any) -> str:
         text = dumps(value)
     else:
         text = str(value)
-    if column.kind in ("int", "float", "duration") or isinstance(value, (int, float)):
+    if not guard or column.kind in ("int", "float", "duration") or isinstance(value, (int, float)):
         return text
     if text.startswith(_FORMULA_PREFIXES):
         return "'" + text
     return text
 
 
-def _machine_cell_reader(column: Column) -> Callable[[dict], str]:
-    """`_machine_cell(column, column.value(row))` as one function per column, with a
-    shortcut for the value types a column usually holds: a million-row csv calls it
+def _machine_cell_reader(column: Column, guard: bool = False) -> Callable[[dict], str]:
+    """`_machine_cell(column, column.value(row), guard)` as one function per column, with
+    a shortcut for the value types a column usually holds: a million-row csv calls it
     once per cell."""
     read = column.get or (lambda row, name=column.name: row.get(name))
     kind = column.kind
     if kind == "bool":
-        return lambda row: _machine_cell(column, read(row))
+        return lambda row: _machine_cell(column, read(row), guard)
+    guard_text = guard and kind not in ("int", "float", "duration")
 
     def cell(row: dict) -> str:
         value = read(row)
@@ -89,7 +94,7 @@ def _machine_cell_reader(column: Column) -> Callable[[dict], str]:
             return ""
         kind_of = type(value)
         if kind_of is str and kind != "duration":
-            if kind in ("int", "float") or not value.startswith(_FORMULA_PREFIXES):
+            if not guard_text or not value.startswith(_FORMULA_PREFIXES):
                 return value
         elif kind_of is int and kind in ("int", "duration", "float"):
             return str(value)
@@ -97,8 +102,35 @@ def _machine_cell_reader(column: Column) -> Callable[[dict], str]:
             return value.isoformat()
         elif kind_of is list and kind not in ("int", "float", "duration"):
             text = ",".join(map(str, value))
-            return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
-        return _machine_cell(column, value)
+            return "'" + text if guard and text.startswith(_FORMULA_PREFIXES) else text
+        return _machine_cell(column, value, guard)
+
+    return cell
+
+
+# tsv carries any text: the escapes of PostgreSQL's COPY text format, so a value holding a
+# tab, a line break or a backslash still fits one cell of one line and reads back exactly.
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_TSV_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+_TSV_ESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def tsv_escape(text: str) -> str:
+    return text.translate(_TSV_ESCAPES)
+
+
+def tsv_unescape(cell: str) -> str:
+    """The reverse of `tsv_escape` (for tests and Python readers of deskctl's tsv)."""
+    return _TSV_ESCAPE_RE.sub(lambda m: _TSV_UNESCAPES.get(m.group(1), m.group(1)), cell)
+
+
+def _tsv_escaped(read: Callable[[dict], str]) -> Callable[[dict], str]:
+    def cell(row: dict) -> str:
+        text = read(row)
+        # Most cells have nothing to escape; the membership tests are cheaper than translate.
+        if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+            return tsv_escape(text)
+        return text
 
     return cell
 
@@ -123,6 +155,9 @@ def _table_cell(column: Column, value: Any, tz) -> str:
     return str(value).replace("\r", " ").replace("\n", " ")
 
 
+_NO_ROW = object()
+
+
 def render(
     rows: Iterable[dict],
     columns: Sequence[Column],
@@ -132,9 +167,20 @@ def render(
     tz: str = "UTC",
     out=None,
     id_key: str = "id",
+    formula_guard: bool = True,
+    width: int | None = None,
 ) -> int:
-    """Write `rows` in `fmt` to `out` (stdout). Returns the number of rows written."""
+    """Write `rows` in `fmt` to `out` (stdout). Returns the number of rows written.
+
+    formula_guard: csv only (tsv, json, jsonl and ids never alter a value).
+    width: fit a table to this many display columns (the terminal's width)."""
     out = out if out is not None else sys.stdout
+    # Rows are often a lazy query: fetch the first one before writing anything, so that a
+    # query that fails leaves stdout empty rather than holding a lone header or "[".
+    rows = iter(rows)
+    first = next(rows, _NO_ROW)
+    if first is not _NO_ROW:
+        rows = itertools.chain((first,), rows)
     count = 0
     if fmt == "json":
         out.write("[")
@@ -151,16 +197,21 @@ def render(
         for row in rows:
             out.write(f"{row[id_key]}\n")
             count += 1
-    elif fmt in ("csv", "tsv"):
+    elif fmt == "tsv":
+        out.write("\t".join(tsv_escape(c.name) for c in columns) + "\n")
+        readers = [_tsv_escaped(_machine_cell_reader(c)) for c in columns]
+        for row in rows:
+            out.write("\t".join([read(row) for read in readers]) + "\n")
+            count += 1
+    elif fmt == "csv":
         import csv
 
-        delimiter = "," if fmt == "csv" else "\t"
-        writer = csv.writer(out, delimiter=delimiter, lineterminator="\n")
+        writer = csv.writer(out, lineterminator="\n")
         # csv quotes a cell holding "\n" but not a bare CR, which readers take as a row
         # break: rows with one are written fully quoted.
-        quoting_writer = csv.writer(out, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        quoting_writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writerow([c.name for c in columns])
-        readers = [_machine_cell_reader(c) for c in columns]
+        readers = [_machine_cell_reader(c, formula_guard) for c in columns]
         for row in rows:
             cells = [read(row) for read in readers]
             (quoting_writer if "\r" in "".join(cells) else writer).writerow(cells)
@@ -168,21 +219,94 @@ def render(
     elif fmt == "table":
         from zoneinfo import ZoneInfo
 
-        from tabulate import tabulate
-
         zone = ZoneInfo(tz)
         body = [[_table_cell(c, c.value(row), zone) for c in columns] for row in rows]
         count = len(body)
         if body:
-            out.write(
-                tabulate(body, headers=[c.name for c in columns], tablefmt=table_format,
-                         disable_numparse=True, missingval="")
-                + "\n"
-            )
+            out.write(_tabulate(body, columns, table_format, width) + "\n")
     else:  # validated by the option parser; a bug if reached
         raise ValueError(f"unknown format {fmt!r}")
     out.flush()
     return count
+
+
+_NUMERIC_KINDS = ("int", "float", "duration")
+# A column squeezed to fit the terminal keeps at least this many display columns.
+_MIN_FITTED_WIDTH = 5
+
+
+def _tabulate(body: list[list[str]], columns: Sequence[Column], table_format: str, width: int | None) -> str:
+    """tabulate with numbers right-aligned and, given a width, the widest columns cut
+    (by display width, with an ellipsis) until the table fits."""
+    from tabulate import MIN_PADDING, tabulate
+
+    from deskctl import term
+
+    headers = [c.name for c in columns]
+    align = ["right" if c.kind in _NUMERIC_KINDS else "left" for c in columns]
+
+    def draw(rows, heads):
+        return tabulate(rows, headers=heads, tablefmt=table_format, disable_numparse=True,
+                        missingval="", colalign=align)
+
+    if width is None:
+        return draw(body, headers)
+    # tabulate pads each header by MIN_PADDING (but in "pretty"): a header takes that much
+    # more room than a cell, and is cut that much shorter.
+    pad = 0 if table_format == "pretty" else MIN_PADDING
+    cell_widths = [max(map(term.display_width, column)) for column in zip(*body, strict=True)]
+    natural = [max(term.display_width(head) + pad, cell)
+               for head, cell in zip(headers, cell_widths, strict=True)]
+    floors = [min(w, _MIN_FITTED_WIDTH) for w in natural]
+
+    def caps_for(cap):
+        return [max(floor, min(w, cap)) for w, floor in zip(natural, floors, strict=True)]
+
+    def cut(cells, caps, less=0):
+        return [term.truncate(cell, max(cap - less, 3)) for cell, cap in zip(cells, caps, strict=True)]
+
+    def drawn_width(caps):
+        # A column is as wide as its widest cell or its padded header, so one row of
+        # stand-ins as wide as the widest cut cells could be measures the whole table.
+        stand_ins = ["x" * min(w, cap) for w, cap in zip(cell_widths, caps, strict=True)]
+        sample = draw([stand_ins], cut(headers, caps, pad))
+        return max(term.display_width(line) for line in sample.splitlines())
+
+    if drawn_width(natural) <= width:
+        return draw(body, headers)
+    # The largest common cap that fits: the widest columns give way first.
+    low, high = _MIN_FITTED_WIDTH, max(natural)
+    while low < high:
+        cap = (low + high + 1) // 2
+        if drawn_width(caps_for(cap)) <= width:
+            low = cap
+        else:
+            high = cap - 1
+    caps = caps_for(low)
+    # What one more step of the common cap could not use goes to the cut columns, widest
+    # first: a cut column is exactly as wide as its cap.
+    spare = width - drawn_width(caps)
+    for i in sorted(range(len(caps)), key=lambda i: -natural[i]):
+        grow = min(spare, natural[i] - caps[i])
+        if grow > 0:
+            caps[i] += grow
+            spare -= grow
+    return draw([cut(row, caps) for row in body], cut(headers, caps, pad))
+
+
+def check_table_format(ctx, param, value):
+    """Click callback for --table-format: an unknown name is a usage error listing the
+    valid ones (tabulate would silently fall back to its default)."""
+    if value is None or value == "simple":  # the default: no need to import tabulate
+        return value
+    from tabulate import tabulate_formats
+
+    if value not in tabulate_formats:
+        import click
+
+        raise click.BadParameter(
+            f"unknown table format {value!r}; valid: {', '.join(tabulate_formats)}", ctx, param)
+    return value
 
 
 def notice(message: str) -> None:
@@ -295,12 +419,14 @@ def render_thread(record: dict, *, tz: str = "UTC", out=None) -> None:
     if now and record.get("created_at"):
         age = humanize_seconds((now - record["created_at"]).total_seconds())
         lines.append(f"  received: {when(record['created_at'])} ({age} ago)")
-    items = [(m["at"], 0, m) for m in record.get("messages", [])]
-    items += [(e["at"], 1, {"kind": "event", **e}) for e in record.get("events", [])]
+    # Messages before the events of the same instant; an event's own `kind` (created,
+    # claimed, ...) is not a message kind, so the two are told apart by the flag.
+    items = [(m["at"], False, m) for m in record.get("messages", [])]
+    items += [(e["at"], True, e) for e in record.get("events", [])]
     items.sort(key=lambda t: (t[0], t[1]))
-    for _, _, item in items:
+    for _, is_event, item in items:
         lines.append("")
-        if item["kind"] == "event":
+        if is_event:
             data = ", ".join(f"{k}={v}" for k, v in (item.get("data") or {}).items())
             lines.append(f"  · {when(item['at'])} {item['actor']}: {item['kind']} {data}".rstrip())
             continue

@@ -17,28 +17,34 @@ FORMATS = ["table", "csv", "tsv", "json", "jsonl", "ids"]
 LIMIT = click.IntRange(min=1, max=10**9)
 
 
+def _check_table_format(ctx, param, value):
+    from deskctl.output import check_table_format
+
+    return check_table_format(ctx, param, value)
+
+
 def output_options(func):
-    """--format / --table-format on the command itself (the global ones also work)."""
+    """--format / --table-format / --no-formula-guard on the command itself (the global
+    ones also work)."""
 
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
                   help="Output format (default: the global --format / DESKCTL_FORMAT, else table "
                        "on a terminal and tsv otherwise).")
-    @click.option("--table-format", "table_format", default=None, metavar="NAME",
+    @click.option("--table-format", "table_format", default=None, metavar="NAME", callback=_check_table_format,
                   help="Any tabulate format name for --format table (simple, github, grid, ...).")
+    @click.option("--no-formula-guard", "no_formula_guard", is_flag=True, default=False,
+                  help="csv: leave cells starting with = + - @ as they are (no leading ').")
     @functools.wraps(func)
-    def wrapper(*args, fmt, table_format, **kwargs):
+    def wrapper(*args, fmt, table_format, no_formula_guard, **kwargs):
         ctx = click.get_current_context()
         app = ctx.obj
         if table_format is not None:
-            from tabulate import tabulate_formats
-
-            if table_format not in tabulate_formats:
-                raise click.BadParameter(
-                    f"unknown table format {table_format!r} (try: simple, github, grid, plain)",
-                    param_hint="--table-format",
-                )
             app.table_format = table_format
-        app._format = app.output_format(fmt)
+        if no_formula_guard:
+            app.formula_guard = False
+        if fmt is not None:
+            # Left unset otherwise: `show` tells a chosen format from the default.
+            app._format = fmt
         return func(*args, **kwargs)
 
     return wrapper
@@ -55,9 +61,11 @@ def bulk_options(func):
 def emit(app, rows, columns, *, id_key: str = "id") -> int:
     """Render records in the command's format to stdout."""
     from deskctl import output
+    from deskctl.term import table_width
 
     return output.render(rows, columns, app.output_format(), table_format=app.table_format,
-                         tz=app.settings.timezone, id_key=id_key)
+                         tz=app.settings.timezone, id_key=id_key, formula_guard=app.formula_guard,
+                         width=table_width())
 
 
 def _csv_values(values) -> tuple[str, ...]:

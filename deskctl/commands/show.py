@@ -23,7 +23,9 @@ def show(app, conversation_id, audit, no_notes):
     with app.read() as session:
         app.actor(session)
         record = thread_record(session, cid, notes=not no_notes, audit=audit)
-    if app.output_format() == "table":
+    # The thread view on a terminal and in a pipe (`show 42 | less`); records only when a
+    # format is asked for (SPEC §9).
+    if not app.format_chosen or app.output_format() == "table":
         output.render_thread({**record, "_now": app.now()}, tz=app.settings.timezone)
     else:
         emit(app, [record], output.conversation_columns(True))
