@@ -9,6 +9,8 @@ unreachable or locked (the root maps OperationalError), so an MTA retries later.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import click
 
 from deskctl.commands._options import LIMIT, emit, output_options
@@ -18,6 +20,7 @@ JSONL_BATCH = 1000
 # the uncommitted ones, and a rerun skips the rest as duplicates.
 EMAIL_BATCH = 100
 EMAIL_BATCH_BYTES = 32 << 20
+INGEST_LOCK = "deskctl.ingest"
 
 
 def _email_columns():
@@ -82,6 +85,22 @@ def _retry_later(message: str):
 @click.group()
 def ingest():
     """Bring messages in: email (RFC 5322, mbox, Maildir) and JSON lines."""
+
+
+@contextmanager
+def _ingest_transaction(app):
+    """One ingest transaction. On PostgreSQL ingest transactions take turns (an advisory
+    lock held until commit), as every writer does on SQLite (BEGIN IMMEDIATE). Without
+    it two concurrent deliveries of one new contact or Message-ID both INSERT it; the
+    second fails on the unique index inside psycopg's executemany pipeline, and although
+    the retry below then sees the row, psycopg reports the aborted pipeline on stderr
+    ("error ignored terminating <psycopg.Pipeline ...>")."""
+    from sqlalchemy import text
+
+    with app.transaction() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": INGEST_LOCK})
+        yield session
 
 
 def _read_input(path: str) -> bytes:
@@ -220,7 +239,7 @@ def _ingest_emails(app, sources, group_id, counts):
         messages = [(raw, origin) for raw, origin, _path in batch]
         for attempt in (1, 2):
             try:
-                with app.transaction() as session:
+                with _ingest_transaction(app) as session:
                     results = ingest_email.ingest_batch(session, messages, now=app.now(), settings=settings,
                                                         group_id=group_id)
                 break
@@ -297,7 +316,7 @@ def _ingest_lines(app, file_, counts):
     stream = click.open_file(file_, "rb")
     try:
         for batch in ingest_jsonl.batches(intake.jsonl_lines(stream, settings), JSONL_BATCH):
-            with app.transaction() as session:
+            with _ingest_transaction(app) as session:
                 results = ingest_jsonl.ingest_batch(session, batch, now=app.now(), settings=settings,
                                                     filename=origin)
             for result in results:
@@ -403,7 +422,7 @@ def quarantine_retry(app, ids, file_, group_name):
 
     def results():
         for qid in ids:
-            with app.transaction() as session:
+            with _ingest_transaction(app) as session:
                 result = service_retry(session, qid, replacement, group_id)
             counts[result["action"]] = counts.get(result["action"], 0) + 1
             yield result

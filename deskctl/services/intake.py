@@ -1,11 +1,10 @@
 """Reading what outsiders send, in bounded memory (SPEC §13 "Size caps").
 
 Every input (one mail on stdin or in a file, each message of an mbox or a Maildir, each
-JSON line) goes through a `Collector`: bytes are kept in memory up to
-`limits.message_bytes`; past that, the collected part and the rest of the input are
-streamed to a file in the quarantine folder and the reader gets a `Spilled` in place
-of the bytes. An input is therefore never held in memory beyond the cap, whatever its
-size, and it is never lost.
+JSON line) goes through a `Collector`: past `limits.message_bytes` its bytes stay in a
+file in the quarantine folder and the reader gets a `Spilled` in place of the bytes. An
+input is therefore never held in memory beyond the cap, whatever its size, and it is
+never lost.
 
 The caps on a mail's header block, recipients and subject are checked here too, on the
 raw header text, before the email package parses anything (its header parser is slow
@@ -24,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHUNK = 1 << 20
+# Above this an input being read is kept in a temporary file rather than in memory.
+MEMORY_BYTES = 1 << 20
 # What a Spilled keeps in memory: enough to show the headers and find the Message-ID.
 HEAD_BYTES = 64 << 10
 _MBOXRD_QUOTED = re.compile(rb"^>(>*From )")
@@ -51,13 +52,16 @@ def quarantine_dir(settings) -> Path:
 
 
 class Collector:
-    """Bytes of one input, added piece by piece; in memory up to `cap`, then on disk."""
+    """Bytes of one input, added piece by piece. Up to MEMORY_BYTES they stay in memory;
+    a bigger input goes to a temporary file in the quarantine folder as it comes, and is
+    read back in one piece at the end only if it fits the cap. So an oversized input
+    costs no more memory than a small one, and an accepted one its size once."""
 
     def __init__(self, settings, cap: int | None = None):
         self._settings = settings
         self._cap = settings.limits.message_bytes if cap is None else cap
         self._buffer = io.BytesIO()
-        self._file = None  # (fd, temporary path, sha256) once spilled
+        self._file = None  # (fd, temporary path, sha256) once on disk
         self._size = 0
         self._head = b""
 
@@ -66,15 +70,15 @@ class Collector:
             return
         self._size += len(data)
         if self._file is None:
-            if self._size <= self._cap:
+            if self._size <= min(self._cap, MEMORY_BYTES):
                 self._buffer.write(data)
                 return
-            self._open_spill()
+            self._to_disk()
         fd, _tmp, digest = self._file
         digest.update(data)
         _write_all(fd, data)
 
-    def _open_spill(self) -> None:
+    def _to_disk(self) -> None:
         folder = quarantine_dir(self._settings)
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
@@ -85,17 +89,24 @@ class Collector:
         digest.update(kept)
         _write_all(fd, kept)
         del kept
-        self._buffer = io.BytesIO()  # the collected bytes are on disk now: free them
+        self._buffer = io.BytesIO()
 
     def finish(self, reason: str | None = None) -> bytes | Spilled:
-        """The bytes, or a Spilled when they went over the cap (or `reason` says the
+        """The bytes, or a Spilled when they are over the cap (or `reason` says the
         input must be kept on disk anyway)."""
-        if self._file is None and reason is None:
-            return self._buffer.getvalue()
         if self._file is None:
-            self._open_spill()
+            if reason is None:
+                return self._buffer.getvalue()
+            self._to_disk()
         fd, tmp, digest = self._file
         self._file = None
+        if reason is None and self._size <= self._cap:
+            try:
+                with open(tmp, "rb") as fh:
+                    return fh.read()
+            finally:
+                os.close(fd)
+                os.unlink(tmp)
         try:
             os.fsync(fd)  # the quarantine row will say the bytes are here: make it true
         finally:
