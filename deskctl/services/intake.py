@@ -74,6 +74,8 @@ class Collector:
                 self._buffer.write(data)
                 return
             self._to_disk()
+        if len(self._head) < HEAD_BYTES:
+            self._head += data[:HEAD_BYTES - len(self._head)]
         fd, _tmp, digest = self._file
         digest.update(data)
         _write_all(fd, data)
