@@ -9,6 +9,8 @@ unreachable or locked (the root maps OperationalError), so an MTA retries later.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import click
 
 from deskctl.commands._options import LIMIT, emit, output_options
@@ -18,6 +20,7 @@ JSONL_BATCH = 1000
 # the uncommitted ones, and a rerun skips the rest as duplicates.
 EMAIL_BATCH = 100
 EMAIL_BATCH_BYTES = 32 << 20
+INGEST_LOCK = "deskctl.ingest"
 
 
 def _email_columns():
@@ -34,9 +37,70 @@ def _jsonl_columns():
             Column("quarantine_id", "int"), Column("reason")]
 
 
+class _Gateway(click.Command):
+    """A command a mail server pipes into (SPEC §9 "Ingest is an MTA gateway"): it exits
+    only 0, 65 (this input is bad and is quarantined) or 75 (anything else: retry
+    later). A usage error counts as "anything else" too: a typo in the MTA's pipe
+    command (a bad --group) must defer the mail until someone fixes it, not bounce it.
+    The cause still goes to stderr, which the mail server logs."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _retry_later(f"usage error: {exc.format_message()}") from exc
+
+    def invoke(self, ctx):
+        from deskctl.errors import DataError, UsageError
+
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, DataError, BrokenPipeError):
+            raise
+        except click.ClickException as exc:
+            name = "usage error: " if isinstance(exc, (click.UsageError, UsageError)) else ""
+            raise _retry_later(name + exc.format_message()) from exc
+        except (click.Abort, KeyboardInterrupt) as exc:
+            raise _retry_later("interrupted") from exc
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the mail must be retried
+            from deskctl.cli import _translate
+
+            translated = _translate(exc, ctx)
+            if translated is not None:
+                raise _retry_later(translated.format_message()) from exc
+            if ctx.obj is not None and ctx.obj.verbose:
+                import traceback
+
+                traceback.print_exc()
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise _retry_later(f"internal error: {type(exc).__name__}: {detail} (rerun with -v for details)") from exc
+
+
+def _retry_later(message: str):
+    from deskctl.errors import TempFail
+
+    return TempFail(f"{message} [exit 75: the mail server keeps the input and retries]")
+
+
 @click.group()
 def ingest():
     """Bring messages in: email (RFC 5322, mbox, Maildir) and JSON lines."""
+
+
+@contextmanager
+def _ingest_transaction(app):
+    """One ingest transaction. On PostgreSQL ingest transactions take turns (an advisory
+    lock held until commit), as every writer does on SQLite (BEGIN IMMEDIATE). Without
+    it two concurrent deliveries of one new contact or Message-ID both INSERT it; the
+    second fails on the unique index inside psycopg's executemany pipeline, and although
+    the retry below then sees the row, psycopg reports the aborted pipeline on stderr
+    ("error ignored terminating <psycopg.Pipeline ...>")."""
+    from sqlalchemy import text
+
+    with app.transaction() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": INGEST_LOCK})
+        yield session
 
 
 def _read_input(path: str) -> bytes:
@@ -48,78 +112,89 @@ def _read_input(path: str) -> bytes:
             stream.close()
 
 
-def _email_sources(file_, mbox, maildir):
-    """(raw bytes, origin) for every message to ingest, read lazily."""
-    import mailbox
+def _email_sources(settings, file_, mbox, maildir, new_only):
+    """(raw bytes or intake.Spilled, origin, Maildir file or None) for every message to
+    ingest, read lazily and in bounded memory."""
     import os
-    import re
 
-    from_quoted = re.compile(rb"(?m)^>(>*From )")
+    from deskctl.services import intake
+    from deskctl.term import progress
+
     if file_ is not None:
-        yield _read_input(file_), None if file_ == "-" else os.path.basename(file_)
-    if mbox is not None:
-        box = mailbox.mbox(mbox, create=False)
+        stream = click.open_file(file_, "rb")
         try:
-            for n, key in enumerate(box.iterkeys(), 1):
-                # mboxrd: a body line "From ..." was stored as ">From ..."; undo one level.
-                yield from_quoted.sub(rb"\1", box.get_bytes(key)), f"{os.path.basename(mbox)}#{n}"
+            yield intake.read_one(stream, settings), None if file_ == "-" else os.path.basename(file_), None
         finally:
-            box.close()
+            if file_ != "-":
+                stream.close()
+    if mbox is not None:
+        stream = click.open_file(mbox, "rb")
+        name = "stdin" if mbox == "-" else os.path.basename(mbox)
+        try:
+            messages = intake.mbox_messages(stream, settings)
+            for n, raw in enumerate(progress(messages, label="ingesting mbox"), 1):
+                yield raw, f"{name}#{n}", None
+        finally:
+            if mbox != "-":
+                stream.close()
     if maildir is not None:
-        box = mailbox.Maildir(maildir, factory=None, create=False)
-        for key in sorted(box.iterkeys()):  # delivery order: keys start with the time
-            yield box.get_bytes(key), key
+        files = intake.maildir_files(maildir, new_only=new_only)
+        for key, path in progress(files, length=len(files), label="ingesting Maildir"):
+            try:
+                raw = intake.read_path(path, settings)
+            except FileNotFoundError:  # another ingest with --move took it first
+                continue
+            yield raw, key, path if new_only else None
 
 
-def _mbox_path(value):
-    """`--mbox -`: spool stdin to a temporary file (mailbox needs a seekable file)."""
-    if value != "-":
-        return value, None
-    import tempfile
-
-    spool = tempfile.NamedTemporaryFile(prefix="deskctl-mbox-", suffix=".mbox", delete=False)
-    with spool:
-        stdin = click.open_file("-", "rb")
-        while chunk := stdin.read(1 << 20):
-            spool.write(chunk)
-    return spool.name, spool.name
-
-
-@ingest.command("email")
+@ingest.command("email", cls=_Gateway)
 @click.argument("file_", metavar="[FILE|-]", required=False)
 @click.option("--mbox", metavar="F", type=click.Path(allow_dash=True, dir_okay=False),
               help="An mbox file of many messages (`-`: read it from stdin).")
 @click.option("--maildir", metavar="D", type=click.Path(exists=True, file_okay=False),
-              help="A Maildir (cur/ and new/ are read, nothing is moved).")
+              help="A Maildir (cur/ and new/ are read, nothing is moved; see --move).")
+@click.option("--move", is_flag=True,
+              help="With --maildir: read new/ only, and move each stored or quarantined message to cur/ "
+                   "with the seen flag once committed (for cron).")
 @click.option("--group", "group_name", metavar="G", help="Group (queue) for new conversations.")
 @output_options
 @click.pass_obj
-def email(app, file_, mbox, maildir, group_name):
+def email(app, file_, mbox, maildir, move, group_name):
     """Ingest RFC 5322 messages: one FILE, `-` for one message on stdin (an MTA pipe),
     --mbox F or --maildir D.
 
     Prints one result per message (message_id, id, action). Exit 65 if any message was
-    quarantined (the others are kept), 75 if the database is unavailable: retry later."""
+    quarantined (the others are kept); any other failure exits 75 (temporary: the mail
+    server retries), never a code that would bounce the mail."""
     import os
 
     from deskctl.errors import UsageError
 
     if (file_ is not None) + (mbox is not None) + (maildir is not None) != 1:
         raise UsageError("give exactly one of FILE, - (stdin), --mbox F or --maildir D")
+    if move and maildir is None:
+        raise UsageError("--move works with --maildir only")
     if mbox is not None and mbox != "-" and not os.path.isfile(mbox):
         raise UsageError(f"--mbox: no such file: {mbox}")
     if file_ is not None and file_ != "-" and not os.path.isfile(file_):
         raise UsageError(f"no such file: {file_}")
     group_id = _group_id(app, group_name)
-    mbox_path, spool = _mbox_path(mbox) if mbox is not None else (None, None)
     counts: dict[str, int] = {}
-    try:
-        results = _ingest_emails(app, _email_sources(file_, mbox_path, maildir), group_id, counts)
-        emit(app, _with_ids(app, results), _email_columns(), id_key="id")
-    finally:
-        if spool:
-            os.unlink(spool)
+    sources = _email_sources(app.settings, file_, mbox, maildir, new_only=move)
+    results = _ingest_emails(app, sources, group_id, counts)
+    emit(app, _stored_first(_with_ids(app, results)), _email_columns(), id_key="id")
     _finish(counts, "message")
+
+
+def _stored_first(rows):
+    """Nothing reaches stdout before the first result is committed: a command that fails
+    before that prints nothing at all, not even a header (SPEC §9)."""
+    import itertools
+
+    rows = iter(rows)
+    for first in rows:
+        return itertools.chain([first], rows)
+    return iter(())
 
 
 def _with_ids(app, results):
@@ -143,9 +218,9 @@ def _email_batches(sources):
     """Messages in groups of EMAIL_BATCH (or EMAIL_BATCH_BYTES of raw mail, whichever
     comes first): one transaction each."""
     batch, size = [], 0
-    for raw, origin in sources:
-        batch.append((raw, origin))
-        size += len(raw)
+    for item in sources:
+        batch.append(item)
+        size += len(item[0]) if isinstance(item[0], bytes) else 0
         if len(batch) >= EMAIL_BATCH or size >= EMAIL_BATCH_BYTES:
             yield batch
             batch, size = [], 0
@@ -161,10 +236,11 @@ def _ingest_emails(app, sources, group_id, counts):
 
     settings = app.settings
     for batch in _email_batches(sources):
+        messages = [(raw, origin) for raw, origin, _path in batch]
         for attempt in (1, 2):
             try:
-                with app.transaction() as session:
-                    results = ingest_email.ingest_batch(session, batch, now=app.now(), settings=settings,
+                with _ingest_transaction(app) as session:
+                    results = ingest_email.ingest_batch(session, messages, now=app.now(), settings=settings,
                                                         group_id=group_id)
                 break
             except IntegrityError:
@@ -173,12 +249,27 @@ def _ingest_emails(app, sources, group_id, counts):
                 if attempt == 2:
                     raise
         # Printed only once committed: a result on stdout is a stored fact.
-        for result, (_raw, origin) in zip(results, batch, strict=True):
+        for result, (_raw, origin, path) in zip(results, batch, strict=True):
             counts[result["action"]] = counts.get(result["action"], 0) + 1
             if result["action"] == "quarantined":
                 where = result["message_id"] or origin or "stdin"
                 warn(f"quarantined {where} as #{result['quarantine_id']}: {result['reason']}")
+            if path is not None:
+                _mark_seen(path)
             yield result
+
+
+def _mark_seen(path) -> None:
+    """--move: new/NAME → cur/NAME:2,S once its result is committed. A crash before this
+    leaves it in new/, and the next run reads it again as a `duplicate`."""
+    import os
+
+    from deskctl.services.intake import seen_name
+
+    try:
+        os.rename(path, path.parent.parent / "cur" / seen_name(path.name))
+    except FileNotFoundError:  # a concurrent run moved it first
+        pass
 
 
 def _finish(counts, noun):
@@ -193,7 +284,7 @@ def _finish(counts, noun):
                         "(see: deskctl ingest quarantine list)")
 
 
-@ingest.command("jsonl")
+@ingest.command("jsonl", cls=_Gateway)
 @click.argument("file_", metavar="FILE|-")
 @output_options
 @click.pass_obj
@@ -201,7 +292,8 @@ def jsonl(app, file_):
     """Ingest chat, SMS, social and web messages, one JSON object a line (SPEC §7).
 
     Prints one result per line (line, id, action). Bad lines are quarantined with their
-    line number and the good ones kept; exit 65 if any line was bad."""
+    line number and the good ones kept; exit 65 if any line was bad, 75 for any other
+    failure (temporary: retry)."""
     import os
 
     from deskctl.errors import UsageError
@@ -209,7 +301,7 @@ def jsonl(app, file_):
     if file_ != "-" and not os.path.isfile(file_):
         raise UsageError(f"no such file: {file_}")
     counts: dict[str, int] = {}
-    emit(app, _with_ids(app, _ingest_lines(app, file_, counts)), _jsonl_columns(), id_key="id")
+    emit(app, _stored_first(_with_ids(app, _ingest_lines(app, file_, counts))), _jsonl_columns(), id_key="id")
     _finish(counts, "line")
 
 
@@ -217,14 +309,14 @@ def _ingest_lines(app, file_, counts):
     import os
 
     from deskctl.output import warn
-    from deskctl.services import ingest_jsonl
+    from deskctl.services import ingest_jsonl, intake
 
     settings = app.settings
     origin = None if file_ == "-" else os.path.basename(file_)
     stream = click.open_file(file_, "rb")
     try:
-        for batch in ingest_jsonl.batches(stream, JSONL_BATCH):
-            with app.transaction() as session:
+        for batch in ingest_jsonl.batches(intake.jsonl_lines(stream, settings), JSONL_BATCH):
+            with _ingest_transaction(app) as session:
                 results = ingest_jsonl.ingest_batch(session, batch, now=app.now(), settings=settings,
                                                     filename=origin)
             for result in results:
@@ -297,7 +389,7 @@ def quarantine_show(app, quarantine_id, raw):
         row = service.get(session, quarantine_id)
         if raw:
             out = click.open_file("-", "wb")
-            out.write(row.raw or b"")
+            service.write_raw(row, out)
             out.flush()
             return
         record = service.record(row, raw=True)
@@ -330,7 +422,7 @@ def quarantine_retry(app, ids, file_, group_name):
 
     def results():
         for qid in ids:
-            with app.transaction() as session:
+            with _ingest_transaction(app) as session:
                 result = service_retry(session, qid, replacement, group_id)
             counts[result["action"]] = counts.get(result["action"], 0) + 1
             yield result
@@ -340,7 +432,7 @@ def quarantine_retry(app, ids, file_, group_name):
         from deskctl.services.ingest_email import ingest_message
 
         row = service.get(session, qid)
-        raw = data if data is not None else row.raw
+        raw = data if data is not None else service.raw_input(row, app.settings)
         now = app.now()
         if row.source == "email":
             result = ingest_message(session, raw, now=now, settings=app.settings, group_id=gid,

@@ -31,6 +31,7 @@ from deskctl.services import events, notifications, sla
 from deskctl.services import quarantine as quarantine_service
 from deskctl.services.htmltext import html_to_text
 from deskctl.services.ingest_jsonl import insert_ids, message_in_events, update_touched
+from deskctl.services.intake import Spilled, email_over_limits, spill
 
 CHANNEL = "email"
 SOURCE = "email"
@@ -333,7 +334,7 @@ _INSERT_ATTACHMENTS = insert(Attachment.__table__)
 _SELECT_LOCATIONS = select(Group.id, Group.location_id).where(Group.id.in_(bindparam("ids", expanding=True)))
 
 
-def ingest_message(session, raw: bytes, *, now: datetime, settings, group_id: int | None = None,
+def ingest_message(session, raw: bytes | Spilled, *, now: datetime, settings, group_id: int | None = None,
                    filename: str | None = None, store_attachment=None, hold: bool = True) -> dict:
     """One message: `created`, `appended`, `duplicate` or `quarantined` (the raw bytes
     and the reason go to the quarantine table; with hold=False, a retry of a held entry,
@@ -348,7 +349,7 @@ def _peek_message_id(raw: bytes) -> str | None:
     return match.group(1).decode("utf-8", "replace") if match else None
 
 
-def ingest_batch(session, messages: list[tuple[bytes, str | None]], *, now: datetime, settings,
+def ingest_batch(session, messages: list[tuple[bytes | Spilled, str | None]], *, now: datetime, settings,
                  group_id: int | None = None, store_attachment=None, hold: bool = True,
                  refresh: bool = True) -> list[dict]:
     """(raw bytes, origin) pairs → one result each, in order, in the caller's transaction.
@@ -362,11 +363,19 @@ def ingest_batch(session, messages: list[tuple[bytes, str | None]], *, now: date
     parsed: list[tuple[int, ParsedEmail]] = []
     for index, (raw, origin) in enumerate(messages):
         try:
+            if isinstance(raw, Spilled):
+                raise Unusable(raw.reason)
+            over = email_over_limits(raw, settings.limits)
+            if over is not None:
+                # Over a cap: kept on disk, never parsed (SPEC §13).
+                raw = spill(settings, raw, over) if hold else raw
+                raise Unusable(over)
             parsed.append((index, parse(raw)))
         except Unusable as exc:
             qid = quarantine_service.hold(session, source=SOURCE, reason=str(exc), raw=raw, now=now,
                                           filename=origin) if hold else None
-            results[index] = {"message_id": _peek_message_id(raw), "id": None, "action": "quarantined",
+            head = raw.head if isinstance(raw, Spilled) else raw
+            results[index] = {"message_id": _peek_message_id(head), "id": None, "action": "quarantined",
                               "quarantine_id": qid, "reason": str(exc)}
     if parsed:
         _store(session, parsed, results, now=now, settings=settings, group_id=group_id,

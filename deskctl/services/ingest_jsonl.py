@@ -31,6 +31,7 @@ from deskctl.db.types import UTCDateTime
 from deskctl.models import PRIORITIES, Attachment, Contact, Conversation, Event, Group, Message
 from deskctl.services import events, notifications, sla
 from deskctl.services import quarantine as quarantine_service
+from deskctl.services.intake import Spilled, spill
 
 SOURCE = "jsonl"
 REOPENED_BY_REPLY = ("pending", "resolved")
@@ -80,6 +81,10 @@ class Bad(Exception):
     """The line cannot be ingested; the text is the reason."""
 
 
+class OverLimit(Bad):
+    """The line breaks a size cap of `limits` (SPEC §13)."""
+
+
 @dataclass
 class Item:
     line: int
@@ -109,13 +114,11 @@ class Item:
         return ("handle", f"{self.channel}:{self.handle}")
 
 
-def batches(stream, size: int):
-    """(line number, raw bytes) in lists of `size` non-blank lines."""
+def batches(lines, size: int):
+    """(line number, raw bytes) pairs (from `intake.jsonl_lines`) in lists of `size`."""
     batch = []
-    for number, raw in enumerate(stream, 1):
-        if not raw.strip():
-            continue
-        batch.append((number, raw.rstrip(b"\r\n")))
+    for line in lines:
+        batch.append(line)
         if len(batch) >= size:
             yield batch
             batch = []
@@ -153,7 +156,7 @@ def _str(obj: dict, key: str, *, required: bool = False, limit: int = 998, path:
     return value or None
 
 
-def parse_line(number: int, raw: bytes, *, now: datetime, channels) -> Item:
+def parse_line(number: int, raw: bytes, *, now: datetime, channels, subject_chars: int = 998) -> Item:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -213,8 +216,15 @@ def parse_line(number: int, raw: bytes, *, now: datetime, channels) -> Item:
         body = html_to_text(html)
     return Item(line=number, raw=raw, channel=channel, thread=thread, external_id=external_id, at=at,
                 name=(_str(sender, "name", limit=200, path="from.") or ""), email=email, phone=phone, handle=handle,
-                text=body or "", html=html, subject=_str(obj, "subject"), group=_str(obj, "group", limit=100),
+                text=body or "", html=html, subject=_subject(obj, subject_chars), group=_str(obj, "group", limit=100),
                 priority=priority, message_type=_str(obj, "type", limit=64), attachments=attachments)
+
+
+def _subject(obj: dict, limit: int) -> str | None:
+    value = _str(obj, "subject", limit=len(str(obj.get("subject") or "")))
+    if value is not None and len(value) > limit:
+        raise OverLimit(f"`subject` is {len(value)} characters: over limits.subject_chars ({limit})")
+    return value
 
 
 def _attachments(value) -> list[tuple[str, str, bytes]]:
@@ -241,7 +251,7 @@ def _attachments(value) -> list[tuple[str, str, bytes]]:
     return out
 
 
-def ingest_batch(session, lines: list[tuple[int, bytes]], *, now: datetime, settings,
+def ingest_batch(session, lines: list[tuple[int, bytes | Spilled]], *, now: datetime, settings,
                  filename: str | None = None, hold: bool = True, store_attachment=None) -> list[dict]:
     """Ingest (line number, raw bytes) pairs in the caller's transaction; one result
     per line, in order: `created`, `appended`, `duplicate` or `quarantined`."""
@@ -250,7 +260,13 @@ def ingest_batch(session, lines: list[tuple[int, bytes]], *, now: datetime, sett
     items: list[Item] = []
     for number, raw in lines:
         try:
-            items.append(parse_line(number, raw, now=now, channels=settings.channels))
+            if isinstance(raw, Spilled):
+                raise Bad(raw.reason)
+            items.append(parse_line(number, raw, now=now, channels=settings.channels,
+                                    subject_chars=settings.limits.subject_chars))
+        except OverLimit as exc:
+            # Over a cap: the line is kept on disk (SPEC §13).
+            bad.append((number, spill(settings, raw, str(exc)) if hold else raw, str(exc)))
         except Bad as exc:
             bad.append((number, raw, str(exc)))
     groups = _groups(session, {i.group for i in items if i.group})

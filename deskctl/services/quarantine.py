@@ -4,17 +4,25 @@ A row is `held` until someone deals with it: `retry` feeds its raw bytes through
 ingest again (after a fix to the config, a new group, or an edited copy of the bytes)
 and marks it `retried` when that works; `drop` marks it `dropped`. Rows are never
 deleted by deskctl, so nothing that reached the gateway is ever lost.
+
+An input over a size cap (SPEC §13) is not copied into the table: its bytes stay in the
+file the reader spilled them to (`intake.Spilled`), and the row's `raw` is empty with
+`filename` the absolute path of that file. Origins (a file's base name, `box.mbox#3`,
+a Maildir key) are never absolute paths, so the two cannot be confused.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import insert, select, update
 
 from deskctl.errors import Conflict, NotFound, UsageError
 from deskctl.models import Quarantine
+from deskctl.services.intake import HEAD_BYTES, Spilled
 
 STATUSES = ("held", "retried", "dropped")
 SOURCES = ("email", "jsonl")
@@ -28,41 +36,54 @@ def _reason(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")[:MAX_REASON] if not text.isascii() else text[:MAX_REASON]
 
 
-def _held_ids(session, source: str, raws: Sequence[bytes]) -> dict[bytes, int]:
-    """Entries still held with exactly these bytes: a re-delivery is not held twice."""
-    found: dict[bytes, int] = {}
-    for qid, raw in session.execute(select(Quarantine.id, Quarantine.raw).where(
-            Quarantine.source == source, Quarantine.status == "held",
-            Quarantine.raw.in_(sorted(set(raws)))).order_by(Quarantine.id)):
-        found.setdefault(bytes(raw), qid)
+def _held_ids(session, source: str, raws: Sequence[bytes | Spilled]) -> dict[bytes | Spilled, int]:
+    """Entries still held with exactly these bytes (or this on-disk copy): a re-delivery
+    is not held twice."""
+    found: dict = {}
+    in_table = sorted({r for r in raws if not isinstance(r, Spilled)})
+    if in_table:
+        for qid, raw in session.execute(select(Quarantine.id, Quarantine.raw).where(
+                Quarantine.source == source, Quarantine.status == "held",
+                Quarantine.raw.in_(in_table)).order_by(Quarantine.id)):
+            found.setdefault(bytes(raw), qid)
+    on_disk = {str(r.path): r for r in raws if isinstance(r, Spilled)}
+    if on_disk:
+        for qid, filename in session.execute(select(Quarantine.id, Quarantine.filename).where(
+                Quarantine.source == source, Quarantine.status == "held",
+                Quarantine.filename.in_(sorted(on_disk))).order_by(Quarantine.id)):
+            found.setdefault(on_disk[filename], qid)
     return found
 
 
-def hold(session, *, source: str, reason: str, raw: bytes, now: datetime, filename: str | None = None,
+def _row(source: str, reason: str, raw: bytes | Spilled, filename: str | None, line_no: int | None, now) -> dict:
+    if isinstance(raw, Spilled):
+        # The origin has no column left: it goes with the reason.
+        reason = f"{reason} (from {filename})" if filename else reason
+        raw, filename = b"", str(raw.path)
+    return {"source": source, "reason": _reason(reason), "raw": raw, "filename": filename, "line_no": line_no,
+            "status": "held", "created_at": now}
+
+
+def hold(session, *, source: str, reason: str, raw: bytes | Spilled, now: datetime, filename: str | None = None,
          line_no: int | None = None) -> int:
     """Store one unusable input (unless the same bytes are already held); returns the
     quarantine id."""
     existing = _held_ids(session, source, [raw]).get(raw)
     if existing is not None:
         return existing
-    return session.execute(
-        insert(Quarantine).returning(Quarantine.id),
-        {"source": source, "reason": _reason(reason), "raw": raw, "filename": filename, "line_no": line_no,
-         "status": "held", "created_at": now},
-    ).scalar_one()
+    return session.execute(insert(Quarantine).returning(Quarantine.id),
+                           _row(source, reason, raw, filename, line_no, now)).scalar_one()
 
 
 def hold_many(session, rows: Sequence[dict], *, now: datetime) -> list[int]:
     """Store several (source, reason, raw, filename, line_no) at once; ids in the given order."""
     if not rows:
         return []
-    held: dict[bytes, int] = {}
+    held: dict = {}
     for source in {r["source"] for r in rows}:
         held.update(_held_ids(session, source, [r["raw"] for r in rows if r["source"] == source]))
     fresh = [r for r in rows if r["raw"] not in held]
-    params = [{"source": r["source"], "reason": _reason(r["reason"]), "raw": r["raw"],
-               "filename": r.get("filename"), "line_no": r.get("line_no"), "status": "held", "created_at": now}
-              for r in fresh]
+    params = [_row(r["source"], r["reason"], r["raw"], r.get("filename"), r.get("line_no"), now) for r in fresh]
     if params:
         result = session.execute(insert(Quarantine).returning(Quarantine.id, sort_by_parameter_order=True), params)
         for r, (qid,) in zip(fresh, result, strict=True):
@@ -70,11 +91,65 @@ def hold_many(session, rows: Sequence[dict], *, now: datetime) -> list[int]:
     return [held[r["raw"]] for r in rows]
 
 
+def disk_copy(row: Quarantine) -> Path | None:
+    """The file holding an over-cap entry's bytes, or None when they are in the row."""
+    if row.raw or not row.filename or not os.path.isabs(row.filename):
+        return None
+    return Path(row.filename)
+
+
+def size(row: Quarantine) -> int:
+    path = disk_copy(row)
+    if path is None:
+        return len(row.raw or b"")
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def raw_input(row: Quarantine, settings) -> bytes | Spilled:
+    """The entry's bytes for a retry: read back from disk only if they now fit the cap."""
+    path = disk_copy(row)
+    if path is None:
+        return bytes(row.raw or b"")
+    if not path.is_file():
+        raise NotFound(f"quarantine entry {row.id}: its bytes are missing from {path}")
+    total = path.stat().st_size
+    if total > settings.limits.message_bytes:
+        with open(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+        return Spilled(path, total, head, f"{total} bytes: over limits.message_bytes "
+                                          f"({settings.limits.message_bytes} bytes)")
+    return path.read_bytes()
+
+
+def write_raw(row: Quarantine, out) -> None:
+    """The entry's bytes, exactly as received, to a binary stream (from disk in pieces)."""
+    path = disk_copy(row)
+    if path is None:
+        out.write(row.raw or b"")
+        return
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            out.write(chunk)
+
+
 def record(row: Quarantine, *, raw: bool = False) -> dict:
     out = {"id": row.id, "source": row.source, "status": row.status, "reason": row.reason,
-           "filename": row.filename, "line": row.line_no, "size": len(row.raw or b""), "created_at": row.created_at}
+           "filename": row.filename, "line": row.line_no, "size": size(row), "created_at": row.created_at}
     if raw:
-        out["raw"] = (row.raw or b"").decode("utf-8", "replace")
+        path = disk_copy(row)
+        if path is None:
+            out["raw"] = (row.raw or b"").decode("utf-8", "replace")
+        else:
+            try:
+                with open(path, "rb") as fh:
+                    head = fh.read(HEAD_BYTES)
+            except OSError as exc:
+                head = f"[bytes unreadable: {exc.strerror}]".encode()
+            more = out["size"] - len(head)
+            out["raw"] = head.decode("utf-8", "replace") + (f"\n[... {more} more bytes in {path}]" if more > 0 else "")
     return out
 
 

@@ -320,12 +320,13 @@ def test_tsv_output_and_summary(mail_desk):
 
 
 def test_usage_errors_change_nothing(mail_desk):
+    # An MTA gateway exits only 0, 65 or 75 (SPEC §9): a usage error is "retry later".
     before = mail_desk.dump()
-    assert mail_desk.run("ingest", "email").exit_code == 2
-    assert mail_desk.run("ingest", "email", MAIL / "html_only.eml", "--mbox", MAIL / "thread.mbox").exit_code == 2
-    assert mail_desk.run("ingest", "email", "/nonexistent/x.eml").exit_code == 2
+    assert mail_desk.run("ingest", "email").exit_code == 75
+    assert mail_desk.run("ingest", "email", MAIL / "html_only.eml", "--mbox", MAIL / "thread.mbox").exit_code == 75
+    assert mail_desk.run("ingest", "email", "/nonexistent/x.eml").exit_code == 75
     unknown = mail_desk.run("ingest", "email", MAIL / "html_only.eml", "--group", "nope")
-    assert unknown.exit_code == 3 and "group not found: nope" in unknown.stderr
+    assert unknown.exit_code == 75 and "group not found: nope" in unknown.stderr
     assert mail_desk.dump() == before
 
 

@@ -197,8 +197,9 @@ def test_from_a_file_and_usage_errors(jdesk, tmp_path):
     path.write_text(SPEC_LINE + "\n", encoding="utf-8")
     assert jdesk.json("ingest", "jsonl", path)[0]["action"] == "created"
     before = jdesk.dump()
-    assert jdesk.run("ingest", "jsonl", tmp_path / "missing.jsonl").exit_code == 2
-    assert jdesk.run("ingest", "jsonl").exit_code == 2
+    # An MTA gateway exits only 0, 65 or 75 (SPEC §9): a usage error is "retry later".
+    assert jdesk.run("ingest", "jsonl", tmp_path / "missing.jsonl").exit_code == 75
+    assert jdesk.run("ingest", "jsonl").exit_code == 75
     assert jdesk.dump() == before
 
 
