@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import case, delete, exists, select, update
 
@@ -162,21 +163,49 @@ def forget_contact(session, actor, contact: Contact, *, now: datetime, settings)
 
 def _erase_quarantine(session, email: str) -> int:
     """Quarantined raw input that carries the address (case-insensitive), read in
-    batches: the table holds bytes, which neither engine searches case-insensitively."""
+    batches: the table holds bytes, which neither engine searches case-insensitively.
+    An over-cap entry kept on disk is scanned in pieces and its file removed."""
+    from deskctl.services.quarantine import disk_copy
+
     needle = email.lower().encode("utf-8")
     conn = session.connection()
-    hits: list[int] = []
+    in_rows: list[int] = []
+    on_disk: list[tuple[int, Path]] = []
     last = 0
     while True:
-        rows = conn.execute(select(Quarantine.id, Quarantine.raw).where(Quarantine.id > last)
+        rows = conn.execute(select(Quarantine.id, Quarantine.raw, Quarantine.filename).where(Quarantine.id > last)
                             .order_by(Quarantine.id).limit(200)).all()
         if not rows:
             break
-        hits.extend(qid for qid, raw in rows if raw and needle in bytes(raw).lower())
+        for row in rows:
+            path = disk_copy(row)
+            if path is not None:
+                if _file_contains(path, needle):
+                    on_disk.append((row.id, path))
+            elif row.raw and needle in bytes(row.raw).lower():
+                in_rows.append(row.id)
         last = rows[-1][0]
-    for chunk in chunks(hits):
+    for chunk in chunks(in_rows):
         conn.execute(update(Quarantine).where(Quarantine.id.in_(chunk)).values(raw=ERASED.encode()))
-    return len(hits)
+    for qid, path in on_disk:
+        conn.execute(update(Quarantine).where(Quarantine.id == qid).values(raw=ERASED.encode(), filename=None))
+        path.unlink(missing_ok=True)
+    return len(in_rows) + len(on_disk)
+
+
+def _file_contains(path: Path, needle: bytes, piece: int = 1 << 20) -> bool:
+    """Case-insensitive search of a large file in bounded memory."""
+    tail = b""
+    try:
+        with open(path, "rb") as fh:
+            while block := fh.read(piece):
+                window = tail + block.lower()
+                if needle in window:
+                    return True
+                tail = window[-len(needle):]
+    except FileNotFoundError:
+        return False
+    return False
 
 
 def retention(session, *, now: datetime, settings) -> dict:

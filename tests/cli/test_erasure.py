@@ -148,3 +148,25 @@ def test_sqlite_file_is_scrubbed(desk_with_lea):
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     assert EMAIL.encode() not in Path(path).read_bytes().lower()
+
+
+def test_forget_removes_an_oversized_quarantined_mail_kept_on_disk(seeded, tmp_path):
+    config = tmp_path / "small.yaml"
+    config.write_text("clock: {override: true}\nlimits: {message_bytes: 2KB}\n")
+    env = {"DESKCTL_CONFIG": str(config)}
+    seeded.now = NOW
+    mail = EmailMessage()
+    mail["From"] = EMAIL
+    mail["To"] = "support@example.com"
+    mail["Subject"] = "Big one"
+    mail.set_content(SENTENCE + "\n" + "x" * 10_000)
+    path = tmp_path / "big.eml"
+    path.write_bytes(mail.as_bytes())
+    assert seeded.run("ingest", "email", path, env=env).exit_code == 65
+    spilled = [p for p in (seeded.tmp_path / "data").rglob("*.raw")]
+    assert len(spilled) == 1
+    seeded.ok("contact", "add", "--email", EMAIL, "--name", "Léa Secret")
+    [record] = seeded.json("contact", "forget", EMAIL, "--yes", env=env)
+    assert record["quarantined"] == 1
+    assert not spilled[0].exists()
+    assert leaks(seeded) == []
