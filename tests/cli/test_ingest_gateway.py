@@ -18,7 +18,8 @@ import pytest
 
 NOW = "2026-11-23T12:00:00+00:00"
 DESKCTL = str(Path(sys.executable).parent / "deskctl")
-SMALL_LIMITS = "limits: {message_bytes: 4KB, header_bytes: 1KB, recipients: 5, subject_chars: 50}\n"
+SMALL_LIMITS = ("clock: {override: true}\n"
+                "limits: {message_bytes: 4KB, header_bytes: 1KB, recipients: 5, subject_chars: 50}\n")
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def config(tmp_path: Path, text: str, name: str = "deskctl.yaml") -> Path:
 def real(desk, *args, input: bytes | None = None, **env) -> subprocess.CompletedProcess:
     """The installed `deskctl` in a child process, as an MTA pipe runs it."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("DESKCTL_")}
-    full.update({"DESKCTL_DATABASE_URL": desk.url, "DESKCTL_NOW": NOW})
+    full.update({"DESKCTL_DATABASE_URL": desk.url, "DESKCTL_NOW": NOW, "DESKCTL_CONFIG": desk.replay_config()})
     full.update({k: str(v) for k, v in env.items()})
     return subprocess.run([DESKCTL, *[str(a) for a in args]], input=input, capture_output=True, env=full,
                           cwd=desk.tmp_path, timeout=120)
@@ -285,7 +286,7 @@ def test_a_quarantined_oversized_mail_is_retried_once_the_cap_is_raised(gw, tmp_
     qid = result.json()[0]["quarantine_id"]
     still = small(gw, "ingest", "quarantine", "retry", qid, fmt="json")
     assert still.exit_code == 65 and "limits.message_bytes" in still.json()[0]["reason"]
-    raised = config(tmp_path, "limits: {message_bytes: 1MB}\n", "raised.yaml")
+    raised = config(tmp_path, "clock: {override: true}\nlimits: {message_bytes: 1MB}\n", "raised.yaml")
     done = gw.run("ingest", "quarantine", "retry", qid, fmt="json", env={"DESKCTL_CONFIG": str(raised)})
     assert done.exit_code == 0 and done.json()[0]["action"] == "created", done
     assert gw.scalar("SELECT status FROM quarantine WHERE id = :q", q=qid) == "retried"

@@ -31,7 +31,7 @@ def _config(desk, **limits) -> dict:
     caps = {} if STRESS else {"message_bytes": "256KB", "header_bytes": "4KB"}
     caps.update(limits)
     path = desk.tmp_path / "caps.yaml"
-    path.write_text(f"limits: {json.dumps(caps)}\n", encoding="utf-8")
+    path.write_text(f"clock: {{override: true}}\nlimits: {json.dumps(caps)}\n", encoding="utf-8")
     return {"DESKCTL_CONFIG": path}
 
 
