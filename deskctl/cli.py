@@ -189,12 +189,8 @@ def accept_global_options(command: click.Command) -> click.Command:
 def _global_option_given(ctx, param, value):
     if value is None or value is False:  # not given after this subcommand
         return
-    _set_global(app_of(ctx), param.name, value)
-
-
-def _set_global(app, name: str, value) -> None:
-    app.set_global_option(name, value)
-    if name == "verbose":
+    app_of(ctx).set_global_option(param.name, value)
+    if param.name == "verbose":
         _enable_debug_logging()
 
 
