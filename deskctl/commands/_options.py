@@ -1,7 +1,7 @@
 """Option bundles shared by commands: output format, conversation filters, targets.
 
-Imports only click at module level: every command module imports this, and
-`deskctl --help` must stay fast.
+Imports only click (and the completion callbacks, which import only click) at module
+level: every command module imports this, and `deskctl --help` must stay fast.
 """
 
 from __future__ import annotations

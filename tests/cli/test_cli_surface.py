@@ -38,6 +38,7 @@ def test_global_options_after_the_subcommand(seeded, tmp_path):
     [user] = run("user", "add", "erin", "--db", seeded.url, "--as", "root", "--format", "json").json()
     assert user["handle"] == "erin"
     assert run("jobs", "history", "--db", seeded.url, "--as", "root", "--format", "json").json() == []
+    assert run("ingest", "quarantine", "list", "--as", "root", "--db", seeded.url, "--format", "json").json() == []
     [group] = run("group", "add-member", "sales", "alice", "--db", seeded.url, "--as", "root",
                   "--format", "json").json()
     assert group["name"] == "sales"
