@@ -66,6 +66,18 @@ class App:
         self.formula_guard = formula_guard  # csv only: --no-formula-guard turns it off
         self.verbose = verbose
 
+    def set_global_option(self, name: str, value) -> None:
+        """A global option given after the subcommand (`claim 42 --as bob`), named as
+        the keyword of __init__: the same effect as before it. Parsing ends before any
+        setting is read, so the lazy settings and engine see the new value."""
+        if name == "no_formula_guard":
+            self.formula_guard = not value
+            return
+        attribute = {"db_url": "_db_url", "config_file": "_config_file", "fmt": "_format"}.get(name, name)
+        if attribute not in ("_db_url", "_config_file", "actor_handle", "_format", "table_format", "verbose"):
+            raise ValueError(f"not a global option: {name}")
+        setattr(self, attribute, value)
+
     # -- configuration -------------------------------------------------------------
     @cached_property
     def settings(self):

@@ -9,8 +9,9 @@ from importlib import import_module
 import click
 
 from deskctl import __version__
+from deskctl.commands import _complete
+from deskctl.commands._options import FORMATS, TableFormat
 from deskctl.errors import EXIT_CODES_HELP, INTERNAL, DeskError
-from deskctl.output import check_table_format
 
 # name → "module:attribute". Modules are imported only when the command runs or help is
 # shown, and command modules import only click at the top, so `deskctl --help` stays fast.
@@ -78,7 +79,7 @@ class LazyGroup(click.Group):
             if exc.name == module_name:  # not built yet: hide it rather than crash
                 return None
             raise
-        return getattr(module, attribute)
+        return accept_global_options(getattr(module, attribute))
 
     def invoke(self, ctx):
         try:
@@ -142,41 +143,106 @@ def _translate(exc: Exception, ctx) -> DeskError | None:
     return None
 
 
-FORMAT_CHOICE = click.Choice(["table", "csv", "tsv", "json", "jsonl", "ids"])
+# The global options (SPEC §2), declared once. The root group reads them (and their
+# environment variables); every subcommand accepts them too, after its name (SPEC §9:
+# `deskctl claim 42 --as bob`), as gh and kubectl accept theirs. See accept_global_options.
+GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict]] = [
+    (("--db", "db_url"), dict(envvar="DESKCTL_DATABASE_URL", metavar="URL",
+                              help="Database URL (default: database.url in config, else SQLite in the data "
+                                   "directory).")),
+    (("--config", "config_file"), dict(envvar="DESKCTL_CONFIG", metavar="FILE",
+                                       help="Config file (default: ./config/deskctl.yaml, else "
+                                            "$XDG_CONFIG_HOME/deskctl/config.yaml).")),
+    (("--as", "actor_handle"), dict(envvar="DESKCTL_USER", metavar="HANDLE", shell_complete=_complete.users,
+                                    help="Act as this user (default: the login name).")),
+    (("--format", "fmt"), dict(envvar="DESKCTL_FORMAT", type=click.Choice(FORMATS),
+                               help="Output format (default: table on a terminal, tsv otherwise).")),
+    (("--table-format", "table_format"), dict(type=TableFormat(), metavar="NAME",
+                                              help="tabulate format for --format table (default simple; "
+                                                   "github, grid, ...).")),
+    (("--no-formula-guard", "no_formula_guard"), dict(is_flag=True,
+                                                      help="csv: leave cells starting with = + - @ as they are.")),
+    (("-v", "--verbose", "verbose"), dict(is_flag=True, help="Show tracebacks and debug logging.")),
+]
+
+
+def _root_global_options(func):
+    for decls, attrs in reversed(GLOBAL_OPTIONS):
+        func = click.option(*decls, show_envvar="envvar" in attrs, **attrs)(func)
+    return func
+
+
+def accept_global_options(command: click.Command) -> click.Command:
+    """Give `command` (and, for a group, every subcommand under it) the global options
+    it does not have under the same name. A command's own `--format` and
+    `--table-format` (output_options) take the place of the global ones: both set the
+    same thing. Given there, a global option overrides the value given before the
+    subcommand or by the environment; Click's parser keeps `--` and option values
+    intact (`note 5 -- --as` is text)."""
+    if getattr(command, "_deskctl_global_options", False):
+        return command
+    taken = {name for param in command.params for name in (*param.opts, *param.secondary_opts)}
+    for decls, attrs in GLOBAL_OPTIONS:
+        attrs = {key: value for key, value in attrs.items() if key != "envvar"}
+        option = click.Option(decls, expose_value=False, callback=_global_option_given, **attrs)
+        if taken.isdisjoint(option.opts):
+            command.params.append(option)
+    command._deskctl_global_options = True
+    if isinstance(command, click.Group):
+        for subcommand in command.commands.values():
+            accept_global_options(subcommand)
+    return command
+
+
+def _global_option_given(ctx, param, value):
+    if value is None or value is False:  # not given after this subcommand
+        return
+    app_of(ctx).set_global_option(param.name, value)
+    if param.name == "verbose":
+        _enable_debug_logging()
+
+
+def _enable_debug_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+
+
+def app_of(ctx):
+    """The App of this command line. Shell completion parses without running the root
+    callback: then the App is made here from the root's global options."""
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = _make_app({name: value for name, value in root.params.items() if isinstance(value, str | bool)})
+    return root.obj
+
+
+def _make_app(params: dict):
+    from deskctl.app import App
+
+    return App(db_url=params.get("db_url"), config_file=params.get("config_file"),
+               actor_handle=params.get("actor_handle"), fmt=params.get("fmt"),
+               table_format=params.get("table_format") or "simple", verbose=bool(params.get("verbose")),
+               formula_guard=not params.get("no_formula_guard"))
 
 
 @click.group(cls=LazyGroup, epilog=EXIT_CODES_HELP, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db_url", envvar="DESKCTL_DATABASE_URL", show_envvar=True, metavar="URL",
-              help="Database URL (default: database.url in config, else SQLite in the data directory).")
-@click.option("--config", "config_file", envvar="DESKCTL_CONFIG", show_envvar=True, metavar="FILE",
-              help="Config file (default: ./config/deskctl.yaml, else $XDG_CONFIG_HOME/deskctl/config.yaml).")
-@click.option("--as", "actor_handle", envvar="DESKCTL_USER", show_envvar=True, metavar="HANDLE",
-              help="Act as this user (default: the login name).")
-@click.option("--format", "fmt", envvar="DESKCTL_FORMAT", show_envvar=True, type=FORMAT_CHOICE,
-              help="Output format (default: table on a terminal, tsv otherwise).")
-@click.option("--table-format", default="simple", metavar="NAME", callback=check_table_format,
-              help="tabulate format for --format table (simple, github, grid, ...).")
-@click.option("--no-formula-guard", is_flag=True, help="csv: leave cells starting with = + - @ as they are.")
-@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and debug logging.")
+@_root_global_options
 @click.version_option(__version__, prog_name="deskctl")
 @click.pass_context
-def cli(ctx, db_url, config_file, actor_handle, fmt, table_format, no_formula_guard, verbose):
+def cli(ctx, **params):
     """deskctl: a command-line help desk for shared customer-support inboxes.
 
     Conversations are referred to by id (123 or #123); `-` reads ids from stdin.
+    The global options may also follow the subcommand: `deskctl claim 42 --as bob`.
     """
     import os
 
-    from deskctl.app import App
-
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         ctx.color = False
-    if verbose:
-        import logging
-
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
-    app = App(db_url=db_url, config_file=config_file, actor_handle=actor_handle, fmt=fmt,
-              table_format=table_format, formula_guard=not no_formula_guard, verbose=verbose)
+    if params["verbose"]:
+        _enable_debug_logging()
+    app = _make_app(params)
     ctx.obj = app
     ctx.call_on_close(app.close)
 

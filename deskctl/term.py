@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -35,16 +36,72 @@ def can_prompt() -> bool:
     return is_tty(sys.stdin) and is_tty(sys.stderr)
 
 
-def progress(items: Iterable[T], *, length: int | None = None, label: str = "") -> Iterator[T]:
-    """A progress bar on stderr, drawn only when stderr is a terminal."""
-    import click
+# Work shorter than this shows no bar: a bar that flashes and vanishes is noise.
+PROGRESS_AFTER_S = 2.0
 
-    stderr = sys.stderr
-    if not is_tty(stderr):
-        yield from items
-        return
-    with click.progressbar(items, length=length, label=label, file=stderr) as bar:
-        yield from bar
+
+def _progress_after() -> float:
+    """DESKCTL_PROGRESS_AFTER (seconds) overrides the delay: 0 shows every bar at once,
+    `inf` none; a value that is not a number is ignored."""
+    try:
+        return float(os.environ.get("DESKCTL_PROGRESS_AFTER", PROGRESS_AFTER_S))
+    except ValueError:
+        return PROGRESS_AFTER_S
+
+
+class Progress:
+    """The progress of long work, drawn on stderr: only when stderr is a terminal and
+    only once the work has lasted PROGRESS_AFTER_S. Call it with (done, total) as the
+    work advances; services receive it as a plain callable and never import click.
+
+        with Progress("generating") as progress:
+            service.build(..., progress=progress)
+    """
+
+    def __init__(self, label: str):
+        self.label = label
+        self.after = _progress_after()
+        self.started = time.monotonic()
+        self.started_wall = time.time()
+        self.enabled = is_tty(sys.stderr)
+        self._bar = None
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            if time.monotonic() - self.started < self.after:
+                return
+            import click
+
+            # A percentage when the total is known (totals may count steps, not items).
+            self._bar = click.progressbar(iter(()), length=total, label=self.label, file=sys.stderr,
+                                          show_pos=total is None, show_percent=total is not None)
+            self._bar.start = self.started_wall  # the ETA counts the time before the bar appeared
+            self._bar.__enter__()
+        self._bar.length = total
+        self._bar.update(done - self._bar.pos)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def progress(items: Iterable[T], *, length: int | None = None, label: str = "") -> Iterator[T]:
+    """Iterate over `items` with a Progress (length: len(items) when not given)."""
+    if length is None and hasattr(items, "__len__"):
+        length = len(items)
+    with Progress(label) as bar:
+        for done, item in enumerate(items, start=1):
+            yield item
+            bar(done, length)
 
 
 # -- tables --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Option bundles shared by commands: output format, conversation filters, targets.
 
-Imports only click at module level: every command module imports this, and
-`deskctl --help` must stay fast.
+Imports only click (and the completion callbacks, which import only click) at module
+level: every command module imports this, and `deskctl --help` must stay fast.
 """
 
 from __future__ import annotations
@@ -11,16 +11,31 @@ import sys
 
 import click
 
+from deskctl.commands import _complete
+
 FORMATS = ["table", "csv", "tsv", "json", "jsonl", "ids"]
 # Every --limit: a billion is past any desk, and the bound keeps the value inside the
 # databases' 64-bit LIMIT (a larger one was an internal error, found by the stress fuzzer).
 LIMIT = click.IntRange(min=1, max=10**9)
 
 
-def _check_table_format(ctx, param, value):
-    from deskctl.output import check_table_format
+class TableFormat(click.ParamType):
+    """A tabulate format name (`--table-format`): checked when given (output.check_table_format,
+    the one rule), completed in the shell."""
 
-    return check_table_format(ctx, param, value)
+    name = "table_format"
+
+    def convert(self, value, param, ctx):
+        from deskctl.output import check_table_format
+
+        return check_table_format(ctx, param, value)
+
+    def shell_complete(self, ctx, param, incomplete):
+        from tabulate import tabulate_formats
+
+        from deskctl.commands import _complete
+
+        return _complete.matching(sorted(tabulate_formats), incomplete)
 
 
 def output_options(func):
@@ -30,7 +45,7 @@ def output_options(func):
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
                   help="Output format (default: the global --format / DESKCTL_FORMAT, else table "
                        "on a terminal and tsv otherwise).")
-    @click.option("--table-format", "table_format", default=None, metavar="NAME", callback=_check_table_format,
+    @click.option("--table-format", "table_format", type=TableFormat(), default=None, metavar="NAME",
                   help="Any tabulate format name for --format table (simple, github, grid, ...).")
     @click.option("--no-formula-guard", "no_formula_guard", is_flag=True, default=False,
                   help="csv: leave cells starting with = + - @ as they are (no leading ').")
@@ -76,22 +91,45 @@ def _csv_values(values) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _not_empty(ctx, param, value):
+    """An empty filter value (`--status ''`, `--tag ,`) is a usage error: silently
+    ignoring it would select every conversation, the opposite of what was asked."""
+    values = value if param.multiple else (value,)
+    for item in values:
+        if item is not None and not any(part.strip() for part in item.split(",")):
+            raise click.BadParameter("empty value (leave the option out to not filter on it)",
+                                     ctx=ctx, param=param)
+    return value
+
+
+def _filter_option(*decls, **attrs):
+    return click.option(*decls, callback=None if attrs.get("is_flag") else _not_empty, **attrs)
+
+
 FILTER_OPTIONS = [
-    click.option("--status", multiple=True, help="new, open, pending, resolved, closed (comma list or repeated)."),
-    click.option("--assignee", metavar="H", help="Assigned to this user handle."),
-    click.option("--unassigned", is_flag=True, help="No assignee."),
-    click.option("--mine", is_flag=True, help="Assigned to the acting user."),
-    click.option("--group", "group_name", metavar="G", help="In this group (queue)."),
-    click.option("--location", metavar="L", help="In this location."),
-    click.option("--channel", multiple=True, help="email, chat, sms, social, web, phone, ..."),
-    click.option("--tag", multiple=True, help="Has this tag (repeat: has all of them)."),
-    click.option("--priority", multiple=True, help="low, medium, high, urgent."),
-    click.option("--sla", multiple=True, help="SLA state: ok, warning, breached, none."),
-    click.option("--watching", is_flag=True, help="Watched by the acting user."),
-    click.option("--created-before", metavar="WHEN", help="Created before (date, date-time, or 3d = 3 days ago)."),
-    click.option("--created-after", metavar="WHEN", help="Created at or after."),
-    click.option("--updated-before", metavar="WHEN", help="Last updated before."),
-    click.option("--query", metavar="TEXT", help="Full-text search of subjects, contacts, messages and notes: words AND-ed, refund* a prefix, \"double charge\" a phrase (--sort relevance)."),
+    _filter_option("--status", multiple=True, shell_complete=_complete.statuses,
+                   help="new, open, pending, resolved, closed (comma list or repeated)."),
+    _filter_option("--assignee", metavar="H", shell_complete=_complete.users, help="Assigned to this user handle."),
+    _filter_option("--unassigned", is_flag=True, help="No assignee."),
+    _filter_option("--mine", is_flag=True, help="Assigned to the acting user."),
+    _filter_option("--group", "group_name", metavar="G", shell_complete=_complete.groups,
+                   help="In this group (queue)."),
+    _filter_option("--location", metavar="L", shell_complete=_complete.locations, help="In this location."),
+    _filter_option("--channel", multiple=True, shell_complete=_complete.channels,
+                   help="email, chat, sms, social, web, phone, ..."),
+    _filter_option("--tag", multiple=True, help="Has this tag (repeat: has all of them)."),
+    _filter_option("--priority", multiple=True, shell_complete=_complete.priorities,
+                   help="low, medium, high, urgent."),
+    _filter_option("--sla", multiple=True, shell_complete=_complete.sla_states,
+                   help="SLA state: ok, warning, breached, none."),
+    _filter_option("--watching", is_flag=True, help="Watched by the acting user."),
+    _filter_option("--created-before", metavar="WHEN",
+                   help="Created before (date, date-time, or 3d = 3 days ago)."),
+    _filter_option("--created-after", metavar="WHEN", help="Created at or after."),
+    _filter_option("--updated-before", metavar="WHEN", help="Last updated before."),
+    _filter_option("--query", metavar="TEXT",
+                   help="Full-text search of subjects, contacts, messages and notes: words AND-ed, refund* a "
+                        "prefix, \"double charge\" a phrase (--sort relevance)."),
 ]
 FILTER_PARAMS = ("status", "assignee", "unassigned", "mine", "group_name", "location", "channel", "tag",
                  "priority", "sla", "watching", "created_before", "created_after", "updated_before", "query")

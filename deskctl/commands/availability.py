@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from deskctl.commands import _complete
 from deskctl.commands._options import emit, output_options
 
 
@@ -14,8 +15,10 @@ def _columns():
 
 
 @click.group(invoke_without_command=True)
-@click.option("--user", "handle", metavar="H", help="Another user (supervisor or admin).")
-@click.option("--default", "default", metavar="STATE", help="Set the default applied at the next `login`.")
+@click.option("--user", "handle", metavar="H", shell_complete=_complete.users,
+              help="Another user (supervisor or admin).")
+@click.option("--default", "default", metavar="STATE", shell_complete=_complete.availability_states,
+              help="Set the default applied at the next `login`.")
 @output_options
 @click.pass_context
 def availability(ctx, handle, default):
@@ -27,9 +30,12 @@ def availability(ctx, handle, default):
 
 
 @availability.command("set")
-@click.argument("state")
-@click.option("--user", "handle", metavar="H", help="Another user (supervisor or admin).")
-@click.option("--default", "default", metavar="STATE", help="Also set the default availability.")
+@click.argument("state", shell_complete=_complete.availability_states)
+@click.option("--user", "handle", metavar="H", shell_complete=_complete.users,
+              help="Another user (supervisor or admin).")
+@click.option("--default", "default", metavar="STATE", shell_complete=_complete.availability_states,
+              help="Also set the default availability.")
+@output_options
 @click.pass_context
 def set_(ctx, state, handle, default):
     """Set availability: available, away, offline, or a state from config."""
@@ -44,7 +50,7 @@ def _apply(app, handle, state, default):
     with app.transaction(dry_run=state is None and default is None) as session:
         actor = app.actor(session)
         if state is None and default is None:
-            user = directory.get_user(session, handle or actor.handle)
+            user = directory.availability_of(session, actor, handle)
         else:
             user = directory.set_availability(session, actor, handle, state, default=default,
                                               states=app.settings.availability_states)

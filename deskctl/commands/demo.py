@@ -36,12 +36,13 @@ def demo(app, conversations, seed, force):
 
     from deskctl.output import notice
     from deskctl.services import demo as service
+    from deskctl.term import Progress
 
     started = time.perf_counter()
     handle = app.actor_handle if force else None
-    with app.transaction() as session:
+    with Progress("conversations") as progress, app.transaction() as session:
         counts = service.build(session, conversations=conversations, seed=seed, now=app.now(),
-                               settings=app.settings, actor_handle=handle, force=force)
+                               settings=app.settings, actor_handle=handle, force=force, progress=progress)
     elapsed = time.perf_counter() - started
     emit(app, [{"table": name, "rows": rows} for name, rows in counts.items()], _columns(), id_key="rows")
     notice(f"demo desk: {counts['conversations']} conversations, {counts['messages']} messages, "

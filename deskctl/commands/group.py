@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from deskctl.commands import _complete
 from deskctl.commands._options import emit, output_options
 
 
@@ -19,6 +20,19 @@ def _location_columns():
     return [Column("id", "int"), Column("name"), Column("groups", "int"), Column("users", "int")]
 
 
+def _change_group(app, name: str, change, done: str) -> None:
+    """Run `change(session, actor)` in one transaction, then print the group's record
+    as it is after the change, and `done` on stderr."""
+    from deskctl.output import notice
+    from deskctl.services import directory
+
+    with app.transaction() as session:
+        change(session, app.actor(session))
+        rows = directory.list_groups(session, name=name)
+    emit(app, rows, _group_columns())
+    notice(done)
+
+
 @click.group()
 def group():
     """Groups (queues, teams)."""
@@ -26,16 +40,16 @@ def group():
 
 @group.command("add")
 @click.argument("name")
-@click.option("--location", metavar="L", help="The location the group belongs to.")
+@click.option("--location", metavar="L", shell_complete=_complete.locations,
+              help="The location the group belongs to.")
+@output_options
 @click.pass_obj
 def group_add(app, name, location):
-    """Add a group."""
-    from deskctl.output import notice
+    """Add a group; prints its record."""
     from deskctl.services import directory
 
-    with app.transaction() as session:
-        directory.add_group(session, app.actor(session), name, location, app.now())
-    notice(f"added group {name}")
+    _change_group(app, name, lambda session, actor: directory.add_group(session, actor, name, location, app.now()),
+                  f"added group {name}")
 
 
 @group.command("list")
@@ -52,31 +66,31 @@ def group_list(app):
 
 
 @group.command("add-member")
-@click.argument("group_name", metavar="GROUP")
-@click.argument("handle")
+@click.argument("group_name", metavar="GROUP", shell_complete=_complete.groups)
+@click.argument("handle", shell_complete=_complete.users)
+@output_options
 @click.pass_obj
 def add_member(app, group_name, handle):
-    """Add a user to a group."""
-    from deskctl.output import notice
+    """Add a user to a group; prints the group's record."""
     from deskctl.services import directory
 
-    with app.transaction() as session:
-        directory.add_member(session, app.actor(session), group_name, handle)
-    notice(f"added {handle} to {group_name}")
+    _change_group(app, group_name,
+                  lambda session, actor: directory.add_member(session, actor, group_name, handle),
+                  f"added {handle} to {group_name}")
 
 
 @group.command("remove-member")
-@click.argument("group_name", metavar="GROUP")
-@click.argument("handle")
+@click.argument("group_name", metavar="GROUP", shell_complete=_complete.groups)
+@click.argument("handle", shell_complete=_complete.users)
+@output_options
 @click.pass_obj
 def remove_member(app, group_name, handle):
-    """Remove a user from a group."""
-    from deskctl.output import notice
+    """Remove a user from a group; prints the group's record."""
     from deskctl.services import directory
 
-    with app.transaction() as session:
-        directory.remove_member(session, app.actor(session), group_name, handle)
-    notice(f"removed {handle} from {group_name}")
+    _change_group(app, group_name,
+                  lambda session, actor: directory.remove_member(session, actor, group_name, handle),
+                  f"removed {handle} from {group_name}")
 
 
 @click.group()
@@ -86,14 +100,17 @@ def location():
 
 @location.command("add")
 @click.argument("name")
+@output_options
 @click.pass_obj
 def location_add(app, name):
-    """Add a location."""
+    """Add a location; prints its record."""
     from deskctl.output import notice
     from deskctl.services import directory
 
     with app.transaction() as session:
         directory.add_location(session, app.actor(session), name, app.now())
+        rows = directory.list_locations(session, name=name)
+    emit(app, rows, _location_columns())
     notice(f"added location {name}")
 
 

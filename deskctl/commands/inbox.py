@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
+from deskctl.commands import _complete
 from deskctl.commands._options import LIMIT, emit, output_options
 
 
 @click.command()
-@click.option("--user", "handle", metavar="H", help="Another user's inbox (supervisor or admin).")
+@click.option("--user", "handle", metavar="H", shell_complete=_complete.users, help="Another user's inbox (supervisor or admin).")
 @click.option("--sort", metavar="KEYS", help="Default -priority,created (most urgent, then oldest first); "
               "same keys as `list --sort`.")
 @click.option("--limit", type=LIMIT, help="At most N conversations.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from deskctl.commands import _complete
 from deskctl.commands._options import LIMIT, emit, output_options
 
 
@@ -104,7 +105,7 @@ def list_jobs(app):
 
 
 @jobs.command("run")
-@click.argument("name")
+@click.argument("name", shell_complete=_complete.job_names)
 @click.option("--now", "now_text", metavar="T",
               help="Run as of this ISO 8601 time with offset (only where config has clock.override).")
 @click.option("--force-future", is_flag=True, help="Allow a --now later than the desk's current time.")
@@ -167,7 +168,7 @@ def _exit_code(result) -> int:
 
 
 @jobs.command("history")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=_complete.job_names)
 @click.option("--limit", type=LIMIT, default=50, show_default=True,
               help="At most N runs.")
 @click.option("--outcome", type=click.Choice(["ok", "failed", "skipped", "running"]), multiple=True,

@@ -31,15 +31,15 @@ def run_bulk(app, targets, *, verb: str, past: str, dry_run: bool, yes: bool, ac
     from deskctl import term
     from deskctl.errors import UsageError
     from deskctl.output import notice
+    from deskctl.services.lifecycle import PROGRESS, count_targets
 
     if not targets.explicit and not yes and not dry_run and term.can_prompt():
-        from deskctl.services.lifecycle import count_targets
-
         with app.read() as session:
             count = count_targets(session, app.actor(session), targets)
         if count > CONFIRM_ABOVE and not click.confirm(f"{verb} {_plural(count)}?", err=True, default=False):
             raise UsageError("cancelled: nothing changed")
-    with app.transaction(dry_run=dry_run) as session:
+    with term.Progress(verb) as progress, app.transaction(dry_run=dry_run) as session:
+        session.info[PROGRESS] = progress
         records = action(session, app.actor(session))
     emit(app, records, change_columns())
     if not records:

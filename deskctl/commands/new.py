@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import click
 
+from deskctl.commands import _complete
 from deskctl.commands._options import emit, output_options
 
 
 @click.command()
 @click.argument("text", required=False)
-@click.option("--channel", required=True, metavar="C", help="email, chat, sms, social, web, phone, ...")
+@click.option("--channel", required=True, metavar="C", shell_complete=_complete.channels, help="email, chat, sms, social, web, phone, ...")
 @click.option("--contact", "contact_ref", required=True, metavar="REF",
               help="Contact id or email; an unknown email creates the contact.")
 @click.option("--name", "contact_name", metavar="N", help="Name for the contact when --contact creates it.")
 @click.option("--subject", metavar="S", help="Subject (default: the first line of TEXT).")
-@click.option("--group", metavar="G", help="Group (queue) to put it in.")
-@click.option("--priority", metavar="P", help="low (default), medium, high, urgent.")
+@click.option("--group", metavar="G", shell_complete=_complete.groups, help="Group (queue) to put it in.")
+@click.option("--priority", metavar="P", shell_complete=_complete.priorities, help="low (default), medium, high, urgent.")
 @click.option("--outbound", is_flag=True,
               help="TEXT is your first message to the contact, sent like `reply` (email: through the "
                    "outbox). Default: TEXT is the contact's request as you took it down (inbound).")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
+from deskctl.commands import _complete
 from deskctl.commands._options import emit, output_options
 
 
 @click.command(name="next")
-@click.option("--group", "group_name", metavar="G", help="Only this group (default: all of yours).")
+@click.option("--group", "group_name", metavar="G", shell_complete=_complete.groups, help="Only this group (default: all of yours).")
 @click.option("-n", "--dry-run", is_flag=True, help="Show which one you would get; claim nothing.")
 @output_options
 @click.pass_obj

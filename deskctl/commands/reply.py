@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from deskctl.commands import _complete
 from deskctl.commands._options import emit, output_options
 
 
@@ -18,7 +19,7 @@ def _columns():
 @click.command()
 @click.argument("conversation_id", metavar="ID")
 @click.argument("text", required=False)
-@click.option("--template", "template_name", metavar="NAME", help="Send this saved reply, fields filled in.")
+@click.option("--template", "template_name", metavar="NAME", shell_complete=_complete.templates, help="Send this saved reply, fields filled in.")
 @click.option("--file", "file_", type=click.File("r", encoding="utf-8"), metavar="F",
               help="Read the reply text from this file.")
 @click.option("--cc", multiple=True, metavar="A", help="Copy to this address (email; repeatable).")

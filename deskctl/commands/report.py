@@ -57,7 +57,7 @@ class ReportCommand(click.Command):
                                               "or a duration ago (30d). Default: 6 days before today, 00:00.")
 @click.option("--until", metavar="WHEN", help="End of the period, exclusive (same forms). Default: now.")
 @click.option("--by", "by", type=click.Choice(BY_CHOICES), default=None,
-              help="Key of the rows (default: day; backlog: group).")
+              help="Key of the rows (default: day; tags: tag; backlog: group).")
 @filter_options
 @click.option("--chart", "chart", metavar="COLUMN",
               help="With --format table on a terminal: a bar chart of this numeric column.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from deskctl.commands import _complete
 from deskctl.commands._options import emit, output_options
 
 
@@ -59,7 +60,7 @@ def list_(app, personal):
 
 
 @template.command("show")
-@click.argument("name")
+@click.argument("name", shell_complete=_complete.templates)
 @output_options
 @click.pass_obj
 def show(app, name):
@@ -75,7 +76,7 @@ def show(app, name):
 
 
 @template.command("delete")
-@click.argument("name")
+@click.argument("name", shell_complete=_complete.templates)
 @click.option("--personal", is_flag=True, help="Delete your personal template, not the team one.")
 @click.pass_obj
 def delete(app, name, personal):

@@ -6,13 +6,14 @@ import functools
 
 import click
 
+from deskctl.commands import _complete
 from deskctl.commands._options import bulk_options, output_options, targets_argument
 
 
 def _from_option(func):
     """--from H: every not-closed conversation assigned to H (absence replacement)."""
 
-    @click.option("--from", "from_user", metavar="H",
+    @click.option("--from", "from_user", metavar="H", shell_complete=_complete.users,
                   help="Every not-closed conversation assigned to H (with --limit: the oldest N).")
     @functools.wraps(func)
     def wrapper(*args, from_user, **kwargs):
@@ -25,7 +26,7 @@ def _from_option(func):
 @click.command()
 @_from_option
 @targets_argument
-@click.option("--to", "to", required=True, metavar="REF",
+@click.option("--to", "to", required=True, metavar="REF", shell_complete=_complete.transfer_refs,
               help="user:HANDLE, group:NAME, or a bare name matching exactly one of them.")
 @click.option("--message", metavar="TEXT", help="Internal note for the receiver, linked to the transfer.")
 @click.option("--keep-informed/--no-keep-informed", default=True, show_default=True,

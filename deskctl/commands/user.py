@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from deskctl.commands import _complete
 from deskctl.commands._options import emit, output_options
 
 
@@ -23,9 +24,9 @@ def user():
 @click.argument("handle")
 @click.option("--name", help="Display name.")
 @click.option("--email", help="Email address (for notifications).")
-@click.option("--role", default="agent", show_default=True, help="agent, supervisor or admin.")
-@click.option("--location", metavar="L", help="Location name.")
-@click.option("--group", "groups", multiple=True, metavar="G", help="Group to join (repeatable).")
+@click.option("--role", default="agent", show_default=True, shell_complete=_complete.roles, help="agent, supervisor or admin.")
+@click.option("--location", metavar="L", shell_complete=_complete.locations, help="Location name.")
+@click.option("--group", "groups", multiple=True, metavar="G", shell_complete=_complete.groups, help="Group to join (repeatable).")
 @output_options
 @click.pass_obj
 def add(app, handle, name, email, role, location, groups):
@@ -45,8 +46,8 @@ def add(app, handle, name, email, role, location, groups):
 
 
 @user.command("list")
-@click.option("--group", metavar="G", help="Only members of this group.")
-@click.option("--role", help="Only this role.")
+@click.option("--group", metavar="G", shell_complete=_complete.groups, help="Only members of this group.")
+@click.option("--role", shell_complete=_complete.roles, help="Only this role.")
 @output_options
 @click.pass_obj
 def list_(app, group, role):
@@ -60,7 +61,7 @@ def list_(app, group, role):
 
 
 @user.command("show")
-@click.argument("handle")
+@click.argument("handle", shell_complete=_complete.users)
 @output_options
 @click.pass_obj
 def show(app, handle):
@@ -74,12 +75,12 @@ def show(app, handle):
 
 
 @user.command("set")
-@click.argument("handle")
+@click.argument("handle", shell_complete=_complete.users)
 @click.option("--name")
 @click.option("--email")
-@click.option("--role", help="agent, supervisor or admin.")
-@click.option("--location", metavar="L", help="Location name ('' to clear).")
-@click.option("--default-availability", metavar="STATE", help="Availability applied at the next login.")
+@click.option("--role", shell_complete=_complete.roles, help="agent, supervisor or admin.")
+@click.option("--location", metavar="L", shell_complete=_complete.locations, help="Location name ('' to clear).")
+@click.option("--default-availability", metavar="STATE", shell_complete=_complete.availability_states, help="Availability applied at the next login.")
 @click.option("--active/--inactive", default=None, help="Deactivate a user who left (keeps history).")
 @output_options
 @click.pass_obj

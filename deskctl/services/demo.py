@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import random
 from bisect import bisect
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 
@@ -166,13 +167,14 @@ class _Picker:
 
 
 def build(session, *, conversations: int, seed: int, now: datetime, settings, actor_handle: str | None = None,
-          force: bool = False) -> dict:
+          force: bool = False, progress: Callable[[int, int], None] | None = None) -> dict:
     """Fill the database with a demo desk. Returns counts of what was inserted.
 
     Refuses (Conflict, exit 4) when the database already has conversations, unless
     `force`, which adds the demo conversations to it (the directory is reused: users,
     groups, locations and contacts already there are kept, missing ones are added).
-    With `force` on a desk that has an admin, `actor_handle` must be an admin."""
+    With `force` on a desk that has an admin, `actor_handle` must be an admin.
+    `progress(done, total)` is called as conversations are written."""
     if conversations < 0 or conversations > MAX_CONVERSATIONS:
         raise UsageError(f"--conversations must be between 0 and {MAX_CONVERSATIONS}")
     existing = session.scalar(select(func.count()).select_from(Conversation))
@@ -189,7 +191,8 @@ def build(session, *, conversations: int, seed: int, now: datetime, settings, ac
     counts = {"locations": 0, "groups": 0, "users": 0, "contacts": 0}
     directory = _build_directory(conn, rng, now, counts)
     contacts = _build_contacts(conn, _Writer(conn), rng, now, conversations, counts)
-    counts.update(_build_conversations(conn, rng, now, settings, conversations, directory, contacts))
+    counts.update(_build_conversations(conn, rng, now, settings, conversations, directory, contacts,
+                                       progress or (lambda done, total: None)))
     if conn.dialect.name == "postgresql":
         _advance_sequences(conn)
     return counts
@@ -471,7 +474,7 @@ def _policy_for(settings, *, vip, priority, channel, group, location):
     return None
 
 
-def _build_conversations(conn, rng, now, settings, n, d: _Directory, contacts) -> dict:
+def _build_conversations(conn, rng, now, settings, n, d: _Directory, contacts, progress) -> dict:
     ids = _Ids(conn)
     now_ts = now.timestamp()
     counts = {"conversations": 0, "messages": 0, "notes": 0, "events": 0, "tags": 0, "watchers": 0,
@@ -515,6 +518,7 @@ def _build_conversations(conn, rng, now, settings, n, d: _Directory, contacts) -
                 name = _COUNT_NAMES.get(table.name, table.name)
                 if name in counts:
                     counts[name] += len(rows)
+        progress(min(n, start + BATCH), n)
     return counts
 
 

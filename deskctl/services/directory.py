@@ -144,8 +144,9 @@ def add_location(session, actor: Actor, name: str, now: datetime) -> Location:
     return location
 
 
-def list_locations(session) -> list[dict]:
-    rows = session.execute(
+def list_locations(session, *, name: str | None = None) -> list[dict]:
+    """Locations with their group and user counts (only `name`'s when given)."""
+    stmt = (
         select(Location.id, Location.name,
                select(func.count()).select_from(Group).where(Group.location_id == Location.id)
                .scalar_subquery().label("groups"),
@@ -153,7 +154,9 @@ def list_locations(session) -> list[dict]:
                .scalar_subquery().label("users"))
         .order_by(Location.name)
     )
-    return [dict(row._mapping) for row in rows]
+    if name is not None:
+        stmt = stmt.where(Location.name == name)
+    return [dict(row._mapping) for row in session.execute(stmt)]
 
 
 def add_group(session, actor: Actor, name: str, location: str | None, now: datetime) -> Group:
@@ -168,15 +171,18 @@ def add_group(session, actor: Actor, name: str, location: str | None, now: datet
     return group
 
 
-def list_groups(session) -> list[dict]:
+def list_groups(session, *, name: str | None = None) -> list[dict]:
+    """Groups with their location and member count (only `name`'s when given)."""
     members = (select(func.count()).select_from(GroupMember)
                .where(GroupMember.group_id == Group.id).scalar_subquery())
-    rows = session.execute(
+    stmt = (
         select(Group.id, Group.name, Location.name.label("location"), members.label("members"))
         .outerjoin(Location, Location.id == Group.location_id)
         .order_by(Group.name)
     )
-    return [dict(row._mapping) for row in rows]
+    if name is not None:
+        stmt = stmt.where(Group.name == name)
+    return [dict(row._mapping) for row in session.execute(stmt)]
 
 
 def add_member(session, actor: Actor, group: str, handle: str) -> None:
@@ -200,12 +206,24 @@ def remove_member(session, actor: Actor, group: str, handle: str) -> None:
         raise NotFound(f"{handle} is not a member of {group}")
 
 
+def _user_for_availability(session, actor: Actor, handle: str | None, what: str) -> User:
+    """The actor, or another user when the actor is a supervisor or an admin."""
+    target = get_user(session, handle or actor.handle)
+    if target.id != actor.id and not actor.is_supervisor:
+        raise Forbidden(f"{what} another user's availability needs the supervisor role "
+                        f"({actor.handle} is {actor.role})")
+    return target
+
+
+def availability_of(session, actor: Actor, handle: str | None) -> User:
+    """Read one's own availability; supervisors and admins may read another user's."""
+    return _user_for_availability(session, actor, handle, "seeing")
+
+
 def set_availability(session, actor: Actor, handle: str | None, state: str | None, *,
                      default: str | None, states: Sequence[str]) -> User:
     """Set one's own availability; supervisors and admins may set another user's."""
-    target = get_user(session, handle or actor.handle)
-    if target.id != actor.id and not actor.is_supervisor:
-        raise Forbidden(f"setting another user's availability needs the supervisor role ({actor.handle} is {actor.role})")
+    target = _user_for_availability(session, actor, handle, "setting")
     if state is not None:
         target.availability = check_availability(state, states)
     if default is not None:

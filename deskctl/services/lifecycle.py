@@ -14,6 +14,9 @@ Every bulk verb goes through one engine, `_run`:
 5. refresh the SLA state of the changed conversations;
 6. return the change records of SPEC §7 (the same with `dry_run`, which writes nothing).
 
+Steps 4 and 5 report their progress to `session.info[PROGRESS]` when the caller put a
+callable there (the command layer's progress bar).
+
 Services never commit and never print: the command owns the transaction.
 """
 
@@ -48,6 +51,9 @@ from deskctl.services.queries import (
 
 C = Conversation
 CHUNK = 2000  # ids per UPDATE: 2 parameters each, well under every engine's limit
+# The key of Session.info under which a caller may put a `progress(done, total)` callable:
+# `_run` reports through it as it writes (the command layer draws the bar; see term.Progress).
+PROGRESS = "deskctl.progress"
 
 
 @dataclass(frozen=True)
@@ -231,16 +237,25 @@ def _run(session, actor, spec: TargetSpec, plan: Plan, *, now: datetime, setting
         before_write(changed)
     table = C.__table__
     values = dict(plan.values, version=table.c.version + 1, updated_at=now)
+    progress = session.info.get(PROGRESS) or (lambda done, total: None)
+    steps = 2 * len(changed)  # each row is written, then its SLA refreshed (the slower half)
     # Written in id order: each chunk then touches neighbouring pages, not the whole table.
+    written = 0
     for chunk in chunks(sorted(changed, key=lambda s: s.id), CHUNK):
         _update_versioned(session, chunk, values)
         _insert_events(session, actor.handle, now, [
             (s.id, plan.event_kind(s) if plan.event_kind else plan.kind, plan.data(s)) for s in chunk])
+        written += len(chunk)
+        progress(written, steps)
     if after_write is not None:
         after_write(changed)
     _notify_watchers(session, actor, plan.kind, changed, now=now)
-    sla.after_change(session, [(s.id, s.status, plan.after(s)[0]) for s in sorted(changed, key=lambda s: s.id)],
-                     frozenset(plan.values), now=now, settings=settings)
+    transitions = [(s.id, s.status, plan.after(s)[0]) for s in sorted(changed, key=lambda s: s.id)]
+    for start in range(0, len(transitions), sla.CHUNK):
+        chunk = transitions[start:start + sla.CHUNK]
+        sla.after_change(session, chunk, frozenset(plan.values), now=now, settings=settings)
+        written += len(chunk)
+        progress(written, steps)
     return Outcome(records, changed)
 
 

@@ -124,7 +124,7 @@ DEFINITIONS: dict[str, str] = {
     ),
 }
 
-DEFAULT_BY = {kind: "day" for kind in KINDS} | {"backlog": "group"}
+DEFAULT_BY = {kind: "day" for kind in KINDS} | {"tags": "tag", "backlog": "group"}
 
 
 def columns_for(kind: str, by: str) -> list[ReportColumn]:

@@ -243,7 +243,7 @@ def test_tags_by_tag_and_day(report_desk):
         "refund": [2, 45000, 45000],
         None: [1, 3600, 3600],
     }
-    rows = report(report_desk, "tags")
+    rows = report(report_desk, "tags", "--by", "day")
     assert by_key(rows, "day") == {
         "2026-11-16": [1, 7200, 7200], "2026-11-17": [1, 3600, 3600], "2026-11-18": [0, None, None],
         "2026-11-19": [1, 86400, 86400], "2026-11-20": [0, None, None], "2026-11-21": [1, 799200, 799200],
