@@ -59,6 +59,16 @@ EXPECTED_CODES: dict[str, tuple[set[int], str]] = {
     "deskctl list --status resolved --updated-before 7d --format ids | deskctl close -": ({0, 2}, "nothing matched"),
     # "Outbound" uses the saved reply that "Saved replies", further down, creates.
     "deskctl reply '#1042' --template refund-done": ({3}, "the template is added later in the README"),
+    # Examples that name what a demo desk does not have: a Maildir, a database host, a
+    # conversation of bob's groups, an email conversation, a file to save.
+    "deskctl ingest email --maildir /srv/mail/support": ({0, 75}, "no such Maildir here"),
+    "deskctl transfer 3 --to group:billing --db postgresql://desk@db/desk": ({75}, "no database host named db here"),
+    "deskctl --as bob claim 42": ({0, 4, 5}, "#42 may be outside bob's groups"),
+    "deskctl claim 42 --as bob": ({0, 4, 5}, "#42 may be outside bob's groups"),
+    "deskctl contact add --name \"Léa Dubois\" --email lea@example.fr": ({0, 4}, "the demo has her"),
+    "deskctl attachment save 42 photo.png": ({0, 3}, "#42 of the demo has no attachment"),
+    "deskctl user add root": ({0, 4}, "README and getting started both create the first admin"),
+    "deskctl reply 42 \"See attached.\" --cc": ({0, 2}, "--cc needs an email conversation"),
 }
 REOPENED_FIRST = ("12", "13", "14", "40", "42", "1042")
 
@@ -177,6 +187,8 @@ def _prepare_files(work: Path, home: Path) -> None:
         "From lea@example.fr Mon Nov 23 09:00:00 2026\nFrom: Lea Dubois <lea@example.fr>\n"
         "To: support@desk.example\nSubject: Archive test\nMessage-ID: <archive-1@example.fr>\n\nHello\n",
         encoding="utf-8")
+    (work / "contacts.csv").write_text("email,name,phone,account,vip,plan\nnew.customer@example.fr,New Customer,"
+                                       "+33 1 02 03 04 05,ACME-9,no,gold\n", encoding="utf-8")
     (home / "sign-off.txt").write_text("Best regards,\nThe support team\n", encoding="utf-8")
 
 
