@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 
 from deskctl.models import Conversation, Event, Message, MessageReference
 from deskctl.models.message import MAX_REFERENCE
@@ -249,6 +249,11 @@ def store_references(conn, rows: Iterable[tuple[int, Sequence[str]]]) -> None:
 
 _REF = MessageReference.__table__
 _MSG = Message.__table__
+# Built once: the newest message naming each ref (the (ref, message_id) index), then its conversation.
+_NEWEST_NAMING = (select(_REF.c.ref, func.max(_REF.c.message_id).label("message_id"))
+                  .where(_REF.c.ref.in_(bindparam("refs", expanding=True))).group_by(_REF.c.ref).subquery())
+_SELECT_SHARING = select(_NEWEST_NAMING.c.ref, _MSG.c.conversation_id).join(
+    _MSG, _MSG.c.id == _NEWEST_NAMING.c.message_id)
 
 
 def sharing(conn, ids: Iterable[str]) -> dict[str, int]:
@@ -257,10 +262,7 @@ def sharing(conn, ids: Iterable[str]) -> dict[str, int]:
     wanted = sorted({i for i in ids if len(i) <= MAX_REFERENCE})
     if not wanted:
         return {}
-    newest = (select(_REF.c.ref, func.max(_REF.c.message_id).label("message_id"))
-              .where(_REF.c.ref.in_(wanted)).group_by(_REF.c.ref).subquery())
-    return dict(conn.execute(select(newest.c.ref, _MSG.c.conversation_id)
-                             .join(_MSG, _MSG.c.id == newest.c.message_id)).all())
+    return dict(conn.execute(_SELECT_SHARING, {"refs": wanted}).all())
 
 
 # -- duplicates -----------------------------------------------------------------------------------
