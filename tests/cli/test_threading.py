@@ -233,3 +233,58 @@ def test_a_merged_duplicate_reopened_later_keeps_its_own_messages(tdesk):
     tdesk.ok("reopen", dup["id"], as_="alice")
     [line] = ingest_lines(tdesk, chat("o-3", thread="chat-x")).json()
     assert (line["id"], line["action"]) == (dup["id"], "appended")
+
+
+# -- migration 0002 on a desk that already has mail --------------------------------------------------
+@pytest.fixture
+def empty_database(engine_name, tmp_path):
+    """A URL of a new, empty database on the engine (not the session's migrated one)."""
+    if engine_name == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.db'}"
+        return
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import _pg_admin_url, _pg_available
+
+    admin = _pg_admin_url()
+    if _pg_available(admin):
+        pytest.skip("PostgreSQL not reachable")
+    plain = admin.replace("postgresql+psycopg://", "postgresql://")
+    name = f"deskctl_mig_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"{admin.rpartition('/')[0]}/{name}"
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migration_0002_fills_the_ancestors_of_stored_mail(empty_database):
+    from deskctl.db.engine import make_engine
+    from deskctl.db.migrate import upgrade
+
+    engine = make_engine(empty_database)
+    try:
+        upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO conversations (id, subject, channel, status, priority, created_at, "
+                              "updated_at, sla_state, sla_paused_s, version) VALUES (1, 's', 'email', 'new', "
+                              "'low', '2026-11-20 09:00:00', '2026-11-20 09:00:00', 'none', 0, 1)"))
+            rows = [(1, "a@x", None, None, "email"), (2, "b@x", "a@x", "<root@x> <a@x>", "email"),
+                    (3, "c@x", "b@x", None, "email"), (4, "m-1", None, None, "chat")]
+            for mid, external_id, in_reply_to, references, channel in rows:
+                conn.execute(text(
+                    "INSERT INTO messages (id, conversation_id, direction, channel, text, external_id, in_reply_to, "
+                    '"references", cc, bcc, created_at) VALUES (:id, 1, \'inbound\', :ch, \'t\', :e, :irt, :refs, '
+                    "'[]', '[]', '2026-11-20 09:00:00')"),
+                    {"id": mid, "ch": channel, "e": external_id, "irt": in_reply_to, "refs": references})
+        upgrade(engine)
+        with engine.connect() as conn:
+            refs = [tuple(r) for r in conn.execute(text(
+                "SELECT message_id, ref FROM message_references ORDER BY message_id, ref"))]
+            kept = conn.execute(text("SELECT count(*) FROM messages WHERE sent_at IS NULL AND body_sha256 IS NULL"))
+            assert kept.scalar() == 4
+        assert refs == [(2, "a@x"), (2, "root@x"), (3, "b@x")]
+    finally:
+        engine.dispose()
