@@ -46,6 +46,7 @@ SOURCE = "email"
 REOPENED_BY_REPLY = ("pending", "resolved")
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _TAG = re.compile(r"\[#(\d{1,9})\]")
+_TAG_SPACED = re.compile(r"\s*\[#\d{1,9}\]\s*")
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
 # Defects that mean the MIME tree we got is not the one that was sent.
@@ -456,7 +457,9 @@ def _store(session, parsed, results, *, now, settings, group_id, store_attachmen
             gid = group_id if group_id is not None else (target[1]["group_id"] if target is not None else None)
             subject = p.subject
             if linked is not None:
-                subject = re.sub(rf"\s*\[#{linked}\]\s*", " ", subject).strip()
+                # A follow-up's tags name older conversations (the closed one, or a
+                # duplicate merged into it); its own tag is added to our replies.
+                subject = _TAG_SPACED.sub(" ", subject).strip()
             ref = ("new", len(new_convs))
             new_convs.append({
                 "subject": subject[:998], "channel": CHANNEL, "status": "new", "priority": "low",

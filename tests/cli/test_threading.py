@@ -210,6 +210,17 @@ def test_email_of_a_merged_conversation_goes_to_the_survivor(tdesk, tmp_path):
     assert conversation(tdesk, dup["id"])["status"] == "closed"
 
 
+def test_an_email_tagged_with_a_merged_duplicate_of_a_closed_survivor_opens_its_follow_up(tdesk, tmp_path):
+    dup = one(ingest_mail(tdesk, tmp_path, mail("md@example.fr", subject="Commande")))
+    keep = make_conversation(tdesk, subject="Commande", group="support")
+    tdesk.ok("merge", dup["id"], "--into", keep, as_="alice")
+    set_status(tdesk, keep, "closed")
+    late = one(ingest_mail(tdesk, tmp_path, mail("md-2@example.fr", subject=f"Re: [#{dup['id']}] Commande")))
+    assert late["action"] == "created" and late["id"] not in (dup["id"], keep)
+    [shown] = tdesk.json("show", late["id"])
+    assert (shown["linked_to"], shown["subject"], shown["group"]) == (keep, "Re: Commande", "support")
+
+
 def test_after_the_survivor_closes_a_merged_thread_opens_a_follow_up_of_the_survivor(tdesk):
     [dup] = ingest_lines(tdesk, chat("s-1", thread="chat-a")).json()
     [keep] = ingest_lines(tdesk, chat("s-2", thread="chat-b")).json()
