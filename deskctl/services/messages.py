@@ -115,7 +115,8 @@ def destinations(conn, conversation_ids: Iterable[int]) -> dict[int, Destination
     the one it was merged into; another closed one to its newest follow-up (a
     conversation linked to it that is not a duplicate merged into it); followed until an
     open one, or a closed one with neither. Unknown ids are left out."""
-    info = _states(conn, set(conversation_ids))
+    wanted = set(conversation_ids)
+    info = _states(conn, wanted)
     step: dict[int, int] = {}
     frontier = {cid for cid, d in info.items() if d.status == "closed"}
     expanded: set[int] = set()
@@ -130,13 +131,13 @@ def destinations(conn, conversation_ids: Iterable[int]) -> dict[int, Destination
         step.update(found)
         frontier = {dst for dst in found.values() if info[dst].status == "closed"} - expanded
     out = {}
-    for cid in info:
+    for cid in wanted & info.keys():
         current, seen = cid, {cid}
         while current in step and step[current] not in seen:
             current = step[current]
             seen.add(current)
         out[cid] = info[current]
-    return {cid: out[cid] for cid in conversation_ids if cid in out}
+    return out
 
 
 def _states(conn, ids: set[int]) -> dict[int, Destination]:
@@ -194,7 +195,7 @@ class Router:
     def __init__(self, conn, conversation_ids: Iterable[int]):
         self._destination: dict[int, int] = {}
         self.states: dict[object, dict] = {}
-        for cid, d in destinations(conn, set(conversation_ids)).items():
+        for cid, d in destinations(conn, conversation_ids).items():
             self._destination[cid] = d.id
             self.states.setdefault(d.id, {"status": d.status, "group_id": d.group_id})
         self._followup: dict[object, object] = {}

@@ -187,6 +187,15 @@ def test_json_lines_and_email_follow_the_same_follow_up(tdesk, tmp_path):
     assert (tagged["id"], tagged["action"]) == (follow["id"], "appended")
 
 
+def test_a_cycle_of_links_made_by_hand_ends(tdesk, tmp_path):
+    first = make_conversation(tdesk, status="closed", subject="Un")
+    second = make_conversation(tdesk, status="closed", subject="Deux", linked_to_id=first, contact_email="m@x.example")
+    with tdesk.engine.begin() as conn:
+        conn.execute(text("UPDATE conversations SET linked_to_id = :b WHERE id = :a"), {"a": first, "b": second})
+    late = one(ingest_mail(tdesk, tmp_path, mail("cycle@example.fr", in_reply_to=f"m{first}@example.fr")))
+    assert late["action"] == "created" and conversation(tdesk, late["id"])["linked_to_id"] == second
+
+
 # -- bug 3: after a merge, the duplicate's thread goes to the survivor ----------------------------
 def test_json_lines_of_a_merged_conversation_s_thread_go_to_the_survivor(tdesk):
     [dup] = ingest_lines(tdesk, chat("k-1", thread="chat-3005")).json()
