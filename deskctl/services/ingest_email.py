@@ -7,9 +7,11 @@ quarantine, duplicate, append or create. The command runs one transaction per me
 so one bad or failing message never takes the others of an mbox down with it.
 
 Threading, in this order: In-Reply-To, then References (newest first) against the
-stored Message-IDs of every email message (inbound and our own outbound replies); then
-a `[#123]` tag in the subject; else a new conversation. A reply to a `closed`
-conversation opens a new one linked to it.
+stored Message-IDs of every email message (inbound and our own outbound replies); then a
+stored message naming this one or one of its ancestors in its own References; then a
+`[#123]` tag in the subject; else a new conversation. Where the conversation found was
+merged or closed, `messages.Router` says where the message goes (the survivor, the
+follow-up already opened, or a new follow-up linked to it). Docs: docs/threading.md.
 """
 
 from __future__ import annotations
@@ -384,9 +386,9 @@ def ingest_batch(session, messages: list[tuple[bytes, str | None]], *, now: date
 def _store(session, parsed, results, *, now, settings, group_id, store_attachment,
            refresh) -> list[tuple[int, str, str]]:
     """Store the parsed messages (index, ParsedEmail) and fill their results; returns
-    (index, Message-ID, reason) for each one to quarantine instead: a different message reusing a
-    stored Message-ID (SPEC §13). Received now: `created_at` and every clock use the
-    desk's time, the Date header is only kept as `sent_at`."""
+    (index, Message-ID, reason) for each one to quarantine instead: a different message
+    reusing a stored Message-ID (SPEC §13). Everything is received now: `created_at` and
+    every clock use the desk's time; the Date header is only kept as `sent_at`."""
     conn = session.connection()
     # What the database knows: Message-IDs (ours and theirs), the messages naming the
     # same ancestors, conversations, and the senders of the Message-IDs already used.
@@ -439,7 +441,7 @@ def _store(session, parsed, results, *, now, settings, group_id, store_attachmen
             ref = next((shared[c] for c in [p.message_id, *candidates] if c in shared), None)
         target = router.target(ref) if ref is not None else None
         if target is None:
-            target = next((router.target(int(t)) for t in _TAG.findall(p.subject) if router.target(int(t))), None)
+            target = next(filter(None, (router.target(int(t)) for t in _TAG.findall(p.subject))), None)
         if target is not None and target[1]["status"] != "closed":
             ref, state = target
             action = "appended"
