@@ -12,12 +12,12 @@ from deskctl.models.conversation import (
 )
 from deskctl.models.directory import ROLES, Group, GroupMember, Location, User
 from deskctl.models.event import EVENT_KINDS, Event
-from deskctl.models.message import Attachment, Message, Note, NoteVersion
+from deskctl.models.message import Attachment, Message, MessageReference, Note, NoteVersion
 from deskctl.models.ops import JobLock, JobRun, Outbox, Quarantine, Template
 
 __all__ = [
     "EVENT_KINDS", "PRIORITIES", "ROLES", "SLA_STATES", "STATUSES",
     "Attachment", "Contact", "Conversation", "ConversationTag", "Event", "Group", "GroupMember",
-    "JobLock", "JobRun", "Location", "Message", "Note", "NoteVersion", "Outbox", "Quarantine",
+    "JobLock", "JobRun", "Location", "Message", "MessageReference", "Note", "NoteVersion", "Outbox", "Quarantine",
     "SlaMark", "Template", "User", "Watcher",
 ]

@@ -37,7 +37,9 @@ class Conversation(Base):
     reason: Mapped[str | None] = mapped_column(String(200))
     closing_note: Mapped[str | None] = mapped_column(Text)
     csat: Mapped[int | None] = mapped_column(Integer)
-    linked_to_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    # A follow-up points at the closed conversation it continues; a merged duplicate
+    # at its survivor (event `merged`). Indexed: ingest looks up follow-ups by it.
+    linked_to_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"), index=True)
     # The (channel, thread) key of JSON-lines channels; null for email.
     thread_key: Mapped[str | None] = mapped_column(String(200))
 

@@ -9,6 +9,9 @@ from deskctl.db.base import Base
 from deskctl.db.types import BigId, JsonType, bigpk, intpk, utc, utc_null
 
 DIRECTIONS = ("inbound", "outbound")
+# Longer ancestor ids are not indexed (no real Message-ID is this long, and a btree
+# entry must stay small on PostgreSQL).
+MAX_REFERENCE = 250
 
 
 class Message(Base):
@@ -35,7 +38,27 @@ class Message(Base):
     references: Mapped[str | None] = mapped_column(Text)
     cc: Mapped[list] = mapped_column(JsonType, default=list)
     bcc: Mapped[list] = mapped_column(JsonType, default=list)
+    # When the desk received (inbound) or sent (outbound) it: every clock reads this.
     created_at: Mapped[utc]
+    # What the sender claims (an email's Date: header); shown, never used for timing.
+    sent_at: Mapped[utc_null]
+    # SHA-256 of the content (services.messages.body_sha256): tells a re-delivery of
+    # this message from a different message reusing its external id. Null: stored
+    # before the column existed, unknown.
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
+
+
+class MessageReference(Base):
+    """The Message-IDs an email names as its ancestors (In-Reply-To and References):
+    threading finds the stored messages that share an ancestor with a new one."""
+
+    __tablename__ = "message_references"
+    # (ref, message_id): "the newest message naming this ancestor" reads the index only.
+    __table_args__ = (Index("ix_message_references_ref_message", "ref", "message_id"),)
+
+    message_id: Mapped[int] = mapped_column(BigId, ForeignKey("messages.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    ref: Mapped[str] = mapped_column(String(MAX_REFERENCE), primary_key=True)
 
 
 class Attachment(Base):

@@ -7,9 +7,11 @@ quarantine, duplicate, append or create. The command runs one transaction per me
 so one bad or failing message never takes the others of an mbox down with it.
 
 Threading, in this order: In-Reply-To, then References (newest first) against the
-stored Message-IDs of every email message (inbound and our own outbound replies); then
-a `[#123]` tag in the subject; else a new conversation. A reply to a `closed`
-conversation opens a new one linked to it.
+stored Message-IDs of every email message (inbound and our own outbound replies); then a
+stored message naming this one or one of its ancestors in its own References; then a
+`[#123]` tag in the subject; else a new conversation. Where the conversation found was
+merged or closed, `messages.Router` says where the message goes (the survivor, the
+follow-up already opened, or a new follow-up linked to it). Docs: docs/threading.md.
 """
 
 from __future__ import annotations
@@ -32,12 +34,22 @@ from deskctl.services import quarantine as quarantine_service
 from deskctl.services.htmltext import html_to_text
 from deskctl.services.ingest_jsonl import insert_ids, message_in_events, update_touched
 from deskctl.services.intake import Spilled, email_over_limits, spill
+from deskctl.services.messages import (
+    Router,
+    StoredMessage,
+    ancestors,
+    body_sha256,
+    redelivery_problem,
+    sharing,
+    store_references,
+)
 
 CHANNEL = "email"
 SOURCE = "email"
 REOPENED_BY_REPLY = ("pending", "resolved")
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _TAG = re.compile(r"\[#(\d{1,9})\]")
+_TAG_SPACED = re.compile(r"\s*\[#\d{1,9}\]\s*")
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
 # Defects that mean the MIME tree we got is not the one that was sent.
@@ -74,9 +86,6 @@ class _CachingPolicy(policy.EmailPolicy):
 
 POLICY = _CachingPolicy()  # == policy.default in every setting
 _PARSER = BytesParser(policy=POLICY)
-# The parent and its most recent ancestors are enough to thread; a References header
-# of hundreds of ids must not become hundreds of query parameters.
-MAX_CANDIDATES = 40
 
 
 class Unusable(Exception):
@@ -100,13 +109,7 @@ class ParsedEmail:
 
     def thread_candidates(self) -> list[str]:
         """Message-IDs that may name the parent, most specific first."""
-        out: dict[str, None] = {}
-        if self.in_reply_to:
-            out[self.in_reply_to] = None
-        for ref in reversed(self.references):
-            out.setdefault(ref, None)
-        out.pop(self.message_id, None)
-        return list(out)[:MAX_CANDIDATES]
+        return ancestors(self.in_reply_to, self.references, self.message_id)
 
 
 # -- parsing ---------------------------------------------------------------------------
@@ -322,12 +325,12 @@ _CONV = Conversation.__table__
 _MSG = Message.__table__
 _CONTACT = Contact.__table__
 # Statements built once: per-batch cost is then binding and executing, not building.
-_SELECT_KNOWN = select(_MSG.c.external_id, _MSG.c.conversation_id).where(
+_SELECT_KNOWN = select(_MSG.c.external_id, _MSG.c.conversation_id, _MSG.c.direction, _MSG.c.author_contact_id,
+                       _MSG.c.body_sha256).where(
     _MSG.c.channel == CHANNEL, _MSG.c.external_id.in_(bindparam("ids", expanding=True)))
-_SELECT_CONVERSATIONS = select(_CONV.c.id, _CONV.c.status, _CONV.c.group_id).where(
-    _CONV.c.id.in_(bindparam("ids", expanding=True)))
-_SELECT_CONTACTS = select(_CONTACT.c.id, _CONTACT.c.email, _CONTACT.c.name).where(
+_SELECT_CONTACTS = select(_CONTACT.c.email, _CONTACT.c.id).where(
     _CONTACT.c.email.in_(bindparam("emails", expanding=True)))
+_SELECT_NAMED_CONTACTS = _SELECT_CONTACTS.add_columns(_CONTACT.c.name)
 _NAME_CONTACT = update(_CONTACT).where(_CONTACT.c.id == bindparam("b_id")).values(name=bindparam("b_name"))
 _INSERT_EVENTS = insert(Event.__table__)
 _INSERT_ATTACHMENTS = insert(Attachment.__table__)
@@ -378,66 +381,108 @@ def ingest_batch(session, messages: list[tuple[bytes | Spilled, str | None]], *,
             results[index] = {"message_id": _peek_message_id(head), "id": None, "action": "quarantined",
                               "quarantine_id": qid, "reason": str(exc)}
     if parsed:
-        _store(session, parsed, results, now=now, settings=settings, group_id=group_id,
-               store_attachment=store_attachment, refresh=refresh)
+        rejected = _store(session, parsed, results, now=now, settings=settings, group_id=group_id,
+                          store_attachment=store_attachment, refresh=refresh)
+        for index, message_id, reason in rejected:
+            raw, origin = messages[index]
+            qid = quarantine_service.hold(session, source=SOURCE, reason=reason, raw=raw, now=now,
+                                          filename=origin) if hold else None
+            results[index] = {"message_id": message_id, "id": None, "action": "quarantined",
+                              "quarantine_id": qid, "reason": reason}
     return results
 
 
-def _store(session, parsed, results, *, now, settings, group_id, store_attachment, refresh) -> None:
+def _store(session, parsed, results, *, now, settings, group_id, store_attachment,
+           refresh) -> list[tuple[int, str, str]]:
+    """Store the parsed messages (index, ParsedEmail) and fill their results; returns
+    (index, Message-ID, reason) for each one to quarantine instead: a different message
+    reusing a stored Message-ID (SPEC §13). Everything is received now: `created_at` and
+    every clock use the desk's time; the Date header is only kept as `sent_at`."""
     conn = session.connection()
-    # What the database knows: Message-IDs (ours and theirs), conversations, contacts.
+    # What the database knows: Message-IDs (ours and theirs), the messages naming the
+    # same ancestors, conversations, and the senders of the Message-IDs already used.
     wanted = {p.message_id for _, p in parsed} | {c for _, p in parsed for c in p.thread_candidates()}
-    known: dict[str, object] = dict(conn.execute(_SELECT_KNOWN, {"ids": sorted(wanted)}).all())
+    stored = {external_id: StoredMessage(cid, direction == "outbound", contact_id, sha256)
+              for external_id, cid, direction, contact_id, sha256 in conn.execute(_SELECT_KNOWN,
+                                                                                 {"ids": sorted(wanted)})}
+    shared = sharing(conn, wanted)
     tags = {int(t) for _, p in parsed for t in _TAG.findall(p.subject)}
-    conversation_ids = sorted({*known.values(), *tags})
-    states: dict[object, dict] = {}
-    if conversation_ids:
-        for cid, status, gid in conn.execute(_SELECT_CONVERSATIONS, {"ids": conversation_ids}):
-            states[cid] = {"status": status, "group_id": gid}
-    contacts = _contacts(conn, [p for _, p in parsed], now=now)
+    router = Router(conn, {*(m.conversation_id for m in stored.values()), *shared.values(), *tags})
+
+    # Duplicates first: a stored Message-ID is a re-delivery only from the same sender
+    # with the same content; otherwise the message is quarantined, never dropped.
+    digests = {index: body_sha256(p.text, p.html, (data for _, _, data in p.attachments)) for index, p in parsed}
+    reused = [p.sender for _, p in parsed if p.message_id in stored]
+    senders = dict(conn.execute(_SELECT_CONTACTS, {"emails": sorted(set(reused))}).all()) if reused else {}
+    verdicts: dict[int, str | None] = {}  # index -> None (store it), "duplicate", or the reason to quarantine
+    first_in_batch: dict[str, StoredMessage] = {}
+    for index, p in parsed:
+        if p.message_id in stored:
+            problem = redelivery_problem(stored[p.message_id], sender=senders.get(p.sender), sha256=digests[index])
+        elif p.message_id in first_in_batch:
+            problem = redelivery_problem(first_in_batch[p.message_id], sender=p.sender, sha256=digests[index])
+        else:
+            first_in_batch[p.message_id] = StoredMessage(None, False, p.sender, digests[index])
+            verdicts[index] = None
+            continue
+        verdicts[index] = "duplicate" if problem is None else (
+            f"Message-ID <{p.message_id}> is already stored and this is a different message: {problem}")
+    contacts = _contacts(conn, [p for index, p in parsed if verdicts[index] is None], now=now)
 
     new_convs: list[dict] = []  # a new conversation's ref is ("new", index) until inserted
     touched: dict[object, dict] = {}
-    planned: list[tuple[int, ParsedEmail, object, str, datetime]] = []
+    known: dict[str, object] = {external_id: m.conversation_id for external_id, m in stored.items()}
+    planned: list[tuple[int, ParsedEmail, object, str]] = []
+    rejected: list[tuple[int, str, str]] = []
     for index, p in parsed:
-        if p.message_id in known:
-            planned.append((index, p, known[p.message_id], "duplicate", now))
+        verdict = verdicts[index]
+        if verdict == "duplicate":
+            planned.append((index, p, known[p.message_id], "duplicate"))
             continue
-        at = min(p.date, now) if p.date is not None else now
-        ref = next((known[c] for c in p.thread_candidates() if c in known), None)
+        if verdict is not None:
+            rejected.append((index, p.message_id, verdict))
+            continue
+        candidates = p.thread_candidates()
+        # The parent (or a nearer ancestor) stored; else a stored message naming this one
+        # as its ancestor (it came first) or sharing an ancestor with it; else the tag.
+        ref = next((known[c] for c in candidates if c in known), None)
         if ref is None:
-            ref = next((int(t) for t in _TAG.findall(p.subject) if int(t) in states), None)
-        state = states.get(ref) if ref is not None else None
-        if state is not None and state["status"] != "closed":
+            ref = next((shared[c] for c in [p.message_id, *candidates] if c in shared), None)
+        target = router.target(ref) if ref is not None else None
+        if target is None:
+            target = next(filter(None, (router.target(int(t)) for t in _TAG.findall(p.subject))), None)
+        if target is not None and target[1]["status"] != "closed":
+            ref, state = target
             action = "appended"
             if isinstance(ref, tuple):
                 conv = new_convs[ref[1]]
-                conv["first_inbound_at"] = min(conv["first_inbound_at"], at)
-                conv["last_inbound_at"] = max(conv["last_inbound_at"], at)
+                conv["last_inbound_at"] = now
             else:
-                mark = touched.setdefault(ref, {"first": at, "last": at, "reopened": None})
-                mark["first"], mark["last"] = min(mark["first"], at), max(mark["last"], at)
+                mark = touched.setdefault(ref, {"first": now, "last": now, "reopened": None})
                 if state["status"] in REOPENED_BY_REPLY:
                     mark["reopened"] = state["status"]
                     state["status"] = "new"
         else:
             action = "created"
-            linked = ref if state is not None else None
-            gid = group_id if group_id is not None else (state["group_id"] if state is not None else None)
+            linked = target[0] if target is not None else None
+            gid = group_id if group_id is not None else (target[1]["group_id"] if target is not None else None)
             subject = p.subject
             if linked is not None:
-                subject = re.sub(rf"\s*\[#{linked}\]\s*", " ", subject).strip()
-            new_ref = ("new", len(new_convs))
+                # A follow-up's tags name older conversations (the closed one, or a
+                # duplicate merged into it); its own tag is added to our replies.
+                subject = _TAG_SPACED.sub(" ", subject).strip()
+            ref = ("new", len(new_convs))
             new_convs.append({
                 "subject": subject[:998], "channel": CHANNEL, "status": "new", "priority": "low",
                 "assignee_id": None, "group_id": gid, "location_id": None, "contact_id": contacts[p.sender],
-                "linked_to_id": linked, "thread_key": None, "created_at": at, "updated_at": now,
-                "first_inbound_at": at, "last_inbound_at": at, "sla_state": "none", "sla_paused_s": 0,
+                "linked_to_id": linked, "thread_key": None, "created_at": now, "updated_at": now,
+                "first_inbound_at": now, "last_inbound_at": now, "sla_state": "none", "sla_paused_s": 0,
                 "version": 1})
-            states[new_ref] = {"status": "new", "group_id": gid}
-            ref = new_ref
+            router.opened(linked, ref, group_id=gid)
         known[p.message_id] = ref
-        planned.append((index, p, ref, action, at))
+        for ancestor in candidates:
+            shared.setdefault(ancestor, ref)
+        planned.append((index, p, ref, action))
 
     new_ids: list[int] = []
     if new_convs:
@@ -451,16 +496,19 @@ def _store(session, parsed, results, *, now, settings, group_id, store_attachmen
     def real(ref):
         return new_ids[ref[1]] if isinstance(ref, tuple) else ref
 
-    stored = [(index, p, ref, action, at) for index, p, ref, action, at in planned if action != "duplicate"]
+    to_store = [(index, p, ref) for index, p, ref, action in planned if action != "duplicate"]
     message_ids = insert_ids(conn, _MSG, [{
         "conversation_id": real(ref), "direction": "inbound", "author_user_id": None,
         "author_contact_id": contacts[p.sender], "author_name": p.sender_name or None, "channel": CHANNEL,
         "message_type": "email", "subject": p.subject, "text": p.text, "html": p.html,
         "external_id": p.message_id, "in_reply_to": p.in_reply_to,
         "references": " ".join(f"<{r}>" for r in p.references) or None, "cc": p.cc, "bcc": [],
-        "created_at": at} for _, p, ref, _, at in stored])
+        "created_at": now, "sent_at": _sent_at(p.date), "body_sha256": digests[index]}
+        for index, p, ref in to_store])
+    store_references(conn, [(message_id, p.thread_candidates())
+                            for (_, p, _), message_id in zip(to_store, message_ids, strict=True)])
     attachment_rows = []
-    for (_, p, _, _, _), message_id in zip(stored, message_ids, strict=True):
+    for (_, p, _), message_id in zip(to_store, message_ids, strict=True):
         for name, ctype, data in p.attachments:
             if store_attachment is None:
                 from deskctl.services.outbound import store_attachment
@@ -472,11 +520,11 @@ def _store(session, parsed, results, *, now, settings, group_id, store_attachmen
     event_rows = [events.created_row(cid, channel=CHANNEL, source=SOURCE, at=now,
                                      linked_to=new_convs[number]["linked_to_id"])
                   for number, cid in enumerate(new_ids)]
-    for index, p, ref, action, _at in planned:
+    for index, p, ref, action in planned:
         results[index] = {"message_id": p.message_id, "id": real(ref), "action": action, "quarantine_id": None,
                           "reason": None}
     message_events, first_reply = message_in_events(
-        [(ref, real(ref), p.message_id) for _, p, ref, _, _ in stored], message_ids, touched, now=now)
+        [(ref, real(ref), p.message_id) for _, p, ref in to_store], message_ids, touched, now=now)
     event_rows += message_events
     if event_rows:
         conn.execute(_INSERT_EVENTS, event_rows)
@@ -486,6 +534,17 @@ def _store(session, parsed, results, *, now, settings, group_id, store_attachmen
         ids = sorted({*new_ids, *touched})
         if ids:
             sla.refresh(session, ids, now=now, settings=settings)
+    return rejected
+
+
+def _sent_at(date: datetime | None) -> datetime | None:
+    """The Date header as stored (UTC), or None when it names no storable moment."""
+    if date is None:
+        return None
+    try:
+        return date.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
 
 
 def _contacts(conn, parsed: list[ParsedEmail], *, now: datetime) -> dict[str, int]:
@@ -497,7 +556,9 @@ def _contacts(conn, parsed: list[ParsedEmail], *, now: datetime) -> dict[str, in
             names[p.sender] = p.sender_name
     found: dict[str, int] = {}
     unnamed = []
-    for cid, email, name in conn.execute(_SELECT_CONTACTS, {"emails": sorted(names)}):
+    if not names:
+        return found
+    for email, cid, name in conn.execute(_SELECT_NAMED_CONTACTS, {"emails": sorted(names)}):
         found[email] = cid
         if not name and names.get(email):
             unnamed.append({"b_id": cid, "b_name": names[email]})

@@ -5,10 +5,12 @@ One object a line:
    "from": {"name": ..., "email": ..., "phone": ..., "handle": ...}, "text": "...",
    "subject": null, "group": null, "priority": null, "attachments": []}
 
-Messages with the same (channel, thread) form one conversation (its `thread_key`); a
-thread whose conversation is closed opens a new one linked to it. (channel, id) is the
-message's external id, so a re-delivered line is a `duplicate`. A bad line is
-quarantined with its line number and the rest of the batch is kept.
+Messages with the same (channel, thread) form one conversation (its `thread_key`); where
+that conversation was merged or closed, `messages.Router` (the rule email uses too) sends
+the message to the survivor, to the follow-up already opened, or to a new follow-up
+linked to it. (channel, id) is the message's external id: a re-delivered line (same
+sender, same content) is a `duplicate`, a different message reusing it is quarantined.
+A bad line is quarantined with its line number and the rest of the batch is kept.
 
 Speed: a batch is a handful of set-based statements (one SELECT each for duplicates,
 threads, contacts and groups; one executemany INSERT each for conversations,
@@ -32,9 +34,15 @@ from deskctl.models import PRIORITIES, Attachment, Contact, Conversation, Event,
 from deskctl.services import events, notifications, sla
 from deskctl.services import quarantine as quarantine_service
 from deskctl.services.intake import Spilled, spill
+from deskctl.services.messages import (
+    REOPENED_BY_REPLY,
+    Router,
+    StoredMessage,
+    body_sha256,
+    redelivery_problem,
+)
 
 SOURCE = "jsonl"
-REOPENED_BY_REPLY = ("pending", "resolved")
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -277,8 +285,8 @@ def ingest_batch(session, lines: list[tuple[int, bytes | Spilled]], *, now: date
         else:
             good.append(item)
     if good:
-        _store(session, good, results, groups=groups, now=now, settings=settings,
-               store_attachment=store_attachment)
+        bad += _store(session, good, results, groups=groups, now=now, settings=settings,
+                      store_attachment=store_attachment)
     if bad:
         bad.sort()
         ids = quarantine_service.hold_many(
@@ -298,49 +306,82 @@ def _groups(session, names: set[str]) -> dict[str, tuple[int, int | None]]:
 
 
 def _store(session, items: list[Item], results: dict, *, groups, now, settings, store_attachment,
-           refresh: bool = True) -> None:
+           refresh: bool = True) -> list[tuple[int, bytes, str]]:
+    """Store the items and fill their results; returns (line, raw, reason) for each one
+    to quarantine instead: a different message reusing a stored (channel, id)."""
     conn = session.connection()
-    # 1. duplicates: already stored, or earlier in this batch
-    stored = {}
-    for channel, external_id, conversation_id in conn.execute(
-            select(Message.channel, Message.external_id, Message.conversation_id)
+    # 1. duplicates: already stored, or earlier in this batch; a re-delivery only from the
+    # same sender with the same content (SPEC §13), else the line is quarantined
+    stored: dict[tuple[str, str], StoredMessage] = {}
+    for channel, external_id, conversation_id, direction, contact_id, sha256 in conn.execute(
+            select(Message.channel, Message.external_id, Message.conversation_id, Message.direction,
+                   Message.author_contact_id, Message.body_sha256)
             .where(Message.channel.in_(sorted({i.channel for i in items})),  # the (channel, external_id) index
                    Message.external_id.in_(sorted({i.external_id for i in items})))):
-        stored[(channel, external_id)] = conversation_id
-    # 2. threads: the newest conversation of each (channel, thread)
-    threads: dict[tuple[str, str], dict] = {}
-    keys = {(i.channel, i.thread) for i in items}
-    for cid, channel, thread_key, status, group_id in conn.execute(
-            select(Conversation.id, Conversation.channel, Conversation.thread_key, Conversation.status,
-                   Conversation.group_id)
-            .where(Conversation.channel.in_(sorted({k[0] for k in keys})),
-                   Conversation.thread_key.in_(sorted({k[1] for k in keys}))).order_by(Conversation.id)):
-        if (channel, thread_key) in keys:
-            threads[(channel, thread_key)] = {"ref": cid, "status": status, "group_id": group_id}
+        stored[(channel, external_id)] = StoredMessage(conversation_id, direction == "outbound", contact_id, sha256)
+    digests = {item.line: body_sha256(item.text, item.html, (data for _, _, data in item.attachments))
+               for item in items}
+    reused = [item for item in items if (item.channel, item.external_id) in stored]
+    senders = _contacts(session, reused, now=now, create=False) if reused else {}
+    verdicts: dict[int, str | None] = {}  # line -> None (store it), "duplicate", or the reason to quarantine
+    first_in_batch: dict[tuple[str, str], StoredMessage] = {}
+    for item in items:
+        key = (item.channel, item.external_id)
+        if key in stored:
+            problem = redelivery_problem(stored[key], sender=senders.get(item.contact_key),
+                                         sha256=digests[item.line])
+        elif key in first_in_batch:
+            problem = redelivery_problem(first_in_batch[key], sender=item.contact_key, sha256=digests[item.line])
+        else:
+            first_in_batch[key] = StoredMessage(None, False, item.contact_key, digests[item.line])
+            verdicts[item.line] = None
+            continue
+        verdicts[item.line] = "duplicate" if problem is None else (
+            f"{item.channel} message id {item.external_id!r} is already stored and this is a different "
+            f"message: {problem}")
+    fresh = [item for item in items if verdicts[item.line] is None]
+    # 2. threads: the newest conversation of each (channel, thread), then where its
+    # messages go now (a merge or a follow-up may have moved them on)
+    threads: dict[tuple[str, str], object] = {}
+    keys = {(i.channel, i.thread) for i in fresh}
+    if keys:
+        for cid, channel, thread_key in conn.execute(
+                select(Conversation.id, Conversation.channel, Conversation.thread_key)
+                .where(Conversation.channel.in_(sorted({k[0] for k in keys})),
+                       Conversation.thread_key.in_(sorted({k[1] for k in keys}))).order_by(Conversation.id)):
+            if (channel, thread_key) in keys:
+                threads[(channel, thread_key)] = cid
+    router = Router(conn, threads.values())
     # 3. contacts
-    contacts = _contacts(session, items, now=now)
+    contacts = _contacts(session, fresh, now=now)
 
     new_convs: list[dict] = []  # placeholders: "ref" is ("new", index) until inserted
     touched: dict = {}  # ref -> {"first": at, "last": at, "reopened": previous status or None}
     planned: list[tuple[Item, object, str]] = []
+    rejected: list[tuple[int, bytes, str]] = []
     seen: dict[tuple[str, str], object] = {}
     for item in items:
         key = (item.channel, item.external_id)
-        if key in stored:
-            results[item.line] = {"line": item.line, "id": stored[key], "action": "duplicate",
-                                  "external_id": item.external_id, "quarantine_id": None, "reason": None}
+        verdict = verdicts[item.line]
+        if verdict == "duplicate":
+            if key in stored:
+                results[item.line] = {"line": item.line, "id": stored[key].conversation_id, "action": "duplicate",
+                                      "external_id": item.external_id, "quarantine_id": None, "reason": None}
+            else:
+                planned.append((item, seen[key], "duplicate"))
             continue
-        if key in seen:
-            planned.append((item, seen[key], "duplicate"))
+        if verdict is not None:
+            rejected.append((item.line, item.raw, verdict))
             continue
         thread = threads.get((item.channel, item.thread))
+        target = router.target(thread) if thread is not None else None
         contact_id = contacts[item.contact_key]
-        if thread is None or thread["status"] == "closed":
-            linked = thread["ref"] if thread is not None else None
+        if target is None or target[1]["status"] == "closed":
+            linked = target[0] if target is not None else None
             if item.group:
                 group_id, location_id = groups[item.group]
             else:
-                group_id = thread["group_id"] if thread is not None else None
+                group_id = target[1]["group_id"] if target is not None else None
                 location_id = None
             ref = ("new", len(new_convs))
             new_convs.append({
@@ -350,21 +391,23 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
                 "thread_key": item.thread, "created_at": item.at, "updated_at": now, "sla_state": "none",
                 "sla_paused_s": 0, "version": 1, "first_inbound_at": item.at, "last_inbound_at": item.at,
             })
-            threads[(item.channel, item.thread)] = {"ref": ref, "status": "new", "group_id": group_id}
+            threads[(item.channel, item.thread)] = ref
+            router.opened(linked, ref, group_id=group_id)
             action = "created"
         else:
-            ref = thread["ref"]
+            ref, state = target
             action = "appended"
-            state = touched.setdefault(ref, {"first": item.at, "last": item.at, "reopened": None})
-            state["first"] = min(state["first"], item.at)
-            state["last"] = max(state["last"], item.at)
-            if thread["status"] in REOPENED_BY_REPLY and not isinstance(ref, tuple):
-                state["reopened"] = thread["status"]
-                thread["status"] = "new"
-            elif isinstance(ref, tuple):
+            if isinstance(ref, tuple):
                 conv = new_convs[ref[1]]
                 conv["first_inbound_at"] = min(conv["first_inbound_at"], item.at)
                 conv["last_inbound_at"] = max(conv["last_inbound_at"], item.at)
+            else:
+                mark = touched.setdefault(ref, {"first": item.at, "last": item.at, "reopened": None})
+                mark["first"] = min(mark["first"], item.at)
+                mark["last"] = max(mark["last"], item.at)
+                if state["status"] in REOPENED_BY_REPLY:
+                    mark["reopened"] = state["status"]
+                    state["status"] = "new"
         seen[key] = ref
         planned.append((item, ref, action))
 
@@ -392,7 +435,7 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
             "conversation_id": real(ref), "author_contact_id": contacts[item.contact_key],
             "author_name": item.name or item.handle or None, "channel": item.channel,
             "message_type": item.message_type, "subject": item.subject, "text": item.text, "html": item.html,
-            "external_id": item.external_id, "created_at": item.at,
+            "external_id": item.external_id, "created_at": item.at, "body_sha256": digests[item.line],
         })
         to_store.append(item)
     message_ids = insert_ids(conn, Message.__table__, message_rows, inline=_MESSAGE_CONSTANTS)
@@ -424,6 +467,7 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
     touched_ids = sorted({*new_ids, *(ref for ref, _ in existing)})
     if touched_ids and refresh:
         sla.refresh(session, touched_ids, now=now, settings=settings)
+    return rejected
 
 
 def message_in_events(stored: list[tuple[object, int, str]], message_ids: list[int], touched: dict, *,
@@ -478,9 +522,9 @@ def _subject_from(text: str) -> str:
     return first if len(first) <= 80 else first[:79] + "…"
 
 
-def _contacts(session, items: list[Item], *, now: datetime) -> dict[tuple[str, str], int]:
+def _contacts(session, items: list[Item], *, now: datetime, create: bool = True) -> dict[tuple[str, str], int]:
     """Contact id per sender key (email, else phone, else channel:handle), creating the
-    missing ones in one INSERT."""
+    missing ones in one INSERT (with create=False, only the ones that exist)."""
     wanted: dict[tuple[str, str], Item] = {}
     for item in items:
         wanted.setdefault(item.contact_key, item)
@@ -503,7 +547,7 @@ def _contacts(session, items: list[Item], *, now: datetime) -> dict[tuple[str, s
         for cid, value in session.execute(select(Contact.id, handle).where(handle.in_(handles))):
             found[("handle", value)] = cid
     missing = [key for key in wanted if key not in found]
-    if missing:
+    if missing and create:
         rows = []
         for key in missing:
             item = wanted[key]

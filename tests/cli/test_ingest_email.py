@@ -67,7 +67,8 @@ def test_multipart_with_html_and_attachments(mail_desk, tmp_path):
     assert "compte deux fois l'abonnement Pro (voir pièce jointe)" in shown["text"]
     assert "<table" in shown["html"] and "https://billing.example.com/invoices/2026-1142" in shown["html"]
     assert shown["cc"] == ["marc.petit@example.fr", "compta@example.fr"]
-    assert shown["at"].startswith("2026-11-20T09:02:05")  # the Date header, in UTC
+    assert shown["at"] == NOW  # received now (SPEC §13)...
+    assert shown["sent_at"].startswith("2026-11-20T09:02:05")  # ...the Date header kept, in UTC
 
     original = message_from_bytes((MAIL / "multipart_html_attachment.eml").read_bytes(), policy=policy.default)
     expected = {part.get_filename(): part.get_content() for part in original.iter_attachments()}
@@ -218,7 +219,7 @@ def test_contact_reply_to_pending_or_resolved_brings_it_back_and_cancels_the_boo
                      "quarantine_id": None, "reason": None}
     [row] = mail_desk.rows("SELECT status, boomerang_at, last_inbound_at, version FROM conversations")
     assert row["status"] == "new" and row["boomerang_at"] is None
-    assert str(row["last_inbound_at"]).startswith("2026-11-23 11:00:00")
+    assert str(row["last_inbound_at"]).startswith("2026-11-23 12:00:00")  # received at NOW, not its Date
     assert row["version"] >= 2
     assert events(mail_desk, cid)[-1] == ("reopened", {"previous_status": status, "cause": "contact_reply"})
 
@@ -264,7 +265,9 @@ def test_subject_tag_threads_when_no_header_matches(mail_desk):
                "Forwarding the answer.\r\n").encode()
     [record] = ingest(mail_desk, "-", input=message).json()
     assert (record["id"], record["action"]) == (cid, "appended")
-    unknown = message.replace(f"[#{cid}]".encode(), b"[#999999]").replace(b"tagged-1", b"tagged-2")
+    # (Another parent too: one shared with tagged-1 would thread it there, SPEC §9.)
+    unknown = message.replace(f"[#{cid}]".encode(), b"[#999999]").replace(b"tagged-1", b"tagged-2") \
+        .replace(b"unknown@", b"other-unknown@")
     [other] = ingest(mail_desk, "-", input=unknown).json()
     assert other["action"] == "created" and other["id"] != cid
 
