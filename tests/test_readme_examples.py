@@ -69,6 +69,9 @@ EXPECTED_CODES: dict[str, tuple[set[int], str]] = {
     "deskctl attachment save 42 photo.png": ({0, 3}, "#42 of the demo has no attachment"),
     "deskctl user add root": ({0, 4}, "README and getting started both create the first admin"),
     "deskctl reply 42 \"See attached.\" --cc": ({0, 2}, "--cc needs an email conversation"),
+    # docs/threading.md's worked example: its mail files and ids are the example's own.
+    "deskctl ingest email reply-from-": ({0, 75}, "the example's mail files are not here"),
+    "deskctl merge 3005 --into 3003": ({0, 3}, "the example's ids"),
 }
 REOPENED_FIRST = ("12", "13", "14", "40", "42", "1042")
 
