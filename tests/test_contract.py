@@ -15,6 +15,9 @@ SPEC_COMMANDS = [
     "template add", "template list", "template show", "template delete", "pending", "resolve", "close",
     "qualify", "new", "reopen", "release", "merge", "watch", "unwatch", "ingest email", "ingest jsonl",
     "report", "audit", "daemon", "jobs list", "jobs run", "jobs history",
+    # §9, §12 (second release)
+    "config check", "config show", "attachment list", "attachment save", "contact import", "contact forget",
+    "db backup",
 ]
 
 SPEC_OPTIONS = {
@@ -32,11 +35,14 @@ SPEC_OPTIONS = {
     "new": ["--channel", "--contact", "--subject", "--group", "--priority"],
     "merge": ["--into"],
     "reply": ["--template", "--cc", "--bcc", "--attach"],
-    "ingest email": ["--mbox", "--maildir", "--group"],
+    "ingest email": ["--mbox", "--maildir", "--group", "--move"],
+    "attachment save": ["--all", "-o"],
+    "contact import": ["--dry-run"],
+    "contact forget": ["--yes"],
     "report": ["--since", "--until", "--by", "--format"],
     "audit": ["--since", "--actor", "--kind"],
     "daemon": ["--once"],
-    "jobs run": ["--now"],
+    "jobs run": ["--now", "--force-future"],
     "demo": ["--conversations", "--seed"],
     "user add": ["--name", "--email", "--role", "--location", "--group"],
     "availability": ["--user", "--default"],

@@ -207,17 +207,17 @@ def make_target_spec(app, target_args, params, *, all_=False, limit=None, sort=N
     from deskctl.services.queries import TargetSpec, parse_conversation_id, read_id_lines
 
     ids: list[int] = []
+    stdin = False
     for arg in target_args:
         if arg == "-":
             ids.extend(read_id_lines(click.open_file("-", "r")))
-            if not ids:
-                raise UsageError("no conversation ids on stdin")
+            stdin = True
         else:
             ids.append(parse_conversation_id(arg))
     flt = build_filter(app, params, **(extra or {}))
-    if ids and not flt.is_empty():
+    if (ids or stdin) and not flt.is_empty():
         raise UsageError("give either conversation ids or filters, not both")
-    return TargetSpec(ids=tuple(ids), filter=flt, all=all_, limit=limit, sort=sort)
+    return TargetSpec(ids=tuple(ids), filter=flt, all=all_, limit=limit, sort=sort, stdin=stdin)
 
 
 def stdin_is_terminal() -> bool:

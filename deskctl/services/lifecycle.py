@@ -178,7 +178,7 @@ def lost_race() -> Conflict:
 
 def _select_targets(session, actor, spec: TargetSpec, settings) -> tuple[list[int], dict[int, Snap], list]:
     """Resolve targets and check existence and scope: (ids, snapshots, failures)."""
-    if spec.ids:
+    if spec.explicit:
         ids, missing = resolve_target_ids(session, spec, actor_id=actor.id)
         snaps = _snapshots(session, ids)
     else:
@@ -203,7 +203,7 @@ def _select_targets(session, actor, spec: TargetSpec, settings) -> tuple[list[in
 
 
 def _order(spec: TargetSpec, ids: list[int]) -> list[int]:
-    return list(dict.fromkeys(spec.ids)) if spec.ids else ids
+    return list(dict.fromkeys(spec.ids)) if spec.explicit else ids
 
 
 def _run(session, actor, spec: TargetSpec, plan: Plan, *, now: datetime, settings, dry_run: bool,

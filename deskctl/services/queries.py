@@ -221,10 +221,13 @@ class TargetSpec:
     all: bool = False
     limit: int | None = None
     sort: str | None = None
+    # Ids were read from stdin (`-`): none read is an empty selection, as when a filter
+    # matches nothing (`list ... --format ids | deskctl close -` on a quiet day).
+    stdin: bool = False
 
     @property
     def explicit(self) -> bool:
-        return bool(self.ids)
+        return bool(self.ids) or self.stdin
 
 
 def select_conversations(session, flt: ConversationFilter, *, actor_id: int | None,
@@ -243,7 +246,7 @@ def resolve_target_ids(session, spec: TargetSpec, *, actor_id: int | None) -> tu
     Explicit ids keep their order (duplicates dropped); filters select in `--sort`
     order (oldest first by default, so `--limit` takes the oldest: workload balancing).
     """
-    if spec.ids:
+    if spec.explicit:
         wanted = list(dict.fromkeys(spec.ids))
         if spec.limit is not None:
             wanted = wanted[: spec.limit]

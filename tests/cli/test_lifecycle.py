@@ -233,3 +233,18 @@ def test_db_check_passes_after_every_verb(seeded):
         seeded.ok(*args, as_="carol")
     result = seeded.run("db", "check", as_="root")
     assert result.exit_code == 0, result
+
+
+def test_no_ids_on_stdin_is_an_empty_selection_not_an_error(seeded):
+    """`list ... --format ids | deskctl close -` on a day when nothing matched: exit 0 with
+    a notice, as for a filter that matches nothing (SPEC §3), so cron recipes do not fail."""
+    from tests.factories import make_conversation
+
+    make_conversation(seeded, assignee="alice", status="open")
+    before = seeded.dump()
+    for verb in (("close", "-"), ("transfer", "-", "--to", "group:sales"), ("resolve", "-")):
+        result = seeded.run(*verb, input="# nothing today\n\n", fmt="json")
+        assert result.exit_code == 0, (verb, result)
+        assert result.json() == [] and "nothing changed" in result.stderr
+    assert seeded.dump() == before
+    assert seeded.run("transfer", "-", "--to", "group:sales", "--assignee", "alice", input="").exit_code == 2
