@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "report": "deskctl.commands.report:report",
     "daemon": "deskctl.commands.jobs:daemon",
     "jobs": "deskctl.commands.jobs:jobs",
+    "config": "deskctl.commands.config:config",
 }
 
 

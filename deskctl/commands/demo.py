@@ -34,6 +34,7 @@ def demo(app, conversations, seed, force):
     from deskctl.output import notice
     from deskctl.services import demo as service
 
+    app.allow_new_database()
     started = time.perf_counter()
     handle = app.actor_handle if force else None
     with app.transaction() as session:
