@@ -714,8 +714,10 @@ def _policy(index: int, raw: Any, report: _Report, business_hours, channels) -> 
             when[cond] = (report.flag(value, ckey),)
         elif cond in ("priority", "channel", "group", "location"):
             values = value if isinstance(value, list) else [value]
-            if not report.check(all(isinstance(v, str) and v for v in values), ckey,
-                                "must be a name or a list of names"):
+            if not all(isinstance(v, str) and v for v in values):
+                bad_value = next(v for v in values if not (isinstance(v, str) and v))
+                bad_key = ckey if not isinstance(value, list) else f"{ckey}[{values.index(bad_value)}]"
+                report.wrong_type(bad_value, bad_key, "must be a name or a list of names")
                 continue
             known = PRIORITIES if cond == "priority" else channels if cond == "channel" else None
             bad = [v for v in values if known is not None and v not in known]
@@ -725,7 +727,10 @@ def _policy(index: int, raw: Any, report: _Report, business_hours, channels) -> 
         else:
             report.add(ckey, "unknown condition (vip, priority, channel, group, location)")
     hours = raw.get("hours", "24x7")
-    if not report.check(hours == "24x7" or hours in business_hours, f"{key}.hours",
+    if not isinstance(hours, str):
+        report.wrong_type(hours, f"{key}.hours", "must be 24x7 or a business_hours name")
+        hours = "24x7"
+    elif not report.check(hours == "24x7" or hours in business_hours, f"{key}.hours",
                         f"unknown calendar {hours!r} (24x7 or a business_hours name)"):
         hours = "24x7"
     targets = {t: report.duration(raw.get(t), f"{key}.{t}") for t in SLA_TARGETS}

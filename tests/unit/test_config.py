@@ -214,3 +214,16 @@ def test_the_database_url_from_the_flag_is_checked_and_named(tmp_path):
     assert not (tmp_path / "typo").exists()
     settings = load_settings(None, "postgres://desk:s3cret@db/desk", "--db")
     assert settings.origins["database"] == "--db"
+
+
+@pytest.mark.parametrize("text, key", [
+    ("sla: {policies: [{name: a, when: {group: [billing, off]}}]}\n", "sla.policies[0].when.group[1]"),
+    ("sla: {policies: [{name: a, when: {location: no}}]}\n", "sla.policies[0].when.location"),
+    ("sla: {policies: [{name: yes}]}\n", "sla.policies[0].name"),
+    ("timezone: no\n", "timezone"),
+    ("service_user: off\n", "service_user"),
+])
+def test_the_yaml_1_1_surprise_is_named_for_every_name(tmp_path, text, key):
+    [found] = _problems(tmp_path, text)
+    assert found.key == key
+    assert "(a YAML 1.1 boolean); quote it: '" in found.problem
