@@ -529,10 +529,16 @@ def _database_url(from_file: Any, given: str | None, origin: str, report: _Repor
     try:
         parsed = make_url(normalize_url(url))
     except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        return problem(f"invalid database URL {redact(url)!r} (e.g. sqlite:////var/lib/deskctl/desk.db "
-                       "or postgresql://desk@db/desk)")
-    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
-    if backend not in SUPPORTED_ENGINES or driver not in ("pysqlite", "psycopg"):
+        reason = (f"invalid database URL {redact(url)!r} (e.g. sqlite:////var/lib/deskctl/desk.db "
+                  "or postgresql://desk@db/desk)")
+        if given:  # a malformed option value is a usage error (2), as for any option
+            from deskctl.errors import UsageError
+
+            raise UsageError(reason) from None
+        return problem(reason)
+    # Names only: asking SQLAlchemy for the driver would import (or fail to find) its plugin.
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in SUPPORTED_ENGINES or driver not in ("", "pysqlite", "psycopg"):
         return problem(f"unsupported database {parsed.drivername!r}: deskctl supports sqlite "
                        "(sqlite:///PATH) and postgresql (postgresql://USER@HOST/NAME, psycopg 3)")
     file = sqlite_file(url)

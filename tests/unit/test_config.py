@@ -227,3 +227,15 @@ def test_the_yaml_1_1_surprise_is_named_for_every_name(tmp_path, text, key):
     [found] = _problems(tmp_path, text)
     assert found.key == key
     assert "(a YAML 1.1 boolean); quote it: '" in found.problem
+
+
+def test_an_unknown_database_scheme_is_78_and_a_malformed_flag_url_is_2(tmp_path):
+    from deskctl.errors import UsageError
+
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, "nosuchdb://desk:pw@host/desk")
+    assert "deskctl supports sqlite" in info.value.problem and "pw" not in info.value.problem
+    with pytest.raises(UsageError):
+        load_settings(None, "postgresql://desk:pw@127.0.0.1:notaport/desk")
+    [found] = _problems(tmp_path, "database: {url: 'postgresql://desk:pw@127.0.0.1:notaport/desk'}\n")
+    assert found.key == "database.url" and "invalid database URL" in found.problem
