@@ -70,17 +70,12 @@ class App:
         return load_settings(self._config_file, self._db_url, self._db_url_origin())
 
     def _db_url_origin(self) -> str:
-        """"--db" or "DESKCTL_DATABASE_URL": where the database URL came from, for messages."""
+        """Where the database URL came from, for messages: the variable or the flag."""
         import click
 
         ctx = click.get_current_context(silent=True)
-        if ctx is not None:
-            source = ctx.find_root().get_parameter_source("db_url")
-            if source is not None and source.name == "ENVIRONMENT":
-                return "DESKCTL_DATABASE_URL"
-            if source is not None and source.name == "COMMANDLINE":
-                return "--db"
-        return "--db"
+        source = ctx.find_root().get_parameter_source("db_url") if ctx is not None else None
+        return "DESKCTL_DATABASE_URL" if source is not None and source.name == "ENVIRONMENT" else "--db"
 
     def _database_origin(self) -> str | None:
         origin = self.settings.origins.get("database")
@@ -156,7 +151,8 @@ class App:
             self.__dict__["_schema_checked"] = True
             return
         state = "has no deskctl schema" if current is None else f"is at revision {current}, not {head}"
-        raise ConfigError(self._database_origin(), "database.url", f"the database {state}; run `deskctl db upgrade`")
+        raise ConfigError(self._database_origin(), "database.url",
+                          f"the database {state}; run `deskctl db upgrade`")
 
     @contextmanager
     def transaction(self, *, dry_run: bool = False, write: bool = True) -> Iterator:
