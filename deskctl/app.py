@@ -84,9 +84,21 @@ class App:
         from deskctl import clock
         from deskctl.config import load_settings
 
-        settings = load_settings(self._config_file, self._db_url)
+        settings = load_settings(self._config_file, self._db_url, self._db_url_origin())
         clock.install(settings)  # DESKCTL_NOW is checked before any work, whatever the command
         return settings
+
+    def _db_url_origin(self) -> str:
+        """Where the database URL came from, for messages: the variable or the flag."""
+        import click
+
+        ctx = click.get_current_context(silent=True)
+        source = ctx.find_root().get_parameter_source("db_url") if ctx is not None else None
+        return "DESKCTL_DATABASE_URL" if source is not None and source.name == "ENVIRONMENT" else "--db"
+
+    def _database_origin(self) -> str | None:
+        origin = self.settings.origins.get("database")
+        return None if origin == "default" else origin
 
     def output_format(self, override: str | None = None) -> str:
         """--format on the command, else the global one / DESKCTL_FORMAT, else table on
@@ -115,7 +127,28 @@ class App:
     def engine(self):
         from deskctl.db.engine import make_engine
 
+        self._refuse_missing_sqlite_file()
         return make_engine(self.settings.database_url)
+
+    def allow_new_database(self) -> None:
+        """Only `db upgrade` and `demo` create a database (SPEC §9): any other command on a
+        missing SQLite file stops with 78 instead of starting an empty desk by mistake.
+        The default data directory is created here; a configured one must exist."""
+        from deskctl.config import default_database_url, sqlite_file
+
+        self.__dict__["_may_create_database"] = True
+        url = self.settings.database_url
+        if url == default_database_url():
+            sqlite_file(url).parent.mkdir(parents=True, exist_ok=True)
+
+    def _refuse_missing_sqlite_file(self) -> None:
+        from deskctl.config import sqlite_file
+
+        file = sqlite_file(self.settings.database_url)
+        if file is None or file.exists() or self.__dict__.get("_may_create_database"):
+            return
+        raise ConfigError(self._database_origin(), "database.url", f"the database {file} does not exist; "
+                          "run `deskctl db upgrade` to create it")
 
     @cached_property
     def _write_engine(self):
@@ -127,8 +160,8 @@ class App:
             self.engine.dispose()
 
     def ensure_schema(self) -> None:
-        """Zero set-up on SQLite: a new database is created on first use. Anything
-        not at the current revision must be migrated explicitly with `db upgrade`."""
+        """The schema must be at the current revision (else `db upgrade`), but for a new
+        SQLite file that `demo` creates (allow_new_database)."""
         if self.__dict__.get("_schema_checked"):  # once per run: loops of transactions stay cheap
             return
         from deskctl.db import migrate
@@ -140,12 +173,13 @@ class App:
         if current == head:
             self.__dict__["_schema_checked"] = True
             return
-        if current is None and dialect == "sqlite":
+        if current is None and dialect == "sqlite" and self.__dict__.get("_may_create_database"):
             migrate.upgrade(self.engine)
             self.__dict__["_schema_checked"] = True
             return
         state = "has no deskctl schema" if current is None else f"is at revision {current}, not {head}"
-        raise ConfigError(None, "database.url", f"the database {state}; run `deskctl db upgrade`")
+        raise ConfigError(self._database_origin(), "database.url",
+                          f"the database {state}; run `deskctl db upgrade`")
 
     @contextmanager
     def transaction(self, *, dry_run: bool = False, write: bool = True) -> Iterator:
@@ -183,6 +217,11 @@ class App:
         from deskctl.models import GroupMember, User
 
         user = session.scalar(select(User).where(User.handle == self.actor_handle))
+        if user is None and session.scalar(select(User.id).limit(1)) is None:
+            raise Forbidden(
+                "this desk has no users yet: create the first admin with "
+                "`deskctl user add HANDLE --role admin` (then pass --as HANDLE or set DESKCTL_USER)"
+            )
         if user is None or not user.active:
             raise Forbidden(
                 f"unknown user {self.actor_handle!r}: pass --as HANDLE or set DESKCTL_USER "

@@ -50,6 +50,7 @@ COMMANDS: dict[str, str] = {
     "report": "deskctl.commands.report:report",
     "daemon": "deskctl.commands.jobs:daemon",
     "jobs": "deskctl.commands.jobs:jobs",
+    "config": "deskctl.commands.config:config",
 }
 
 

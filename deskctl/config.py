@@ -1,7 +1,8 @@
 """The one configuration loader: built-in defaults ← YAML file ← environment ← flags.
 
-Every key is optional (SPEC §8). A wrong key or value raises ConfigError naming the file,
-the key and the problem (exit 78). The result is a frozen Settings tree.
+Every key is optional (SPEC §8). Every key is checked at load and every problem found is
+raised at once (ConfigError: file, line, key and reason; exit 78), so that nothing fails
+later in a sweep or under systemd. The result is a frozen Settings tree.
 """
 
 from __future__ import annotations
@@ -171,6 +172,8 @@ class Settings:
     limits: Limits
     retention_closed_after: timedelta | None
     raw: dict = field(repr=False, compare=False, default_factory=dict)
+    # top-level key → where its value came from: "default", the file, "--db", an env var
+    origins: dict = field(repr=False, compare=False, default_factory=dict)
 
 
 def data_dir() -> Path:
@@ -178,8 +181,35 @@ def data_dir() -> Path:
     return Path(base) / "deskctl"
 
 
+def default_database_url() -> str:
+    return f"sqlite:///{data_dir() / 'desk.db'}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for PostgreSQL and in-memory SQLite."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser()
+
+
+# The last place looked at (SPEC §9); a module constant so that tests can point it elsewhere.
+SYSTEM_CONFIG = Path("/etc/deskctl/config.yaml")
+
+
+def config_search_path() -> list[Path]:
+    """Where a configuration file is looked for, in order (SPEC §9); never the current
+    directory. Relative XDG directories are ignored, as the XDG base directory spec says."""
+    home = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    dirs = [home, *(os.environ.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(":")]
+    found = [Path(d) / "deskctl" / "config.yaml" for d in dirs if d and os.path.isabs(d)]
+    return [*found, SYSTEM_CONFIG]
+
+
 def find_config_file(explicit: str | None) -> Path | None:
-    """--config / DESKCTL_CONFIG, else ./config/deskctl.yaml, else the XDG user file."""
+    """--config / DESKCTL_CONFIG, else the first file of config_search_path()."""
     if explicit:
         path = Path(explicit)
         if path.is_dir():
@@ -187,159 +217,266 @@ def find_config_file(explicit: str | None) -> Path | None:
         if not path.exists():  # a device or pipe is fine: `--config /dev/null` means defaults
             raise ConfigError(str(path), None, "file not found")
         return path
-    project = Path("config") / "deskctl.yaml"
-    if project.is_file():
-        return project
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    user = Path(base) / "deskctl" / "config.yaml"
-    return user if user.is_file() else None
+    return next((path for path in config_search_path() if path.is_file()), None)
 
 
-def load_settings(config_file: str | None = None, database_url: str | None = None) -> Settings:
-    """Load settings. `database_url` is the --db flag / DESKCTL_DATABASE_URL value."""
+class _Report:
+    """Every problem of one load. A value that fails is recorded and replaced by its
+    default, so that checking goes on and the operator sees all problems at once."""
+
+    def __init__(self, source: str | None, nodes: dict[str, tuple[int, str | None]]):
+        self.source = source
+        self.nodes = nodes  # dotted key → (line, the scalar as written in the file)
+        self.problems: list[ConfigError] = []
+
+    def add(self, key: str | None, reason: str, *, source: str | None = None) -> None:
+        if source is None:
+            source = self.source
+            line = self.nodes.get(key, (None, None))[0] if key else None
+        else:
+            line = None
+        self.problems.append(ConfigError(source, key, reason, line=line))
+
+    def check(self, ok: bool, key: str, reason: str) -> bool:
+        if not ok:
+            self.add(key, reason)
+        return ok
+
+    def wrong_type(self, value: Any, key: str, expected: str) -> None:
+        """`expected` (e.g. "must be a country code"), naming the YAML 1.1 surprise:
+        an unquoted NO, off, yes or on is read as a boolean."""
+        written = self.nodes.get(key, (None, None))[1]
+        if isinstance(value, bool) and written and written.lower() not in ("true", "false"):
+            self.add(key, f"{written} was read as {str(value).lower()} (a YAML 1.1 boolean); "
+                          f"quote it: '{written}'")
+        else:
+            self.add(key, f"{expected}, not {value!r}")
+
+    # -- typed readers: each returns the value, or `fallback` after recording why ----
+    def text(self, value: Any, key: str, expected: str, *, optional: bool = True,
+             fallback: str | None = None) -> str | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, str) and value.strip():
+            return value
+        self.wrong_type(value, key, expected)
+        return fallback
+
+    def flag(self, value: Any, key: str, fallback: bool = False) -> bool:
+        if isinstance(value, bool):
+            return value
+        self.add(key, f"must be true or false, not {value!r}")
+        return fallback
+
+    def count(self, value: Any, key: str, fallback: int = 1) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        self.add(key, f"must be a positive whole number, not {value!r}")
+        return fallback
+
+    def duration(self, value: Any, key: str, fallback: timedelta | None = None) -> timedelta | None:
+        from deskctl.errors import UsageError
+        from deskctl.timeparse import parse_duration
+
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value}s"
+        if not isinstance(value, str):
+            self.add(key, f"must be a duration such as 30m, 4h, 3d, not {value!r}")
+            return fallback
+        try:
+            return parse_duration(value)
+        except UsageError:
+            self.add(key, f"invalid duration {value!r} (e.g. 30m, 4h, 1d12h)")
+            return fallback
+
+    def names(self, value: Any, key: str, fallback: tuple[str, ...]) -> tuple[str, ...]:
+        """A list of names as used in filters: no blanks, commas or duplicates."""
+        if not isinstance(value, list):
+            self.add(key, f"must be a list of names, not {value!r}")
+            return fallback
+        good = []
+        for i, item in enumerate(value):
+            item_key = f"{key}[{i}]"
+            if not isinstance(item, str) or not item.strip():
+                self.wrong_type(item, item_key, "must be a name")
+            elif not _NAME.match(item):
+                self.add(item_key, f"invalid name {item!r} (letters, digits, - and _ only)")
+            elif item in good:
+                self.add(item_key, f"{item!r} is listed twice")
+            else:
+                good.append(item)
+        return tuple(good)
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SUPPORTED_ENGINES = ("sqlite", "postgresql")
+
+
+def load_settings(config_file: str | None = None, database_url: str | None = None,
+                  database_origin: str = "--db") -> Settings:
+    """Load and check settings; every problem found is raised at once (ConfigError, 78).
+
+    `database_url` is the --db flag / DESKCTL_DATABASE_URL value; `database_origin` names
+    where it came from ("--db" or "DESKCTL_DATABASE_URL") for messages and `config show`."""
     path = find_config_file(config_file)
     source = str(path) if path else None
     user_values: dict = {}
+    nodes: dict[str, tuple[int, str | None]] = {}
+    report = _Report(source, nodes)
     if path is not None:
-        import yaml
-
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(source, None, f"cannot read: {exc}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise ConfigError(source, None, f"invalid YAML{where}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(source, None, "the top level must be a mapping of keys")
-        user_values = loaded
-    merged = _merge(DEFAULTS, user_values, source, "")
-    return _build(merged, source, database_url)
+        user_values = _read_yaml(path, report)
+    merged = _merge(DEFAULTS, user_values, report, "")
+    origins = {key: (source if key in user_values else "default") for key in DEFAULTS}
+    if database_url:
+        origins["database"] = database_origin
+    settings = _build(merged, report, database_url, database_origin, origins)
+    if report.problems:
+        if len(report.problems) == 1:
+            raise report.problems[0]
+        # In file order, so that an editor can walk down the list.
+        ordered = sorted(report.problems, key=lambda p: (p.line is None, p.line or 0))
+        raise ConfigError.several(ordered)
+    return settings
 
 
-def _merge(defaults: dict, given: dict, source: str | None, prefix: str) -> dict:
+def _read_yaml(path: Path, report: _Report) -> dict:
+    """The file's mapping; fills report.nodes with each key's line and written text."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(report.source, None, f"cannot read: {exc}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        loaded = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        why = exc.problem or "syntax error"
+        if exc.context:
+            why = f"{why} ({exc.context})"
+        raise ConfigError(report.source, None, f"invalid YAML{where}: {why}") from None
+    except yaml.YAMLError as exc:  # e.g. a control character: the reader names its position
+        raise ConfigError(report.source, None, f"invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(report.source, None, "the top level must be a mapping of keys")
+    _map_nodes(node, "", report)
+    return loaded
+
+
+def _map_nodes(node, prefix: str, report: _Report, depth: int = 0) -> None:
+    import yaml
+
+    if depth > 20:  # aliases can nest deeply; the keys that matter are shallow
+        return
+    children: list[tuple[str, Any]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key = f"{prefix}.{key_node.value}" if prefix else key_node.value
+            if key in seen:
+                report.nodes.setdefault(key, (key_node.start_mark.line + 1, None))
+                report.add(key, "appears twice in the same mapping (YAML would keep only the last)")
+            seen.add(key)
+            children.append((key, value_node))
+    elif isinstance(node, yaml.SequenceNode):
+        children = [(f"{prefix}[{i}]", item) for i, item in enumerate(node.value)]
+    for key, child in children:
+        written = child.value if isinstance(child, yaml.ScalarNode) else None
+        report.nodes[key] = (child.start_mark.line + 1, written)
+        _map_nodes(child, key, report, depth + 1)
+
+
+def _merge(defaults: dict, given: dict, report: _Report, prefix: str) -> dict:
     result = copy.deepcopy(defaults)
     for key, value in given.items():
         dotted = f"{prefix}{key}"
         if key not in defaults:
             known = ", ".join(sorted(defaults))
-            raise ConfigError(source, dotted, f"unknown key (known keys: {known})")
+            report.add(dotted, f"unknown key (known keys: {known})")
+            continue
         # Free-form mappings and lists are replaced whole; fixed mappings merge key by key.
         if isinstance(defaults[key], dict) and key not in ("business_hours", "jobs"):
-            if not isinstance(value, dict):
-                raise ConfigError(source, dotted, "must be a mapping")
-            result[key] = _merge(defaults[key], value, source, dotted + ".")
+            if report.check(isinstance(value, dict), dotted, "must be a mapping"):
+                result[key] = _merge(defaults[key], value, report, dotted + ".")
         elif key == "jobs":
-            if not isinstance(value, dict):
-                raise ConfigError(source, dotted, "must be a mapping of job names")
+            if not report.check(isinstance(value, dict), dotted, "must be a mapping of job names"):
+                continue
             for job, job_value in value.items():
                 if job not in JOB_NAMES:
-                    raise ConfigError(source, f"jobs.{job}", f"unknown job (known: {', '.join(JOB_NAMES)})")
+                    report.add(f"jobs.{job}", f"unknown job (known: {', '.join(JOB_NAMES)})")
+                    continue
                 if job_value is None:
                     job_value = {"enabled": False}
-                if not isinstance(job_value, dict):
-                    raise ConfigError(source, f"jobs.{job}", "must be a mapping")
-                result["jobs"][job] = {**result["jobs"][job], **job_value}
+                if report.check(isinstance(job_value, dict), f"jobs.{job}", "must be a mapping"):
+                    result["jobs"][job] = {**result["jobs"][job], **job_value}
         else:
             result[key] = value
     return result
 
 
-def _check(cond: bool, source: str | None, key: str, problem: str) -> None:
-    if not cond:
-        raise ConfigError(source, key, problem)
-
-
-def _duration(value: Any, source: str | None, key: str, *, allow_none: bool = True) -> timedelta | None:
-    from deskctl.errors import UsageError
-    from deskctl.timeparse import parse_duration
-
-    if value is None and allow_none:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = f"{value}s"
-    if not isinstance(value, str):
-        raise ConfigError(source, key, "must be a duration such as 30m, 4h, 3d")
-    try:
-        return parse_duration(value)
-    except UsageError:
-        raise ConfigError(source, key, f"invalid duration {value!r} (e.g. 30m, 4h, 1d12h)") from None
-
-
-def _names(value: Any, source: str | None, key: str) -> tuple[str, ...]:
-    _check(isinstance(value, list) and all(isinstance(v, str) and v for v in value), source, key,
-           "must be a list of names")
-    return tuple(value)
-
-
-def _build(cfg: dict, source: str | None, database_url: str | None) -> Settings:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    def check_tz(name: Any, key: str) -> str:
-        _check(isinstance(name, str), source, key, "must be a timezone name such as Europe/Paris")
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(source, key, f"unknown timezone {name!r}") from None
-        return name
-
-    timezone = check_tz(cfg["timezone"], "timezone")
+def _build(cfg: dict, report: _Report, database_url: str | None, database_origin: str,
+           origins: dict[str, str]) -> Settings:
+    timezone = _timezone(cfg["timezone"], "timezone", report)
     ddir = data_dir()
-    url = database_url or cfg["database"]["url"]
-    _check(url is None or isinstance(url, str), source, "database.url", "must be a database URL")
-    if not url:
-        url = f"sqlite:///{ddir / 'desk.db'}"
+    url = _database_url(cfg["database"]["url"], database_url, database_origin, report)
 
     def directory(key: str, default: Path) -> Path:
-        value = cfg[key]
-        _check(value is None or isinstance(value, str), source, key, "must be a directory path")
-        return Path(value).expanduser() if value else default
+        value = report.text(cfg[key], key, "must be a directory path")
+        if not value:
+            return default
+        path = Path(value).expanduser()
+        report.check(not path.exists() or path.is_dir(), key, f"{path} exists and is not a directory")
+        return path
 
-    channels = _names(cfg["channels"], source, "channels")
-    states = _names(cfg["availability_states"], source, "availability_states")
+    channels = report.names(cfg["channels"], "channels", tuple(DEFAULTS["channels"]))
+    states = report.names(cfg["availability_states"], "availability_states",
+                          tuple(DEFAULTS["availability_states"]))
     for required in ("available", "away", "offline"):
-        _check(required in states, source, "availability_states", f"must include {required!r}")
+        report.check(required in states, "availability_states", f"must include {required!r}")
 
-    rules_raw = cfg["rules"]
-    for key, value in rules_raw.items():
-        _check(isinstance(value, bool), source, f"rules.{key}", "must be true or false")
-    rules = Rules(**rules_raw)
+    rules = Rules(**{key: report.flag(value, f"rules.{key}", DEFAULTS["rules"][key])
+                     for key, value in cfg["rules"].items()})
 
     bh_raw = cfg["business_hours"]
-    _check(isinstance(bh_raw, dict), source, "business_hours", "must be a mapping of calendar names")
-    business_hours = {name: _business_hours(name, value, source, check_tz) for name, value in bh_raw.items()}
+    business_hours: dict[str, BusinessHours] = {}
+    if report.check(isinstance(bh_raw, dict), "business_hours", "must be a mapping of calendar names"):
+        for name, value in bh_raw.items():
+            calendar = _business_hours(str(name), value, report)
+            if calendar is not None:
+                business_hours[calendar.name] = calendar
 
     sla_raw = cfg["sla"]
     warning = sla_raw["warning"]
-    _check(isinstance(warning, (int, float)) and not isinstance(warning, bool) and 0 < warning < 1,
-           source, "sla.warning", "must be a number between 0 and 1 (share of a target elapsed)")
-    _check(isinstance(sla_raw["policies"], list), source, "sla.policies", "must be a list of policies")
-    policies = tuple(
-        _policy(i, p, source, business_hours, channels) for i, p in enumerate(sla_raw["policies"])
-    )
+    if not report.check(isinstance(warning, (int, float)) and not isinstance(warning, bool) and 0 < warning < 1,
+                        "sla.warning", "must be a number between 0 and 1 (share of a target elapsed)"):
+        warning = DEFAULTS["sla"]["warning"]
+    policies: tuple[SlaPolicy, ...] = ()
+    if report.check(isinstance(sla_raw["policies"], list), "sla.policies", "must be a list of policies"):
+        built = [_policy(i, p, report, business_hours, channels) for i, p in enumerate(sla_raw["policies"])]
+        policies = tuple(p for p in built if p is not None)
+        names = [p.name for p in policies]
+        for i, name in enumerate(names):
+            report.check(name not in names[:i], f"sla.policies[{i}].name", f"policy {name!r} is defined twice")
 
-    jobs = {name: _job(name, value, source) for name, value in cfg["jobs"].items()}
-    retention = _duration(cfg["retention"]["closed_after"], source, "retention.closed_after")
+    jobs = {name: _job(name, value, report, timezone) for name, value in cfg["jobs"].items()}
+    retention = report.duration(cfg["retention"]["closed_after"], "retention.closed_after")
     if retention is None:  # SPEC §12: off unless closed_after is set
         jobs["retention"] = replace(jobs["retention"], enabled=False)
 
-    smtp_raw = cfg["smtp"]
-    port = smtp_raw["port"]
-    _check(isinstance(port, int) and 0 < port < 65536, source, "smtp.port", "must be a port number")
-    smtp = SmtpSettings(
-        host=smtp_raw["host"],
-        port=port,
-        starttls=bool(smtp_raw["starttls"]),
-        username=smtp_raw["username"],
-        password_env=smtp_raw["password_env"],
-        sender=smtp_raw["from"],
-        timeout=float(smtp_raw["timeout"]),
-    )
     return Settings(
-        source=source,
+        source=report.source,
         timezone=timezone,
         database_url=url,
         data_dir=ddir,
@@ -351,153 +488,311 @@ def _build(cfg: dict, source: str | None, database_url: str | None) -> Settings:
         business_hours=business_hours,
         sla=SlaSettings(warning=float(warning), policies=policies),
         jobs=jobs,
-        smtp=smtp,
-        clock_override=_flag(cfg["clock"]["override"], source, "clock.override"),
-        service_user=_optional_name(cfg["service_user"], source, "service_user"),
-        limits=_limits(cfg["limits"], source),
+        smtp=_smtp(cfg["smtp"], report),
+        clock_override=report.flag(cfg["clock"]["override"], "clock.override"),
+        service_user=report.text(cfg["service_user"], "service_user", "must be an OS user name"),
+        limits=_limits(cfg["limits"], report),
         retention_closed_after=retention,
         raw=cfg,
+        origins=origins,
     )
 
 
-def _flag(value: Any, source: str | None, key: str) -> bool:
-    _check(isinstance(value, bool), source, key, "must be true or false")
-    return value
+def _timezone(name: Any, key: str, report: _Report) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not isinstance(name, str) or not name:
+        report.wrong_type(name, key, "must be a timezone name such as Europe/Paris")
+        return "UTC"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        report.add(key, f"unknown timezone {name!r} (e.g. Europe/Paris, America/New_York, UTC)")
+        return "UTC"
+    return name
 
 
-def _optional_name(value: Any, source: str | None, key: str) -> str | None:
-    _check(value is None or (isinstance(value, str) and bool(value)), source, key, "must be a name")
-    return value
+def _database_url(from_file: Any, given: str | None, origin: str, report: _Report) -> str:
+    """The URL to use: --db / DESKCTL_DATABASE_URL, else database.url, else SQLite in the
+    data directory. Only SQLite and PostgreSQL are supported; a SQLite file's directory
+    must exist (a typo must not silently create a new, empty desk somewhere else)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from deskctl.db.engine import normalize_url, redact
+
+    key = "database.url"
+    if given:
+        url, source = given, origin
+    else:
+        url = report.text(from_file, key, "must be a database URL such as postgresql://desk@db/desk")
+        source = None
+    if not url:
+        return default_database_url()
+
+    def problem(reason: str) -> str:
+        report.add(key, reason, source=source)
+        return default_database_url()
+
+    try:
+        parsed = make_url(normalize_url(url))
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        reason = (f"invalid database URL {redact(url)!r} (e.g. sqlite:////var/lib/deskctl/desk.db "
+                  "or postgresql://desk@db/desk)")
+        if given:  # a malformed option value is a usage error (2), as for any option
+            from deskctl.errors import UsageError
+
+            raise UsageError(reason) from None
+        return problem(reason)
+    # Names only: asking SQLAlchemy for the driver would import (or fail to find) its plugin.
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend not in SUPPORTED_ENGINES or driver not in ("", "pysqlite", "psycopg"):
+        return problem(f"unsupported database {parsed.drivername!r}: deskctl supports sqlite "
+                       "(sqlite:///PATH) and postgresql (postgresql://USER@HOST/NAME, psycopg 3)")
+    file = sqlite_file(url)
+    if file is not None:
+        if not file.parent.is_dir():
+            return problem(f"the directory {file.parent} of the SQLite database does not exist")
+        if file.is_dir():
+            return problem(f"{file} is a directory, not a SQLite database file")
+    return url
+
+
+def _smtp(raw: dict, report: _Report) -> SmtpSettings:
+    default = DEFAULTS["smtp"]
+    port = raw["port"]
+    if not report.check(isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536,
+                        "smtp.port", f"must be a port number (1-65535), not {port!r}"):
+        port = default["port"]
+    timeout = raw["timeout"]
+    if not report.check(isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0,
+                        "smtp.timeout", f"must be a number of seconds greater than 0, not {timeout!r}"):
+        timeout = default["timeout"]
+    password_env = report.text(raw["password_env"], "smtp.password_env",
+                               "must be the name of an environment variable")
+    if password_env and not report.check(bool(_ENV_NAME.match(password_env)), "smtp.password_env",
+                                         f"{password_env!r} is not an environment variable name "
+                                         "(the password itself never goes in the file)"):
+        password_env = default["password_env"]
+    sender = report.text(raw["from"], "smtp.from", "must be an email address", optional=False,
+                         fallback=default["from"])
+    if sender != default["from"]:
+        from email.utils import parseaddr
+
+        from deskctl.errors import UsageError
+        from deskctl.services.addresses import check_address
+
+        try:  # a display name is welcome in From ("Support <support@example.com>")
+            if "\r" in sender or "\n" in sender:
+                raise UsageError("a line break")
+            check_address(parseaddr(sender)[1], "smtp.from")
+        except UsageError:
+            report.add("smtp.from", f"invalid email address {sender!r}")
+    return SmtpSettings(
+        host=report.text(raw["host"], "smtp.host", "must be a host name"),
+        port=port,
+        starttls=report.flag(raw["starttls"], "smtp.starttls"),
+        username=report.text(raw["username"], "smtp.username", "must be a user name"),
+        password_env=password_env,
+        sender=sender,
+        timeout=float(timeout),
+    )
 
 
 _SIZE = re.compile(r"^(\d+)\s*(B|KB|MB|GB)?$", re.IGNORECASE)
 _SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 
 
-def _size(value: Any, source: str | None, key: str) -> int:
+def _size(value: Any, key: str, report: _Report, fallback: str) -> int:
     """A byte size: an integer, or a number with B, KB, MB or GB (binary multiples)."""
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     m = _SIZE.match(str(value).strip()) if isinstance(value, str) else None
-    _check(bool(m) and int(m.group(1)) > 0, source, key, f"invalid size {value!r} (e.g. 25MB, 64KB)")
+    if not m or int(m.group(1)) <= 0:
+        report.add(key, f"invalid size {value!r} (e.g. 25MB, 64KB)")
+        return _size(fallback, key, report, fallback)
     return int(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()]
 
 
-def _limits(raw: dict, source: str | None) -> Limits:
-    counts = {}
-    for key in ("recipients", "subject_chars", "query_chars"):
-        value = raw[key]
-        _check(isinstance(value, int) and not isinstance(value, bool) and value > 0, source,
-               f"limits.{key}", "must be a positive whole number")
-        counts[key] = value
+def _limits(raw: dict, report: _Report) -> Limits:
+    default = DEFAULTS["limits"]
     return Limits(
-        message_bytes=_size(raw["message_bytes"], source, "limits.message_bytes"),
-        header_bytes=_size(raw["header_bytes"], source, "limits.header_bytes"),
-        **counts,
+        message_bytes=_size(raw["message_bytes"], "limits.message_bytes", report, default["message_bytes"]),
+        header_bytes=_size(raw["header_bytes"], "limits.header_bytes", report, default["header_bytes"]),
+        **{key: report.count(raw[key], f"limits.{key}", default[key])
+           for key in ("recipients", "subject_chars", "query_chars")},
     )
 
 
 _RANGE = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
 
-def _business_hours(name: str, raw: Any, source: str | None, check_tz) -> BusinessHours:
+def _business_hours(name: str, raw: Any, report: _Report) -> BusinessHours | None:
     key = f"business_hours.{name}"
-    _check(isinstance(raw, dict), source, key, "must be a mapping")
-    unknown = set(raw) - {"timezone", "week", "holidays", "closed"}
-    _check(not unknown, source, f"{key}.{next(iter(unknown), '')}", "unknown key")
-    tz = check_tz(raw.get("timezone", "UTC"), f"{key}.timezone")
+    if not report.check(isinstance(raw, dict), key, "must be a mapping (timezone, week, holidays, closed)"):
+        return None
+    for unknown in set(raw) - {"timezone", "week", "holidays", "closed"}:
+        report.add(f"{key}.{unknown}", "unknown key (known: timezone, week, holidays, closed)")
+    tz = _timezone(raw.get("timezone", "UTC"), f"{key}.timezone", report)
     week_raw = raw.get("week") or {}
-    _check(isinstance(week_raw, dict), source, f"{key}.week", "must map mon..sun to hour ranges")
     week: dict[int, tuple[tuple[int, int], ...]] = {}
+    if not report.check(isinstance(week_raw, dict), f"{key}.week", "must map mon..sun to hour ranges"):
+        week_raw = {}
     for day, ranges in week_raw.items():
-        _check(day in WEEKDAYS, source, f"{key}.week.{day}", "must be one of mon, tue, ..., sun")
-        _check(isinstance(ranges, list), source, f"{key}.week.{day}", 'must be a list such as ["09:00-18:00"]')
+        day_key = f"{key}.week.{day}"
+        if not report.check(day in WEEKDAYS, day_key, "must be one of mon, tue, wed, thu, fri, sat, sun"):
+            continue
+        if ranges is None:
+            ranges = []
+        if not report.check(isinstance(ranges, list), day_key, 'must be a list such as ["09:00-18:00"]'):
+            continue
         parsed = []
         for r in ranges:
             m = _RANGE.match(str(r))
-            _check(bool(m), source, f"{key}.week.{day}", f"invalid range {r!r} (HH:MM-HH:MM)")
+            if not report.check(bool(m), day_key, f"invalid range {r!r} (HH:MM-HH:MM)"):
+                continue
             h1, m1, h2, m2 = (int(x) for x in m.groups())
             start, end = h1 * 60 + m1, h2 * 60 + m2
-            _check(0 <= start < end <= 24 * 60, source, f"{key}.week.{day}", f"empty or inverted range {r!r}")
-            parsed.append((start, end))
-        week[WEEKDAYS.index(day)] = tuple(sorted(parsed))
-    hol = raw.get("holidays") or {}
-    _check(isinstance(hol, dict), source, f"{key}.holidays", "must be a mapping such as {country: FR}")
+            if report.check(m1 < 60 and m2 < 60 and 0 <= start < end <= 24 * 60, day_key,
+                            f"empty or inverted range {r!r}"):
+                parsed.append((start, end))
+        parsed.sort()
+        for (_, end), (start, _) in zip(parsed, parsed[1:], strict=False):
+            report.check(start >= end, day_key, "ranges overlap")
+        week[WEEKDAYS.index(day)] = tuple(parsed)
+    country, subdiv = _holidays(raw.get("holidays"), f"{key}.holidays", report)
     closed = raw.get("closed") or []
-    _check(isinstance(closed, list), source, f"{key}.closed", "must be a list of dates")
+    if not report.check(isinstance(closed, list), f"{key}.closed", "must be a list of dates (YYYY-MM-DD)"):
+        closed = []
     from datetime import date
 
+    days = set()
     for day in closed:
         try:
-            date.fromisoformat(str(day))
+            days.add(date.fromisoformat(str(day)).isoformat())
         except ValueError:
-            raise ConfigError(source, f"{key}.closed", f"invalid date {day!r}") from None
-    return BusinessHours(
-        name=name,
-        timezone=tz,
-        week=week,
-        holidays_country=hol.get("country"),
-        holidays_subdiv=hol.get("subdiv"),
-        closed=frozenset(str(d) for d in closed),
-    )
+            report.add(f"{key}.closed", f"invalid date {day!r} (YYYY-MM-DD)")
+    return BusinessHours(name=name, timezone=tz, week=week, holidays_country=country,
+                         holidays_subdiv=subdiv, closed=frozenset(days))
 
 
-def _policy(index: int, raw: Any, source, business_hours, channels) -> SlaPolicy:
+def _holidays(raw: Any, key: str, report: _Report) -> tuple[str | None, str | None]:
+    """(country, subdivision) that the `holidays` package knows; checked here so that a
+    typo fails at load rather than in every SLA sweep."""
+    if raw is None:
+        return None, None
+    if not report.check(isinstance(raw, dict), key, "must be a mapping such as {country: FR}"):
+        return None, None
+    for unknown in set(raw) - {"country", "subdiv"}:
+        report.add(f"{key}.{unknown}", "unknown key (known: country, subdiv)")
+    country = report.text(raw.get("country"), f"{key}.country", "must be a country code such as FR")
+    subdiv = raw.get("subdiv")
+    if subdiv is not None and not isinstance(subdiv, str):
+        if isinstance(subdiv, int) and not isinstance(subdiv, bool):
+            subdiv = str(subdiv)  # numeric codes (French departments) need no quotes
+        else:
+            report.wrong_type(subdiv, f"{key}.subdiv", "must be a subdivision code")
+            subdiv = None
+    if country is None:
+        report.check(subdiv is None, f"{key}.subdiv", "needs a country")
+        return None, None
+    import holidays
+
+    supported = holidays.list_supported_countries()
+    if country not in supported:
+        report.add(f"{key}.country", f"unknown country code {country!r} for the holidays package "
+                                     "(ISO 3166-1 alpha-2 in capitals, e.g. FR, DE, NO)")
+        return None, None
+    if subdiv is not None:
+        try:
+            holidays.country_holidays(country, subdiv=subdiv)
+        except NotImplementedError:
+            known = ", ".join(supported[country]) or "none"
+            report.add(f"{key}.subdiv", f"unknown subdivision {subdiv!r} of {country} (known: {known})")
+            return country, None
+    return country, subdiv
+
+
+def _policy(index: int, raw: Any, report: _Report, business_hours, channels) -> SlaPolicy | None:
     key = f"sla.policies[{index}]"
-    _check(isinstance(raw, dict), source, key, "must be a mapping")
+    if not report.check(isinstance(raw, dict), key, "must be a mapping"):
+        return None
     allowed = {"name", "when", "hours", "pause_when_pending", *SLA_TARGETS}
-    unknown = set(raw) - allowed
-    _check(not unknown, source, f"{key}.{next(iter(unknown), '')}", "unknown key")
-    name = raw.get("name")
-    _check(isinstance(name, str) and bool(name), source, f"{key}.name", "is required")
+    for unknown in set(raw) - allowed:
+        report.add(f"{key}.{unknown}", f"unknown key (known: {', '.join(sorted(allowed))})")
+    name = report.text(raw.get("name"), f"{key}.name", "is required: a policy name", optional=False,
+                       fallback=f"policy-{index}")
     when_raw = raw.get("when") or {}
-    _check(isinstance(when_raw, dict), source, f"{key}.when", "must be a mapping")
+    if not report.check(isinstance(when_raw, dict), f"{key}.when", "must be a mapping"):
+        when_raw = {}
     when: dict[str, tuple] = {}
     for cond, value in when_raw.items():
         ckey = f"{key}.when.{cond}"
         if cond == "vip":
-            _check(isinstance(value, bool), source, ckey, "must be true or false")
-            when[cond] = (value,)
+            when[cond] = (report.flag(value, ckey),)
         elif cond in ("priority", "channel", "group", "location"):
             values = value if isinstance(value, list) else [value]
-            _check(all(isinstance(v, str) for v in values), source, ckey, "must be a name or a list of names")
-            if cond == "priority":
-                bad = [v for v in values if v not in PRIORITIES]
-                _check(not bad, source, ckey, f"unknown priority {bad[0] if bad else ''!r}")
-            when[cond] = tuple(values)
+            if not all(isinstance(v, str) and v for v in values):
+                bad_value = next(v for v in values if not (isinstance(v, str) and v))
+                bad_key = ckey if not isinstance(value, list) else f"{ckey}[{values.index(bad_value)}]"
+                report.wrong_type(bad_value, bad_key, "must be a name or a list of names")
+                continue
+            known = PRIORITIES if cond == "priority" else channels if cond == "channel" else None
+            bad = [v for v in values if known is not None and v not in known]
+            if report.check(not bad, ckey, f"unknown {cond} {bad[0] if bad else ''!r} "
+                                           f"(known: {', '.join(known or ())})"):
+                when[cond] = tuple(values)
         else:
-            raise ConfigError(source, ckey, "unknown condition (vip, priority, channel, group, location)")
+            report.add(ckey, "unknown condition (vip, priority, channel, group, location)")
     hours = raw.get("hours", "24x7")
-    _check(hours == "24x7" or hours in business_hours, source, f"{key}.hours",
-           f"unknown calendar {hours!r} (24x7 or a business_hours name)")
+    if not isinstance(hours, str):
+        report.wrong_type(hours, f"{key}.hours", "must be 24x7 or a business_hours name")
+        hours = "24x7"
+    elif not report.check(hours == "24x7" or hours in business_hours, f"{key}.hours",
+                        f"unknown calendar {hours!r} (24x7 or a business_hours name)"):
+        hours = "24x7"
+    targets = {t: report.duration(raw.get(t), f"{key}.{t}") for t in SLA_TARGETS}
     return SlaPolicy(
         name=name,
         when=when,
-        first_response=_duration(raw.get("first_response"), source, f"{key}.first_response"),
-        next_response=_duration(raw.get("next_response"), source, f"{key}.next_response"),
-        resolution=_duration(raw.get("resolution"), source, f"{key}.resolution"),
         hours=hours,
-        pause_when_pending=bool(raw.get("pause_when_pending", True)),
+        pause_when_pending=report.flag(raw.get("pause_when_pending", True), f"{key}.pause_when_pending", True),
+        **targets,
     )
 
 
-def _job(name: str, raw: dict, source: str | None) -> JobSettings:
+def _job(name: str, raw: dict, report: _Report, timezone: str) -> JobSettings:
     key = f"jobs.{name}"
-    unknown = set(raw) - {"every", "cron", "after", "reports", "enabled"}
-    _check(not unknown, source, f"{key}.{next(iter(unknown), '')}", "unknown key")
-    every = _duration(raw.get("every"), source, f"{key}.every")
+    allowed = {"every", "cron", "after", "reports", "enabled"}
+    for unknown in set(raw) - allowed:
+        report.add(f"{key}.{unknown}", f"unknown key (known: {', '.join(sorted(allowed))})")
+    every = report.duration(raw.get("every"), f"{key}.every")
     cron = raw.get("cron")
     if cron is not None:
-        _check(isinstance(cron, str) and len(cron.split()) == 5, source, f"{key}.cron",
-               'must be a 5-field crontab expression such as "0 2 * * *"')
         every = None
-    _check(every is not None or cron is not None or raw.get("enabled") is False, source, key,
-           "needs `every` or `cron`")
-    reports = tuple(raw.get("reports") or ())
+        if not isinstance(cron, str) or len(cron.split()) != 5:
+            report.add(f"{key}.cron", f'must be a 5-field crontab expression such as "0 2 * * *", not {cron!r}')
+            cron = None
+        elif cron != DEFAULTS["jobs"].get(name, {}).get("cron"):  # the shipped one is known good
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(cron, timezone=timezone)
+            except ValueError as exc:
+                report.add(f"{key}.cron", f"invalid crontab expression {cron!r}: {exc}")
+                cron = None
+    enabled = report.flag(raw.get("enabled", True), f"{key}.enabled", True)
+    if every is None and cron is None and enabled and raw.get("cron") is None:
+        report.add(key, "needs `every` or `cron` (or `enabled: false`)")
+        enabled = False
+    reports = raw.get("reports") or []
+    if not report.check(isinstance(reports, list), f"{key}.reports", "must be a list of report kinds"):
+        reports = []
     bad = [r for r in reports if r not in REPORT_KINDS]
-    _check(not bad, source, f"{key}.reports", f"unknown report {bad[0] if bad else ''!r}")
-    after = _duration(raw.get("after"), source, f"{key}.after")
-    enabled = raw.get("enabled", True) is not False
+    report.check(not bad, f"{key}.reports", f"unknown report {bad[0] if bad else ''!r} "
+                                            f"(known: {', '.join(REPORT_KINDS)})")
+    after = report.duration(raw.get("after"), f"{key}.after")
     if name == "auto-unassign" and after is None:
         enabled = False  # SPEC §5: off unless `after` is set
-    return JobSettings(name=name, every=every, cron=cron, after=after, reports=reports, enabled=enabled)
+    return JobSettings(name=name, every=every, cron=cron, after=after,
+                       reports=tuple(r for r in reports if r in REPORT_KINDS), enabled=enabled)

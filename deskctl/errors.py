@@ -68,14 +68,38 @@ class TempFail(DeskError):
 
 
 class ConfigError(DeskError):
+    """A configuration problem: names the file, the key and what is wrong (exit 78).
+
+    `ConfigError.several(problems)` carries every problem found by one load, each shown
+    on its own line, so that an operator fixes them all in one pass."""
+
     exit_code = CONFIG_ERROR
 
-    def __init__(self, file: str | None, key: str | None, problem: str):
-        where = file or "built-in defaults"
-        if key:
-            where = f"{where}: {key}"
-        super().__init__(f"configuration error in {where}: {problem}")
-        self.file, self.key, self.problem = file, key, problem
+    def __init__(self, file: str | None, key: str | None, problem: str, *, line: int | None = None):
+        self.file, self.key, self.problem, self.line = file, key, problem, line
+        self.problems: tuple[ConfigError, ...] = (self,)
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        where = self.file or "built-in defaults"
+        if self.line is not None:
+            where = f"{where} line {self.line}"
+        if self.key:
+            where = f"{where}: {self.key}"
+        return f"configuration error in {where}: {self.problem}"
+
+    @classmethod
+    def several(cls, problems: list[ConfigError]) -> ConfigError:
+        error = cls(problems[0].file, problems[0].key, problems[0].problem, line=problems[0].line)
+        error.problems = tuple(problems)
+        error.message = "\n".join(p._describe() for p in problems)
+        return error
+
+    def show(self, file=None) -> None:
+        for problem in self.problems:
+            click.echo(f"deskctl: {problem._describe()}", err=True)
+        if len(self.problems) > 1:
+            click.echo(f"deskctl: {len(self.problems)} configuration problems; nothing was done", err=True)
 
 
 class BulkError(DeskError):

@@ -20,6 +20,7 @@ def upgrade(app):
     from deskctl.db.engine import redact
     from deskctl.output import notice
 
+    app.allow_new_database()
     before, after = migrate.upgrade(app.engine)
     where = redact(app.settings.database_url)
     if before == after:

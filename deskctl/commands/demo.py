@@ -38,6 +38,7 @@ def demo(app, conversations, seed, force):
     from deskctl.services import demo as service
     from deskctl.term import Progress
 
+    app.allow_new_database()
     started = time.perf_counter()
     handle = app.actor_handle if force else None
     with Progress("conversations") as progress, app.transaction() as session:

@@ -40,11 +40,7 @@ def make_engine(url: str) -> Engine:
         raise UsageError(f"invalid database URL {redact(url)!r}") from None
     try:
         if parsed.get_backend_name() == "sqlite":
-            database = parsed.database
-            if database and database != ":memory:":
-                from pathlib import Path
-
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            # The directory is never created here: configuration checks that it exists.
             engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
             event.listen(engine, "connect", _sqlite_pragmas)
             # pysqlite's own transaction handling defers BEGIN; emit it ourselves so
