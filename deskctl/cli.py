@@ -152,8 +152,8 @@ GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict]] = [
                               help="Database URL (default: database.url in config, else SQLite in the data "
                                    "directory).")),
     (("--config", "config_file"), dict(envvar="DESKCTL_CONFIG", metavar="FILE",
-                                       help="Config file (default: ./config/deskctl.yaml, else "
-                                            "$XDG_CONFIG_HOME/deskctl/config.yaml).")),
+                                       help="Config file (default: $XDG_CONFIG_HOME/deskctl/config.yaml, "
+                                            "then $XDG_CONFIG_DIRS, then /etc/deskctl/config.yaml).")),
     (("--as", "actor_handle"), dict(envvar="DESKCTL_USER", metavar="HANDLE", shell_complete=_complete.users,
                                     help="Act as this user (default: the login name).")),
     (("--format", "fmt"), dict(envvar="DESKCTL_FORMAT", type=click.Choice(FORMATS),
