@@ -227,7 +227,8 @@ def _complete(line: str, env: dict | None = None) -> list[str]:
 
 
 def test_completion_of_fixed_vocabularies(tmp_path):
-    env = {"DESKCTL_DATABASE_URL": f"sqlite:///{tmp_path / 'none' / 'desk.db'}"}
+    # No database file (its directory exists: a missing one is a configuration error).
+    env = {"DESKCTL_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}"}
     assert _complete("deskctl list --status ", env) == ["new", "open", "pending", "resolved", "closed"]
     assert _complete("deskctl list --status new,p", env) == ["new,pending"]
     assert _complete("deskctl close 3 --priority u", env) == ["urgent"]
@@ -246,7 +247,7 @@ def test_completion_of_fixed_vocabularies(tmp_path):
     # no database: names complete to nothing, and no database file is created
     assert _complete("deskctl list --group ", env) == []
     assert _complete("deskctl --as ", env) == []
-    assert not (tmp_path / "none").exists()
+    assert not (tmp_path / "none.db").exists()
 
 
 def test_completion_of_names_from_the_database(seeded):

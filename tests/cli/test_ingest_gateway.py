@@ -86,7 +86,7 @@ def test_an_unreachable_database_exits_75_with_nothing_on_stdout(tmp_path, url):
             proc = real(desk, *args, "--format", fmt, input=data)
             assert proc.returncode == 75, proc.stderr
             assert proc.stdout == b"", (fmt, args, proc.stdout)
-            assert b"safe to retry" in proc.stderr
+            assert b"[exit 75: the mail server keeps the input and retries]" in proc.stderr
 
 
 def _fault(tmp_path: Path) -> Path:
