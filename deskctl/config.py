@@ -16,11 +16,15 @@ from typing import Any
 
 from deskctl.errors import ConfigError
 
-JOB_NAMES = ("sla-sweep", "boomerang", "auto-close", "auto-unassign", "notify", "nightly-export")
+JOB_NAMES = ("sla-sweep", "boomerang", "auto-close", "auto-unassign", "notify", "nightly-export", "route")
 REPORT_KINDS = ("volume", "sla", "agents", "tags", "csat", "backlog", "conversations")
 SLA_TARGETS = ("first_response", "next_response", "resolution")
 PRIORITIES = ("low", "medium", "high", "urgent")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ROUTING_MODES = ("pull", "offer", "assign")
+# Built-in availability states beyond config's list: `rona` is where an agent who let an
+# offer expire lands (SPEC §10), whatever the desk's own list says.
+BUILTIN_AVAILABILITY = ("rona",)
 
 DEFAULTS: dict[str, Any] = {
     "timezone": "UTC",
@@ -34,7 +38,14 @@ DEFAULTS: dict[str, Any] = {
         "transfer_to_user": True,
         "close_requires_tag": False,
         "agents_act_on_location": True,
+        "close_requires_reason": False,
+        # Per-channel overrides of the rules above (SPEC §10), e.g. email: {transfer_to_user: false}.
+        "channels": {},
     },
+    # The contact reasons `close --reason` accepts; null: any text.
+    "reasons": None,
+    # SPEC §10: pull (agents take work with `next`), offer or assign.
+    "routing": {"mode": "pull", "offer_timeout": "2m", "capacity": {"default": 5}},
     "business_hours": {},
     "sla": {
         "warning": 0.75,
@@ -56,6 +67,7 @@ DEFAULTS: dict[str, Any] = {
         "auto-unassign": {"every": "5m", "after": None},
         "notify": {"every": "1m"},
         "nightly-export": {"cron": "0 2 * * *", "reports": ["volume", "sla", "agents", "tags", "csat"]},
+        "route": {"every": "30s"},
     },
     "smtp": {
         "host": None,
@@ -86,6 +98,17 @@ class Rules:
     transfer_to_user: bool
     close_requires_tag: bool
     agents_act_on_location: bool
+    close_requires_reason: bool = False
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    mode: str                      # pull | offer | assign
+    offer_timeout: timedelta
+    capacity: dict[str, int]       # "default" and channel names → open conversations per agent
+
+    def capacity_for(self, channel: str) -> int:
+        return self.capacity.get(channel, self.capacity["default"])
 
 
 @dataclass(frozen=True)
@@ -167,6 +190,14 @@ class Settings:
     service_user: str | None
     limits: Limits
     raw: dict = field(repr=False, compare=False, default_factory=dict)
+    routing: RoutingSettings = field(
+        default_factory=lambda: RoutingSettings("pull", timedelta(minutes=2), {"default": 5}))
+    reasons: tuple[str, ...] | None = None
+    channel_rules: dict[str, Rules] = field(default_factory=dict)
+
+    def rules_for(self, channel: str | None) -> Rules:
+        """The rules of §8 as they apply to one channel (`rules.channels` overrides)."""
+        return self.channel_rules.get(channel, self.rules) if channel else self.rules
 
 
 def data_dir() -> Path:
@@ -224,7 +255,7 @@ def _merge(defaults: dict, given: dict, source: str | None, prefix: str) -> dict
             known = ", ".join(sorted(defaults))
             raise ConfigError(source, dotted, f"unknown key (known keys: {known})")
         # Free-form mappings and lists are replaced whole; fixed mappings merge key by key.
-        if isinstance(defaults[key], dict) and key not in ("business_hours", "jobs"):
+        if isinstance(defaults[key], dict) and key not in ("business_hours", "jobs", "channels", "capacity"):
             if not isinstance(value, dict):
                 raise ConfigError(source, dotted, "must be a mapping")
             result[key] = _merge(defaults[key], value, source, dotted + ".")
@@ -298,11 +329,14 @@ def _build(cfg: dict, source: str | None, database_url: str | None) -> Settings:
     states = _names(cfg["availability_states"], source, "availability_states")
     for required in ("available", "away", "offline"):
         _check(required in states, source, "availability_states", f"must include {required!r}")
+    states += tuple(s for s in BUILTIN_AVAILABILITY if s not in states)
 
-    rules_raw = cfg["rules"]
+    rules_raw = dict(cfg["rules"])
+    channels_raw = rules_raw.pop("channels")
     for key, value in rules_raw.items():
         _check(isinstance(value, bool), source, f"rules.{key}", "must be true or false")
     rules = Rules(**rules_raw)
+    channel_rules = _channel_rules(channels_raw, rules_raw, channels, source)
 
     bh_raw = cfg["business_hours"]
     _check(isinstance(bh_raw, dict), source, "business_hours", "must be a mapping of calendar names")
@@ -349,7 +383,42 @@ def _build(cfg: dict, source: str | None, database_url: str | None) -> Settings:
         service_user=_optional_name(cfg["service_user"], source, "service_user"),
         limits=_limits(cfg["limits"], source),
         raw=cfg,
+        routing=_routing(cfg["routing"], channels, source),
+        reasons=None if cfg["reasons"] is None else _names(cfg["reasons"], source, "reasons"),
+        channel_rules=channel_rules,
     )
+
+
+def _channel_rules(raw: Any, global_rules: dict, channels: tuple[str, ...], source: str | None) -> dict[str, Rules]:
+    """`rules.channels.<channel>`: any rule of §8 for one channel, the others inherited."""
+    _check(isinstance(raw, dict), source, "rules.channels", "must be a mapping of channel names")
+    out = {}
+    for channel, overrides in raw.items():
+        key = f"rules.channels.{channel}"
+        _check(channel in channels, source, key, f"unknown channel {channel!r} (channels: {', '.join(channels)})")
+        _check(isinstance(overrides, dict), source, key, "must be a mapping of rules")
+        for name, value in overrides.items():
+            _check(name in global_rules, source, f"{key}.{name}",
+                   f"unknown rule (known: {', '.join(sorted(global_rules))})")
+            _check(isinstance(value, bool), source, f"{key}.{name}", "must be true or false")
+        out[channel] = Rules(**{**global_rules, **overrides})
+    return out
+
+
+def _routing(raw: dict, channels: tuple[str, ...], source: str | None) -> RoutingSettings:
+    mode = raw["mode"]
+    _check(mode in ROUTING_MODES, source, "routing.mode", f"must be one of {', '.join(ROUTING_MODES)}")
+    timeout = _duration(raw["offer_timeout"], source, "routing.offer_timeout", allow_none=False)
+    _check(timeout > timedelta(0), source, "routing.offer_timeout", "must be longer than zero")
+    capacity = raw["capacity"]
+    _check(isinstance(capacity, dict), source, "routing.capacity", "must map default and channels to numbers")
+    capacity = {"default": 5, **capacity}
+    for key, value in capacity.items():
+        _check(key == "default" or key in channels, source, f"routing.capacity.{key}",
+               f"unknown channel {key!r} (default or one of: {', '.join(channels)})")
+        _check(isinstance(value, int) and not isinstance(value, bool) and value >= 0, source,
+               f"routing.capacity.{key}", "must be a whole number, 0 or more")
+    return RoutingSettings(mode=mode, offer_timeout=timeout, capacity=capacity)
 
 
 def _flag(value: Any, source: str | None, key: str) -> bool:

@@ -246,6 +246,7 @@ def conversation_columns(wide: bool) -> list[Column]:
         Column("next_response_due", "datetime", sla("next_response_due")),
         Column("resolution_due", "datetime", sla("resolution_due")),
         Column("sla_breached", "list", sla("breached")),
+        Column("offered_to"), Column("offer_expires_at", "datetime"),
     ]
 
 

@@ -37,7 +37,7 @@ from deskctl.models import (
     User,
     Watcher,
 )
-from deskctl.services import events, notifications, permissions, sla
+from deskctl.services import events, notifications, permissions, routing, sla
 from deskctl.services.queries import (
     TargetSpec,
     apply_filter,
@@ -350,12 +350,16 @@ def claim(session, actor, spec: TargetSpec, *, steal: bool = False, now: datetim
     if steal:
         permissions.require_supervisor(actor, "claim --steal")
     names = Names(session)
+    # Offered conversations (SPEC §10): the offered agent's claim accepts the offer.
+    offers = routing.offers_held(session)
 
     def check(s: Snap):
         if s.status == "closed":
             return Conflict("is closed: reopen it before claiming it")
         if s.assignee_id not in (None, actor.id) and not steal:
             return Conflict(f"claimed by {names.user(s.assignee_id)}: use --steal (supervisor or admin)")
+        if offers.get(s.id, actor.id) != actor.id and not steal:
+            return Conflict(f"offered to {names.user(offers[s.id])}: use --steal (supervisor or admin)")
         return None
 
     def touch(s: Snap):
@@ -364,7 +368,7 @@ def claim(session, actor, spec: TargetSpec, *, steal: bool = False, now: datetim
     plan = Plan(
         kind="claimed", check=check,
         values={"assignee_id": actor.id, "claimed_at": now,
-                "status": case((C.status == "new", "open"), else_=C.status)},
+                "status": case((C.status == "new", "open"), else_=C.status), **routing.withdraw_offer_values()},
         after=lambda s: ("open" if s.status == "new" else s.status, actor.id, s.group_id),
         data=lambda s: ({"from_user": names.user(s.assignee_id)}
                         if s.assignee_id not in (None, actor.id) else {}),
@@ -419,7 +423,7 @@ def next_(session, actor, *, group: str | None = None, now: datetime, settings, 
     where_groups = ", ".join(sorted(names.group(g) for g in group_ids)) or "no group"
     if not group_ids:
         raise NotFound(f"no conversation waiting: {actor.handle} is in no group (use --group G)")
-    waiting = [C.status == "new", C.assignee_id.is_(None), C.group_id.in_(group_ids)]
+    waiting = [C.status == "new", C.assignee_id.is_(None), C.offered_to.is_(None), C.group_id.in_(group_ids)]
     scope = permissions.scope_clause(actor, settings)
     if scope is not None:
         waiting.append(scope)
@@ -438,7 +442,7 @@ def next_(session, actor, *, group: str | None = None, now: datetime, settings, 
         if dry_run:
             return [record]
         result = session.execute(
-            update(C).where(C.id == snap.id, C.version == snap.version, *waiting[:2])
+            update(C).where(C.id == snap.id, C.version == snap.version, *waiting[:3])
             .values(assignee_id=actor.id, status="open", claimed_at=now, updated_at=now, version=C.version + 1)
             .execution_options(synchronize_session=False))
         if result.rowcount != 1:
@@ -516,7 +520,8 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
             return Conflict("claim it first (rules.transfer_requires_claim)")
         return None
 
-    values: dict = {"status": "new", "claimed_at": None, "boomerang_at": None, "pending_since": None}
+    values: dict = {"status": "new", "claimed_at": None, "boomerang_at": None, "pending_since": None,
+                    **routing.withdraw_offer_values()}
     if target.kind == "user":
         values["assignee_id"] = target.id
         after = lambda s: ("new", target.id, s.group_id)  # noqa: E731
@@ -596,7 +601,7 @@ def release(session, actor, spec: TargetSpec, *, now: datetime, settings, dry_ru
 
     plan = Plan(kind="released", check=check,
                 values={"assignee_id": None, "status": "new", "claimed_at": None, "boomerang_at": None,
-                        "pending_since": None},
+                        "pending_since": None, **routing.withdraw_offer_values()},
                 after=lambda s: ("new", None, s.group_id),
                 data=lambda s: {"from_user": names.user(s.assignee_id)})
     return _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run, names=names).records
@@ -617,7 +622,7 @@ def pending(session, actor, spec: TargetSpec, *, until: datetime | None = None, 
         return None
 
     plan = Plan(kind="pending", check=check,
-                values={"status": "pending", "boomerang_at": until,
+                values={"status": "pending", "boomerang_at": until, **routing.withdraw_offer_values(),
                         "pending_since": case((C.status == "pending", C.pending_since), else_=now)},
                 after=lambda s: ("pending", s.assignee_id, s.group_id),
                 data=lambda s: {"until": until.isoformat() if until else None, "note": note})
@@ -637,7 +642,8 @@ def resolve(session, actor, spec: TargetSpec, *, until: datetime | None = None, 
         return None
 
     plan = Plan(kind="resolved", check=check,
-                values={"status": "resolved", "boomerang_at": until, "resolved_at": now, "pending_since": None},
+                values={"status": "resolved", "boomerang_at": until, "resolved_at": now, "pending_since": None,
+                        **routing.withdraw_offer_values()},
                 after=lambda s: ("resolved", s.assignee_id, s.group_id),
                 data=lambda s: {"until": until.isoformat() if until else None})
     return _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run).records
@@ -676,7 +682,7 @@ def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason:
             return UsageError("needs a tag to close (rules.close_requires_tag): pass --tag")
         return None
 
-    values: dict = {"status": status, "boomerang_at": None}
+    values: dict = {"status": status, "boomerang_at": None, **routing.withdraw_offer_values()}
     if status == "closed":
         values.update(closed_at=now, resolved_at=now, pending_since=None)
     elif status == "pending":
@@ -792,7 +798,7 @@ def merge(session, actor, duplicate_id: int, into_id: int, *, now: datetime, set
         return records
     for s, values in (
         (dup, {"status": "closed", "linked_to_id": into_id, "closed_at": now, "resolved_at": now,
-               "boomerang_at": None, "pending_since": None}),
+               "boomerang_at": None, "pending_since": None, **routing.withdraw_offer_values()}),
         (into, {}),
     ):
         result = session.execute(update(C).where(C.id == s.id, C.version == s.version)
