@@ -69,21 +69,36 @@ def _is_pg(session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+# A pass whose planned rows were taken by a concurrent pass or claim plans again, from
+# what has been committed since, at most this many times (the next job run does the rest).
+ATTEMPTS = 3
+
+
 def route(session, *, now: datetime, settings, group_ids: Iterable[int] | None = None) -> dict:
     """One routing pass; `group_ids` limits it to some groups. Returns counts."""
     counts = {"expired": expire_offers(session, now=now, settings=settings), "routed": 0, "offered": 0}
-    mode = settings.routing.mode
-    if mode == "pull":
+    if settings.routing.mode == "pull":
         return counts
     groups = None if group_ids is None else sorted(set(group_ids))
+    key = "offered" if settings.routing.mode == "offer" else "routed"
+    for _ in range(ATTEMPTS):
+        given, lost = _pass(session, groups, now=now, settings=settings)
+        counts[key] += given
+        if not lost:
+            break
+    return counts
+
+
+def _pass(session, groups, *, now: datetime, settings) -> tuple[int, bool]:
+    """Plan and write once: (conversations given, whether some planned ones were lost)."""
     members = _available_members(session, groups)
     if not members:
-        return counts
+        return 0, False
     loads = _loads(session, {a.id for agents in members.values() for a in agents})
     capacity = settings.routing.capacity_for
     candidates = _candidates(session, members, loads, settings)
     if not candidates:
-        return counts
+        return 0, False
     declined = _declined(session, [w.id for ws in candidates.values() for w in ws])
 
     totals: dict[int, int] = defaultdict(int)
@@ -106,10 +121,12 @@ def route(session, *, now: datetime, settings, group_ids: Iterable[int] | None =
             turn += 1
             agent.order = (1, turn)
     handles = {a.id: a.handle for agents in members.values() for a in agents}
+    total, lost = 0, False
     for uid in sorted(plan):  # one order for every pass: user row locks never deadlock
         given = _give(session, uid, handles[uid], plan[uid], now=now, settings=settings)
-        counts["offered" if mode == "offer" else "routed"] += given
-    return counts
+        total += given
+        lost = lost or given < len(plan[uid])
+    return total, lost
 
 
 def _available_members(session, group_ids: Sequence[int] | None) -> dict[int, list[_Agent]]:
