@@ -315,6 +315,24 @@ def _check_until(until: datetime | None, now: datetime) -> None:
         raise UsageError(f"--until {until.isoformat()} is not in the future")
 
 
+def _rules_by_id(session, actor, spec: TargetSpec, settings) -> Callable[[int], object]:
+    """The rules of §8 for each target, as its channel makes them (`rules.channels`,
+    SPEC §10); without per-channel rules, the global ones and no query."""
+    if not settings.channel_rules:
+        return lambda cid: settings.rules
+    ids, _ = resolve_target_ids(session, spec, actor_id=actor.id)
+    channels: dict[int, str] = {}
+    for chunk in chunks(ids, CHUNK):
+        channels.update(session.execute(select(C.id, C.channel).where(C.id.in_(chunk))).all())
+    return lambda cid: settings.rules_for(channels.get(cid))
+
+
+def check_reason(reason: str | None, settings) -> None:
+    """A contact reason must be one of `reasons:` when the desk lists them (SPEC §10)."""
+    if reason is not None and settings.reasons is not None and reason not in settings.reasons:
+        raise UsageError(f"invalid --reason {reason!r} (choose from {', '.join(settings.reasons)})")
+
+
 def _not_closed(verb: str) -> Callable[[Snap], DeskError | None]:
     def check(s: Snap):
         if s.status == "closed":
@@ -505,18 +523,21 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
     """To a group: assignee cleared, group set, `new`. To a user: assignee set, `new`,
     the user notified. `message` is an internal note linked to each transfer event."""
     target = resolve_ref(session, to)
-    rules = settings.rules
-    if target.kind == "user" and not rules.transfer_to_user:
+    if target.kind == "user" and not settings.rules.transfer_to_user and not settings.channel_rules:
         raise Forbidden("transfers to users are turned off (rules.transfer_to_user): use --to group:NAME")
     if message is not None and not message.strip():
         raise UsageError("--message is empty")
     names = Names(session)
-    needs_claim = rules.transfer_requires_claim and not actor.is_supervisor
+    rules_of = _rules_by_id(session, actor, spec, settings)
 
     def check(s: Snap):
+        rules = rules_of(s.id)
         if s.status == "closed":
             return Conflict("is closed: reopen it before transferring it")
-        if needs_claim and s.assignee_id != actor.id:
+        if target.kind == "user" and not rules.transfer_to_user:
+            return Forbidden("transfers to users are turned off for its channel (rules.transfer_to_user): "
+                             "use --to group:NAME")
+        if rules.transfer_requires_claim and not actor.is_supervisor and s.assignee_id != actor.id:
             return Conflict("claim it first (rules.transfer_requires_claim)")
         return None
 
@@ -664,22 +685,30 @@ def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason:
     if csat is not None and not 1 <= csat <= 5:
         raise UsageError(f"invalid --csat {csat}: 1 to 5")
     tags = _clean_tags(tags, "--tag")
+    check_reason(reason, settings)
     if transcript_to is not None:
         from deskctl.services.outbound import check_address
 
         check_address(transcript_to, "--transcript-to")
+    rules_of = _rules_by_id(session, actor, spec, settings)
     tagged: set[int] = set()
-    if settings.rules.close_requires_tag and not tags:
+    some_need_tags = settings.rules.close_requires_tag or any(
+        r.close_requires_tag for r in settings.channel_rules.values())
+    if some_need_tags and not tags:
         ids, _ = resolve_target_ids(session, spec, actor_id=actor.id)
         for chunk in chunks(ids, CHUNK):
             tagged.update(session.scalars(select(ConversationTag.conversation_id)
                                           .where(ConversationTag.conversation_id.in_(chunk)).distinct()))
 
     def check(s: Snap):
+        rules = rules_of(s.id)
         if s.status == "closed":
             return Conflict("is already closed")
-        if settings.rules.close_requires_tag and not tags and s.id not in tagged:
+        if rules.close_requires_tag and not tags and s.id not in tagged:
             return UsageError("needs a tag to close (rules.close_requires_tag): pass --tag")
+        if rules.close_requires_reason and reason is None:
+            hint = f" (one of {', '.join(settings.reasons)})" if settings.reasons else ""
+            return UsageError(f"needs a reason to close (rules.close_requires_reason): pass --reason{hint}")
         return None
 
     values: dict = {"status": status, "boomerang_at": None, **routing.withdraw_offer_values()}
@@ -729,6 +758,7 @@ def qualify(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), untag
         raise UsageError(f"tag {sorted(both)[0]!r} is both added and removed")
     if priority is not None and priority not in PRIORITIES:
         raise UsageError(f"invalid --priority {priority!r} (choose from {', '.join(PRIORITIES)})")
+    check_reason(reason, settings)
     values: dict = {}
     if reason is not None:
         values["reason"] = reason
