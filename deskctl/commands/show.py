@@ -21,9 +21,14 @@ def show(app, conversation_id, audit, no_notes):
 
     cid = parse_conversation_id(conversation_id)
     with app.read() as session:
-        app.actor(session)
+        actor = app.actor(session)
         record = thread_record(session, cid, notes=not no_notes, audit=audit)
     if app.output_format() == "table":
         output.render_thread({**record, "_now": app.now()}, tz=app.settings.timezone)
+        # The thread view is reading it (SPEC §10); machine formats are not.
+        from deskctl.services import read_state
+
+        with app.transaction() as session:
+            read_state.mark_read(session, actor.id, cid, now=app.now())
     else:
         emit(app, [record], output.conversation_columns(True))
