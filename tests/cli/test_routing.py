@@ -197,3 +197,20 @@ def test_bad_routing_config_is_78(billing, monkeypatch):
     config.write_text("routing: {capacity: {fax: 2}}\n")
     result = billing.run("list", env={"DESKCTL_CONFIG": str(config)})
     assert result.exit_code == 78 and "routing.capacity.fax" in result.stderr
+
+
+def test_report_agents_counts_offers_declines_and_rona(billing, monkeypatch):
+    configure(billing, monkeypatch, "offer")
+    billing.ok("availability", "set", "available", "--user", "carol", as_="carol")
+    first = make_conversation(billing, subject="first", created_at=T0 - hours(1))
+    billing.ok("jobs", "run", "route")  # one conversation, two agents: offered to one of them
+    taker = holders(billing)[first][2]
+    other = "carol" if taker == "alice" else "alice"
+    billing.ok("decline", first, as_=taker)  # re-offered at once to the other
+    billing.now = (NOW + hours(3 / 60)).isoformat()
+    billing.ok("jobs", "run", "route")  # the other lets it expire
+    rows = {r["agent"]: r for r in billing.json(
+        "report", "agents", "--by", "agent", "--since", "2026-11-20", "--until", "2026-11-21")}
+    assert (rows[taker]["offered"], rows[taker]["declined"], rows[taker]["rona"]) == (1, 1, 0)
+    assert (rows[other]["offered"], rows[other]["declined"], rows[other]["rona"]) == (1, 0, 1)
+    assert list(rows[taker])[-3:] == ["offered", "declined", "rona"]
