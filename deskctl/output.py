@@ -290,6 +290,8 @@ def render_thread(record: dict, *, tz: str = "UTC", out=None) -> None:
         lines.append(f"  boomerang: {when(record['boomerang_at'])}")
     if record.get("linked_to"):
         lines.append(f"  linked to: #{record['linked_to']}")
+    if record.get("offered_to"):
+        lines.append(f"  offered to: {record['offered_to']} until {when(record['offer_expires_at'])}")
     if record.get("watchers"):
         lines.append(f"  watchers: {', '.join(record['watchers'])}")
     now = record.get("_now")

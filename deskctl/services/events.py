@@ -20,6 +20,10 @@
   sla_warning/sla_breached  {target, due}
   auto_closed        {after_s};  auto_unassigned {from_user, after_s}
   transcript_sent    {to}
+  routed             {user}                            assign mode: given to that agent (actor system)
+  offered            {user, expires_at}                offer mode (actor system)
+  declined           {user}                            the offered agent refused (actor: them)
+  offer_expired      {user, expired_at}                withdrawn unanswered; the agent went to rona
 Every event row also carries `actor` (a user handle or "system") and `at`.
 """
 

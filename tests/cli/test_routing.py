@@ -95,6 +95,7 @@ def test_offer_accept_with_claim_and_others_get_exit_4(billing, monkeypatch):
     [record] = billing.json("show", cid)
     assert record["status"] == "new" and record["assignee"] is None and record["offered_to"] == "alice"
     assert record["offer_expires_at"] == (NOW + hours(2 / 60)).isoformat()
+    assert "offered to: alice until" in billing.ok("show", cid, fmt="table", as_="alice").stdout
     [event] = kinds(billing, "offered")
     assert event["data"]["user"] == "alice" and event["conversation_id"] == cid
     [note] = billing.rows("SELECT recipient, subject, body FROM outbox WHERE dedupe_key LIKE 'offered:%'")
