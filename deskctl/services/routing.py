@@ -12,8 +12,9 @@ and by `decline`:
    with free capacity on the conversation's channel, least loaded first, then longest
    since their last routing; never to an agent who declined that conversation;
 4. write agent by agent. The database guards the races: on PostgreSQL the agent's user
-   row is locked (`FOR UPDATE`) before their load is counted again, so two passes never
-   push one agent over capacity; the conversation rows are taken with `FOR UPDATE SKIP
+   row is locked (`FOR UPDATE SKIP LOCKED`: an agent another transaction holds is left
+   to it) before their load is counted again, so two passes never push one agent over
+   capacity; the conversation rows are taken with `FOR UPDATE SKIP
    LOCKED` (a row another pass or a `claim` holds is left for the next pass, and no two
    passes wait on each other's rows); and the UPDATE itself is conditional (still new,
    unassigned, not offered), so nothing is ever given to two agents. Every write bumps
@@ -220,9 +221,11 @@ def _give(session, uid: int, handle: str, planned: list[_Waiting], *, now: datet
     pg = _is_pg(session)
     check = select(User.id).where(User.id == uid, User.active.is_(True), User.availability == "available")
     if pg:
-        check = check.with_for_update()
+        # SKIP LOCKED: an agent another pass (or their own `availability set`) is working on
+        # is left to it, so passes never wait on each other and never deadlock.
+        check = check.with_for_update(skip_locked=True)
     if session.execute(check).first() is None:
-        return 0  # they went away (or were locked by another pass that changed them)
+        return 0  # they went away, or another transaction holds them
     current = defaultdict(int)
     for _, channel, n in _load_rows(session, [uid]):
         current[channel] += n
