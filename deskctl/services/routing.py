@@ -95,6 +95,9 @@ def _pass(session, groups, *, now: datetime, settings) -> tuple[int, bool]:
     members = _available_members(session, groups)
     if not members:
         return 0, False
+    # Nothing waiting in their groups: stop before counting anyone's load (the idle run).
+    if session.execute(select(C.id).where(waiting_clause(), C.group_id.in_(sorted(members))).limit(1)).first() is None:
+        return 0, False
     loads = _loads(session, {a.id for agents in members.values() for a in agents})
     capacity = settings.routing.capacity_for
     candidates = _candidates(session, members, loads, settings)
