@@ -288,6 +288,8 @@ def render_thread(record: dict, *, tz: str = "UTC", out=None) -> None:
         lines.append(f"  sla: {sla['policy']} ({sla['state']}){breached}")
     if record.get("boomerang_at"):
         lines.append(f"  boomerang: {when(record['boomerang_at'])}")
+    if record.get("reminder"):
+        lines.append(f"  reminder: {record['reminder']}")
     if record.get("linked_to"):
         lines.append(f"  linked to: #{record['linked_to']}")
     if record.get("offered_to"):
@@ -308,7 +310,8 @@ def render_thread(record: dict, *, tz: str = "UTC", out=None) -> None:
             lines.append(f"  · {when(item['at'])} {item['actor']}: {item['kind']} {data}".rstrip())
             continue
         label = {"inbound": "from", "outbound": "reply by", "note": "NOTE by"}[item["kind"]]
-        lines.append(f"--- {when(item['at'])} {label} {item['author'] or '?'}")
+        kind = f" ({item['type']})" if item.get("type") else ""  # the channel's message type
+        lines.append(f"--- {when(item['at'])} {label} {item['author'] or '?'}{kind}")
         for att in item.get("attachments") or []:
             lines.append(f"    [attachment: {att['filename']} {att['content_type']} {att['size']} bytes]")
         lines.append((item.get("text") or "").rstrip())
