@@ -126,7 +126,7 @@ def _pass(session, groups, *, now: datetime, settings) -> tuple[int, bool]:
             agent.order = (1, turn)
     handles = {a.id: a.handle for agents in members.values() for a in agents}
     total, lost = 0, False
-    for uid in sorted(plan):  # one order for every pass: user row locks never deadlock
+    for uid in sorted(plan):  # the same order in every pass
         given = _give(session, uid, handles[uid], plan[uid], now=now, settings=settings)
         total += given
         lost = lost or given < len(plan[uid])
