@@ -125,12 +125,8 @@ def _pass(session, groups, *, now: datetime, settings) -> tuple[int, bool]:
             turn += 1
             agent.order = (1, turn)
     handles = {a.id: a.handle for agents in members.values() for a in agents}
-    total, lost = 0, False
-    for uid in sorted(plan):  # the same order in every pass
-        given = _give(session, uid, handles[uid], plan[uid], now=now, settings=settings)
-        total += given
-        lost = lost or given < len(plan[uid])
-    return total, lost
+    given = _write(session, plan, handles, now=now, settings=settings)
+    return given, given < sum(len(convs) for convs in plan.values())
 
 
 def _available_members(session, group_ids: Sequence[int] | None) -> dict[int, list[_Agent]]:
@@ -219,61 +215,72 @@ def _declined(session, conversation_ids: Sequence[int]) -> set[tuple[int, str]]:
     return out
 
 
-def _give(session, uid: int, handle: str, planned: list[_Waiting], *, now: datetime, settings) -> int:
-    """Offer or assign `planned` to one agent, re-checking under the database's guard."""
+def _write(session, plan: dict[int, list[_Waiting]], handles: dict[int, str], *, now: datetime,
+           settings) -> int:
+    """Offer or assign the planned conversations, re-checking under the database's guard;
+    returns how many were given. A handful of statements for the whole plan, plus one
+    conditional UPDATE per agent."""
     pg = _is_pg(session)
-    check = select(User.id).where(User.id == uid, User.active.is_(True), User.availability == "available")
-    if pg:
-        # SKIP LOCKED: an agent another pass (or their own `availability set`) is working on
-        # is left to it, so passes never wait on each other and never deadlock.
-        check = check.with_for_update(skip_locked=True)
-    if session.execute(check).first() is None:
-        return 0  # they went away, or another transaction holds them
-    current = defaultdict(int)
-    for _, channel, n in _load_rows(session, [uid]):
-        current[channel] += n
-    take: list[int] = []
-    for conv in planned:
-        if current[conv.channel] < settings.routing.capacity_for(conv.channel):
-            current[conv.channel] += 1
-            take.append(conv.id)
-    if not take:
+    capacity = settings.routing.capacity_for
+    held: list[int] = []
+    for chunk in chunks(sorted(plan), 1000):
+        check = (select(User.id).where(User.id.in_(chunk), User.active.is_(True), User.availability == "available")
+                 .order_by(User.id))
+        if pg:
+            # SKIP LOCKED: an agent another pass (or their own `availability set`) holds is
+            # left to it, so passes never wait on each other and never deadlock.
+            check = check.with_for_update(skip_locked=True)
+        held += session.scalars(check)
+    if not held:
         return 0
+    current = _loads(session, set(held))  # counted again now that they are ours
+    take: dict[int, list[int]] = {}
+    for uid in held:
+        for conv in plan[uid]:
+            if current[(uid, conv.channel)] < capacity(conv.channel):
+                current[(uid, conv.channel)] += 1
+                take.setdefault(uid, []).append(conv.id)
     if pg:
-        take = list(session.scalars(select(C.id).where(C.id.in_(take), waiting_clause())
-                                    .with_for_update(skip_locked=True)))
-        if not take:
-            return 0
+        free: set[int] = set()
+        wanted = sorted(cid for ids in take.values() for cid in ids)
+        for chunk in chunks(wanted, 2000):
+            free.update(session.scalars(select(C.id).where(C.id.in_(chunk), waiting_clause())
+                                        .with_for_update(skip_locked=True)))
+        take = {uid: [cid for cid in ids if cid in free] for uid, ids in take.items()}
     offer = settings.routing.mode == "offer"
-    if offer:
-        expires = now + settings.routing.offer_timeout
-        values = {"offered_to": uid, "offer_expires_at": expires}
-    else:
-        values = {"assignee_id": uid, "status": "open", "claimed_at": now}
-    result = session.execute(update(C).where(C.id.in_(take), waiting_clause())
-                             .values(**values, updated_at=now, version=C.version + 1)
-                             .returning(C.id, C.version).execution_options(synchronize_session=False))
-    given = sorted(result.all())
+    expires = now + settings.routing.offer_timeout
+    given: dict[int, list[tuple[int, int]]] = {}
+    for uid, ids in take.items():
+        if not ids:
+            continue
+        values = ({"offered_to": uid, "offer_expires_at": expires} if offer
+                  else {"assignee_id": uid, "status": "open", "claimed_at": now})
+        rows = session.execute(update(C).where(C.id.in_(ids), waiting_clause())
+                               .values(**values, updated_at=now, version=C.version + 1)
+                               .returning(C.id, C.version).execution_options(synchronize_session=False)).all()
+        if rows:
+            given[uid] = sorted(rows)
     if not given:
         return 0
-    session.execute(update(User).where(User.id == uid).values(last_routed_at=now)
+    session.execute(update(User).where(User.id.in_(sorted(given))).values(last_routed_at=now)
                     .execution_options(synchronize_session=False))
+    kind = "offered" if offer else "routed"
+    events.record_many(session, [
+        {"conversation_id": cid, "actor": events.SYSTEM, "kind": kind, "at": now,
+         "data": {"user": handles[uid], "expires_at": expires.isoformat()} if offer else {"user": handles[uid]}}
+        for uid, rows in given.items() for cid, _ in rows])
     if offer:
-        data = {"user": handle, "expires_at": expires.isoformat()}
-        events.record_many(session, [{"conversation_id": cid, "actor": events.SYSTEM, "kind": "offered",
-                                      "at": now, "data": data} for cid, _ in given])
-        for cid, version in given:
-            notifications.notify_users(
-                session, [uid], conversation_id=cid, event="offered",
-                subject=f"#{cid} is offered to you", now=now, key=f"{cid}:v{version}",
-                body=f"#{cid} is offered to you until {expires.isoformat()}: "
-                     f"`deskctl claim {cid}` to accept it, `deskctl decline {cid}` to refuse it.")
+        for uid, rows in given.items():
+            for cid, version in rows:
+                notifications.notify_users(
+                    session, [uid], conversation_id=cid, event="offered",
+                    subject=f"#{cid} is offered to you", now=now, key=f"{cid}:v{version}",
+                    body=f"#{cid} is offered to you until {expires.isoformat()}: "
+                         f"`deskctl claim {cid}` to accept it, `deskctl decline {cid}` to refuse it.")
     else:
-        events.record_many(session, [{"conversation_id": cid, "actor": events.SYSTEM, "kind": "routed",
-                                      "at": now, "data": {"user": handle}} for cid, _ in given])
-        sla.after_change(session, [(cid, "new", "open") for cid, _ in given], frozenset(values),
-                         now=now, settings=settings)
-    return len(given)
+        sla.after_change(session, sorted((cid, "new", "open") for rows in given.values() for cid, _ in rows),
+                         frozenset({"assignee_id", "status", "claimed_at"}), now=now, settings=settings)
+    return sum(len(rows) for rows in given.values())
 
 
 def expire_offers(session, *, now: datetime, settings) -> int:
