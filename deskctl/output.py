@@ -255,6 +255,10 @@ def _shorten(text: str | None, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+# Message types the desk sets itself (email ingest, `deskctl new`): not worth a label.
+_DESK_MESSAGE_TYPES = ("email", "agent_entry")
+
+
 def render_thread(record: dict, *, tz: str = "UTC", out=None) -> None:
     """`show` on a terminal: a header, then messages, notes and events in order."""
     from zoneinfo import ZoneInfo
@@ -310,8 +314,11 @@ def render_thread(record: dict, *, tz: str = "UTC", out=None) -> None:
             lines.append(f"  · {when(item['at'])} {item['actor']}: {item['kind']} {data}".rstrip())
             continue
         label = {"inbound": "from", "outbound": "reply by", "note": "NOTE by"}[item["kind"]]
-        kind = f" ({item['type']})" if item.get("type") else ""  # the channel's message type
+        # The channel's own message type (a Twitter DM, a public post); not the desk's own marks.
+        kind = f" ({item['type']})" if item.get("type") and item["type"] not in _DESK_MESSAGE_TYPES else ""
         lines.append(f"--- {when(item['at'])} {label} {item['author'] or '?'}{kind}")
+        if item.get("url"):
+            lines.append(f"    link: {item['url']}")
         for att in item.get("attachments") or []:
             lines.append(f"    [attachment: {att['filename']} {att['content_type']} {att['size']} bytes]")
         lines.append((item.get("text") or "").rstrip())

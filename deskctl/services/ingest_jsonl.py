@@ -38,7 +38,7 @@ _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _FIELDS = {"channel", "thread", "id", "at", "from", "text", "html", "subject", "group", "priority",
-           "attachments", "type"}
+           "attachments", "type", "url"}
 
 
 
@@ -99,6 +99,7 @@ class Item:
     priority: str | None
     message_type: str | None
     attachments: list[tuple[str, str, bytes]] = field(default_factory=list)
+    url: str | None = None
 
     @property
     def contact_key(self) -> tuple[str, str]:
@@ -214,7 +215,16 @@ def parse_line(number: int, raw: bytes, *, now: datetime, channels) -> Item:
     return Item(line=number, raw=raw, channel=channel, thread=thread, external_id=external_id, at=at,
                 name=(_str(sender, "name", limit=200, path="from.") or ""), email=email, phone=phone, handle=handle,
                 text=body or "", html=html, subject=_str(obj, "subject"), group=_str(obj, "group", limit=100),
-                priority=priority, message_type=_str(obj, "type", limit=64), attachments=attachments)
+                priority=priority, message_type=_str(obj, "type", limit=64), attachments=attachments,
+                url=_url(obj))
+
+
+def _url(obj: dict) -> str | None:
+    """`url`: the message's page on its channel; http(s) only, shown to agents as a link."""
+    url = _str(obj, "url", limit=2000)
+    if url is not None and (not re.match(r"^https?://[^\s]+$", url, re.IGNORECASE)):
+        raise Bad("`url` must be an http:// or https:// address")
+    return url
 
 
 def _attachments(value) -> list[tuple[str, str, bytes]]:
@@ -376,7 +386,7 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
             "conversation_id": real(ref), "author_contact_id": contacts[item.contact_key],
             "author_name": item.name or item.handle or None, "channel": item.channel,
             "message_type": item.message_type, "subject": item.subject, "text": item.text, "html": item.html,
-            "external_id": item.external_id, "created_at": item.at,
+            "external_id": item.external_id, "created_at": item.at, "url": item.url,
         })
         to_store.append(item)
     message_ids = insert_ids(conn, Message.__table__, message_rows, inline=_MESSAGE_CONSTANTS)

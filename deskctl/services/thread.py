@@ -47,7 +47,7 @@ def thread_record(session, conversation_id: int, *, notes: bool = True, audit: b
             "id": message.id, "kind": message.direction, "author": author, "at": message.created_at,
             "text": message.text, "html": message.html, "attachments": attachments.get(message.id, []),
             "external_id": message.external_id, "channel": message.channel, "cc": message.cc or [],
-            "type": message.message_type,
+            "type": message.message_type, "url": message.url,
         })
     if notes:
         for note, handle in session.execute(

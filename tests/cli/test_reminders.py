@@ -47,3 +47,25 @@ def test_thread_shows_the_message_type(seeded):
     thread = seeded.ok("show", created["id"], fmt="table").stdout
     assert "from Léa (Twitter direct message)" in thread
     assert seeded.json("show", created["id"])[0]["messages"][0]["type"] == "Twitter direct message"
+
+
+def test_thread_shows_the_message_link_and_a_bad_link_is_quarantined(seeded):
+    good = json.dumps({"channel": "social", "thread": "fb-1", "id": "post-1", "type": "Facebook public post",
+                       "url": "https://facebook.example/posts/1", "from": {"name": "Léa", "email": "lea@example.fr"},
+                       "text": "where is my order?"})
+    bad = json.dumps({"channel": "social", "thread": "fb-2", "id": "post-2", "url": "javascript:alert(1)",
+                      "from": {"name": "Léa", "email": "lea@example.fr"}, "text": "hi"})
+    result = seeded.run("ingest", "jsonl", "-", input=(good + "\n" + bad + "\n").encode(), fmt="json")
+    assert result.exit_code == 65
+    created, quarantined = result.json()
+    assert quarantined["action"] == "quarantined"
+    thread = seeded.ok("show", created["id"], fmt="table").stdout
+    assert "(Facebook public post)" in thread and "link: https://facebook.example/posts/1" in thread
+    assert seeded.json("show", created["id"])[0]["messages"][0]["url"] == "https://facebook.example/posts/1"
+    assert "url" in seeded.scalar("SELECT reason FROM quarantine")
+
+
+def test_desk_message_types_get_no_label(seeded):
+    [change] = seeded.json("new", "--channel", "phone", "--contact", "lea@example.fr", "Called about an invoice",
+                           as_="alice")
+    assert "(agent_entry)" not in seeded.ok("show", change["id"], fmt="table").stdout

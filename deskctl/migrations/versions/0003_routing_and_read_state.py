@@ -1,4 +1,4 @@
-"""routing (offers, last assignment) and per-user read state
+"""routing (offers, last assignment), per-user read state, message links
 
 Revision ID: 0003
 Revises: 0001
@@ -29,6 +29,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('last_routed_at', deskctl.db.types.UTCDateTime(timezone=True),
                                       nullable=True))
 
+    with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('url', sa.String(length=2000), nullable=True))
+
     op.create_table('read_marks',
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('conversation_id', sa.Integer(), nullable=False),
@@ -47,6 +50,8 @@ def downgrade() -> None:
     with op.batch_alter_table('read_marks', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_read_marks_conversation_id'))
     op.drop_table('read_marks')
+    with op.batch_alter_table('messages', schema=None) as batch_op:
+        batch_op.drop_column('url')
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_column('last_routed_at')
     with op.batch_alter_table('conversations', schema=None) as batch_op:
