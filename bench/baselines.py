@@ -114,6 +114,37 @@ def resolve_new(url, group):
             {"now": now, "gid": gid}).rowcount
 
 
+def route(url, capacity):
+    """Routing's assign pass by hand (SPEC §10): in each `route-` group, the waiting
+    conversations in urgency order go round-robin to the group's available members, up
+    to `capacity` each (the bench's agents start empty, on one channel), with one
+    `routed` event each."""
+    from sqlalchemy import text
+
+    rank = "CASE priority WHEN 'urgent' THEN 3 WHEN 'high' THEN 2 WHEN 'medium' THEN 1 ELSE 0 END"
+    due = "COALESCE(next_response_due, first_response_due, resolution_due)"
+    pick = (
+        "WITH w AS (SELECT id, group_id, row_number() OVER (PARTITION BY group_id "
+        f"  ORDER BY {rank} DESC, {due} IS NULL, {due}, created_at, id) AS rn FROM conversations "
+        "  WHERE status = 'new' AND assignee_id IS NULL AND offered_to IS NULL "
+        "  AND group_id IN (SELECT id FROM groups WHERE name LIKE 'route-%')), "
+        "a AS (SELECT m.group_id, u.id AS user_id, u.handle, row_number() OVER (PARTITION BY m.group_id "
+        "  ORDER BY u.id) AS an, count(*) OVER (PARTITION BY m.group_id) AS k FROM group_members m "
+        "  JOIN users u ON u.id = m.user_id WHERE u.availability = 'available' AND u.active), "
+        "pick AS (SELECT w.id, a.user_id, a.handle FROM w JOIN a ON a.group_id = w.group_id "
+        "  AND a.an = ((w.rn - 1) % a.k) + 1 WHERE w.rn <= a.k * :cap) ")
+    with _engine(url).begin() as conn:
+        now = _param(conn, _now())
+        data = _json_object(conn, "'user'", "pick.handle")
+        params = {"now": now, "cap": int(capacity)}
+        conn.execute(text(pick + "INSERT INTO events (conversation_id, at, actor, kind, data) "
+                                 f"SELECT pick.id, :now, 'system', 'routed', {data} FROM pick"), params)
+        return conn.execute(text(
+            pick + "UPDATE conversations SET assignee_id = pick.user_id, status = 'open', claimed_at = :now, "
+                   "updated_at = :now, version = version + 1 FROM pick WHERE conversations.id = pick.id"),
+            params).rowcount
+
+
 def sla_query(url):
     """The sweep's indexed range query: what is due now."""
     from sqlalchemy import text
@@ -250,7 +281,7 @@ def parse_jsonl(path):
 
 OPS = {
     "transfer-from": transfer_from, "transfer-group": transfer_group, "transfer-new": transfer_new,
-    "resolve-new": resolve_new, "sla-query": sla_query,
+    "resolve-new": resolve_new, "sla-query": sla_query, "route": route,
     "boomerang": boomerang, "report": report, "list-jsonl": list_jsonl, "parse-mbox": parse_mbox,
     "parse-jsonl": parse_jsonl,
 }

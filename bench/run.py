@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BULK_N = 50_000  # rows of the bulk-verb rows (transfer, resolve): where the work dominates start-up
+ROUTE_N = 10_000  # waiting conversations of the `route` row (SPEC §10)
 QUICK_FACTOR = 3  # --repeat x this: runs of the start-up-sized measurements (--help, claim, import floor)
 REPORT_KINDS = ("volume", "sla", "agents", "tags", "csat", "backlog", "conversations")
 REPORT_BY = {"volume": "day", "sla": "day", "agents": "agent", "tags": "tag", "csat": "day", "backlog": "group",
@@ -374,6 +375,64 @@ class Bench:
                    "ORDER BY id DESC LIMIT :k)")
         return self.sql(url, sql, {"past": past, "k": k})
 
+    def _make_route_desk(self, url: str, k: int, agents: int, groups: int) -> None:
+        """`groups` route-* groups of agents/groups available agents each, and the K
+        newest conversations waiting in them (email, new, unassigned)."""
+        from sqlalchemy import text
+
+        from deskctl.db.engine import make_engine
+
+        now = self.stamp(self.now)
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO groups (name, created_at) VALUES (:name, :now)"),
+                             [{"name": f"route-g{i}", "now": now} for i in range(groups)])
+                conn.execute(text(
+                    "INSERT INTO users (handle, name, role, availability, default_availability, active, created_at) "
+                    "VALUES (:h, :h, 'agent', 'available', 'available', :yes, :now)"),
+                    [{"h": f"route-a{i}", "now": now, "yes": True} for i in range(agents)])
+                conn.execute(text(
+                    "INSERT INTO group_members (group_id, user_id) SELECT g.id, u.id FROM users u JOIN groups g "
+                    "ON g.name = 'route-g' || CAST(CAST(substr(u.handle, 8) AS INTEGER) % :groups AS VARCHAR) "
+                    "WHERE u.handle LIKE 'route-a%'"), {"groups": groups})
+                first = conn.execute(text("SELECT min(id) FROM groups WHERE name LIKE 'route-%'")).scalar()
+                conn.execute(text(
+                    "UPDATE conversations SET status = 'new', assignee_id = NULL, claimed_at = NULL, channel = 'email', "
+                    "boomerang_at = NULL, pending_since = NULL, group_id = :first + id % :groups WHERE id IN "
+                    "(SELECT id FROM conversations ORDER BY id DESC LIMIT :k)"),
+                    {"first": first, "groups": groups, "k": k})
+        finally:
+            engine.dispose()
+
+    def bench_route(self) -> None:
+        """SPEC §10: one `route` run assigning ROUTE_N waiting conversations to 200
+        available agents in 20 groups, against the same assignment in hand-written SQL."""
+        if not self.has("jobs", "run") or run_process(self.dk("decline", "--help"), self.env()).returncode:
+            return self.skip("route", "routing is not in this checkout")
+        k, agents, groups = min(ROUTE_N, self.n // 2), 200, 20
+        capacity = -(-k // agents)
+        config = self.work / "route.yaml"
+        config.write_text("timezone: UTC\nclock: {override: true}\n"
+                          f"routing: {{mode: assign, capacity: {{default: {capacity}}}}}\n", encoding="utf-8")
+
+        def prepared(argv_for):
+            def cmd(url):
+                self._make_route_desk(url, k, agents, groups)
+                return argv_for(url)
+            return cmd
+
+        self.measure(f"route {k} waiting to {agents} agents",
+                     prepared(lambda url: self.dk("--config", config, "--as", "admin", "jobs", "run", "route")),
+                     prepared(lambda url: self.baseline("route", url, capacity)),
+                     rows=k, fresh=True, note="target: ratio at most 3")
+        def nobody_available(url):
+            self.sql(url, "UPDATE users SET availability = 'away'")
+            return self.dk("--config", config, "--as", "admin", "jobs", "run", "route")
+
+        self.measure("route idle (nobody available)", nobody_available, None, rows=0, fresh=True,
+                     note="target: under 50 ms of work at 1M")
+
     def bench_sweeps(self) -> None:
         if not self.has("jobs", "run"):
             for op in ("sla-sweep idle", "sla-sweep 1% due", "boomerang 1% due"):
@@ -441,7 +500,7 @@ class Bench:
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "deskctl")], check=True)
         self.build()
         for step in (self.bench_help, self.bench_claim, self.bench_list, self.bench_transfer, self.bench_bulk,
-                     self.bench_sweeps,
+                     self.bench_sweeps, self.bench_route,
                      self.bench_reports, self.bench_ingest):
             if self.args.only and not any(word in step.__name__ for word in self.args.only):
                 continue

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "show": "deskctl.commands.show:show",
     "inbox": "deskctl.commands.inbox:inbox",
     "claim": "deskctl.commands.claim:claim",
+    "decline": "deskctl.commands.decline:decline",
     "next": "deskctl.commands.next_:next_",
     "transfer": "deskctl.commands.transfer:transfer",
     "release": "deskctl.commands.lifecycle:release",

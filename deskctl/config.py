@@ -17,11 +17,16 @@ from typing import Any
 
 from deskctl.errors import ConfigError
 
-JOB_NAMES = ("sla-sweep", "boomerang", "auto-close", "auto-unassign", "notify", "nightly-export", "retention")
+JOB_NAMES = ("sla-sweep", "boomerang", "auto-close", "auto-unassign", "notify", "nightly-export", "route",
+             "retention")
 REPORT_KINDS = ("volume", "sla", "agents", "tags", "csat", "backlog", "conversations")
 SLA_TARGETS = ("first_response", "next_response", "resolution")
 PRIORITIES = ("low", "medium", "high", "urgent")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ROUTING_MODES = ("pull", "offer", "assign")
+# Built-in availability states beyond config's list: `rona` is where an agent who let an
+# offer expire lands (SPEC §10), whatever the desk's own list says.
+BUILTIN_AVAILABILITY = ("rona",)
 
 DEFAULTS: dict[str, Any] = {
     "timezone": "UTC",
@@ -35,7 +40,14 @@ DEFAULTS: dict[str, Any] = {
         "transfer_to_user": True,
         "close_requires_tag": False,
         "agents_act_on_location": True,
+        "close_requires_reason": False,
+        # Per-channel overrides of the rules above (SPEC §10), e.g. email: {transfer_to_user: false}.
+        "channels": {},
     },
+    # The contact reasons `close --reason` accepts; null: any text.
+    "reasons": None,
+    # SPEC §10: pull (agents take work with `next`), offer or assign.
+    "routing": {"mode": "pull", "offer_timeout": "2m", "capacity": {"default": 5}},
     "business_hours": {},
     "sla": {
         "warning": 0.75,
@@ -57,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
         "auto-unassign": {"every": "5m", "after": None},
         "notify": {"every": "1m"},
         "nightly-export": {"cron": "0 2 * * *", "reports": ["volume", "sla", "agents", "tags", "csat"]},
+        "route": {"every": "30s"},
         "retention": {"cron": "30 3 * * *"},
     },
     "smtp": {
@@ -90,6 +103,17 @@ class Rules:
     transfer_to_user: bool
     close_requires_tag: bool
     agents_act_on_location: bool
+    close_requires_reason: bool = False
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    mode: str                      # pull | offer | assign
+    offer_timeout: timedelta
+    capacity: dict[str, int]       # "default" and channel names → open conversations per agent
+
+    def capacity_for(self, channel: str) -> int:
+        return self.capacity.get(channel, self.capacity["default"])
 
 
 @dataclass(frozen=True)
@@ -172,8 +196,16 @@ class Settings:
     limits: Limits
     retention_closed_after: timedelta | None
     raw: dict = field(repr=False, compare=False, default_factory=dict)
+    routing: RoutingSettings = field(
+        default_factory=lambda: RoutingSettings("pull", timedelta(minutes=2), {"default": 5}))
+    reasons: tuple[str, ...] | None = None
+    channel_rules: dict[str, Rules] = field(default_factory=dict)
     # top-level key → where its value came from: "default", the file, "--db", an env var
     origins: dict = field(repr=False, compare=False, default_factory=dict)
+
+    def rules_for(self, channel: str | None) -> Rules:
+        """The rules of §8 as they apply to one channel (`rules.channels` overrides)."""
+        return self.channel_rules.get(channel, self.rules) if channel else self.rules
 
 
 def data_dir() -> Path:
@@ -407,7 +439,7 @@ def _merge(defaults: dict, given: dict, report: _Report, prefix: str) -> dict:
             report.add(dotted, f"unknown key (known keys: {known})")
             continue
         # Free-form mappings and lists are replaced whole; fixed mappings merge key by key.
-        if isinstance(defaults[key], dict) and key not in ("business_hours", "jobs"):
+        if isinstance(defaults[key], dict) and key not in ("business_hours", "jobs", "channels", "capacity"):
             if report.check(isinstance(value, dict), dotted, "must be a mapping"):
                 result[key] = _merge(defaults[key], value, report, dotted + ".")
         elif key == "jobs":
@@ -445,9 +477,13 @@ def _build(cfg: dict, report: _Report, database_url: str | None, database_origin
                           tuple(DEFAULTS["availability_states"]))
     for required in ("available", "away", "offline"):
         report.check(required in states, "availability_states", f"must include {required!r}")
+    states += tuple(s for s in BUILTIN_AVAILABILITY if s not in states)
 
+    rules_raw = dict(cfg["rules"])
+    channels_raw = rules_raw.pop("channels")
     rules = Rules(**{key: report.flag(value, f"rules.{key}", DEFAULTS["rules"][key])
-                     for key, value in cfg["rules"].items()})
+                     for key, value in rules_raw.items()})
+    channel_rules = _channel_rules(channels_raw, rules, channels, report)
 
     bh_raw = cfg["business_hours"]
     business_hours: dict[str, BusinessHours] = {}
@@ -495,6 +531,9 @@ def _build(cfg: dict, report: _Report, database_url: str | None, database_origin
         retention_closed_after=retention,
         raw=cfg,
         origins=origins,
+        routing=_routing(cfg["routing"], channels, report),
+        reasons=None if cfg["reasons"] is None else report.names(cfg["reasons"], "reasons", ()),
+        channel_rules=channel_rules,
     )
 
 
@@ -510,6 +549,53 @@ def _timezone(name: Any, key: str, report: _Report) -> str:
         report.add(key, f"unknown timezone {name!r} (e.g. Europe/Paris, America/New_York, UTC)")
         return "UTC"
     return name
+
+
+def _channel_rules(raw: Any, rules: Rules, channels: tuple[str, ...], report: _Report) -> dict[str, Rules]:
+    """`rules.channels.<channel>`: any rule of §8 for one channel, the others inherited."""
+    from dataclasses import asdict
+
+    if not report.check(isinstance(raw, dict), "rules.channels", "must be a mapping of channel names"):
+        return {}
+    global_rules = asdict(rules)
+    out = {}
+    for channel, overrides in raw.items():
+        key = f"rules.channels.{channel}"
+        if not report.check(channel in channels, key, f"unknown channel {channel!r} (channels: {', '.join(channels)})"):
+            continue
+        if not report.check(isinstance(overrides, dict), key, "must be a mapping of rules"):
+            continue
+        good = {}
+        for name, value in overrides.items():
+            if report.check(name in global_rules, f"{key}.{name}",
+                            f"unknown rule (known: {', '.join(sorted(global_rules))})"):
+                good[name] = report.flag(value, f"{key}.{name}", global_rules[name])
+        out[channel] = Rules(**{**global_rules, **good})
+    return out
+
+
+def _routing(raw: dict, channels: tuple[str, ...], report: _Report) -> RoutingSettings:
+    default = DEFAULTS["routing"]
+    mode = raw["mode"]
+    if not report.check(mode in ROUTING_MODES, "routing.mode", f"must be one of {', '.join(ROUTING_MODES)}"):
+        mode = default["mode"]
+    timeout = report.duration(raw["offer_timeout"], "routing.offer_timeout")
+    if timeout is None:
+        report.add("routing.offer_timeout", "is required (e.g. 2m)")
+        timeout = timedelta(minutes=2)
+    capacity_raw = raw["capacity"]
+    if not report.check(isinstance(capacity_raw, dict), "routing.capacity",
+                        "must map default and channels to numbers"):
+        capacity_raw = {}
+    capacity = {"default": 5}
+    for key, value in capacity_raw.items():
+        ok = report.check(key == "default" or key in channels, f"routing.capacity.{key}",
+                          f"unknown channel {key!r} (default or one of: {', '.join(channels)})")
+        ok = report.check(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                          f"routing.capacity.{key}", "must be a whole number, 0 or more") and ok
+        if ok:
+            capacity[key] = value
+    return RoutingSettings(mode=mode, offer_timeout=timeout, capacity=capacity)
 
 
 def _database_url(from_file: Any, given: str | None, origin: str, report: _Report) -> str:

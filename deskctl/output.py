@@ -370,12 +370,17 @@ def conversation_columns(wide: bool) -> list[Column]:
         Column("next_response_due", "datetime", sla("next_response_due")),
         Column("resolution_due", "datetime", sla("resolution_due")),
         Column("sla_breached", "list", sla("breached")),
+        Column("offered_to"), Column("offer_expires_at", "datetime"),
     ]
 
 
 def _shorten(text: str | None, width: int) -> str:
     text = (text or "").replace("\n", " ")
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# Message types the desk sets itself (email ingest, `deskctl new`): not worth a label.
+_DESK_MESSAGE_TYPES = ("email", "agent_entry")
 
 
 def render_thread(record: dict, *, tz: str = "UTC", out=None) -> None:
@@ -411,8 +416,12 @@ def render_thread(record: dict, *, tz: str = "UTC", out=None) -> None:
         lines.append(f"  sla: {sla['policy']} ({sla['state']}){breached}")
     if record.get("boomerang_at"):
         lines.append(f"  boomerang: {when(record['boomerang_at'])}")
+    if record.get("reminder"):
+        lines.append(f"  reminder: {record['reminder']}")
     if record.get("linked_to"):
         lines.append(f"  linked to: #{record['linked_to']}")
+    if record.get("offered_to"):
+        lines.append(f"  offered to: {record['offered_to']} until {when(record['offer_expires_at'])}")
     if record.get("watchers"):
         lines.append(f"  watchers: {', '.join(record['watchers'])}")
     now = record.get("_now")
@@ -431,7 +440,11 @@ def render_thread(record: dict, *, tz: str = "UTC", out=None) -> None:
             lines.append(f"  · {when(item['at'])} {item['actor']}: {item['kind']} {data}".rstrip())
             continue
         label = {"inbound": "from", "outbound": "reply by", "note": "NOTE by"}[item["kind"]]
-        lines.append(f"--- {when(item['at'])} {label} {item['author'] or '?'}")
+        # The channel's own message type (a Twitter DM, a public post); not the desk's own marks.
+        kind = f" ({item['type']})" if item.get("type") and item["type"] not in _DESK_MESSAGE_TYPES else ""
+        lines.append(f"--- {when(item['at'])} {label} {item['author'] or '?'}{kind}")
+        if item.get("url"):
+            lines.append(f"    link: {item['url']}")
         for att in item.get("attachments") or []:
             lines.append(f"    [attachment: {att['filename']} {att['content_type']} {att['size']} bytes]")
         lines.append((item.get("text") or "").rstrip())

@@ -54,6 +54,7 @@ def _apply(app, handle, state, default):
         else:
             user = directory.set_availability(session, actor, handle, state, default=default,
                                               states=app.settings.availability_states)
+            _route_if_available(app, session, user)
         record = {"handle": user.handle, "availability": user.availability,
                   "default_availability": user.default_availability}
     emit(app, [record], _columns(), id_key="handle")
@@ -68,6 +69,15 @@ def login(app):
 
     with app.transaction() as session:
         user = directory.login(session, app.actor(session))
+        _route_if_available(app, session, user)
         record = {"handle": user.handle, "availability": user.availability,
                   "default_availability": user.default_availability}
     emit(app, [record], _columns(), id_key="handle")
+
+
+def _route_if_available(app, session, user) -> None:
+    """SPEC §10: an agent who becomes available gets waiting work at once (offer/assign)."""
+    if user.availability == "available":
+        from deskctl.services import routing
+
+        routing.route_for_agent(session, user.id, now=app.now(), settings=app.settings)

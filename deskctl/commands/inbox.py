@@ -18,13 +18,17 @@ from deskctl.commands._options import LIMIT, emit, output_options
 def inbox(app, handle, sort, limit):
     """Conversations assigned to you (not closed) plus those you watch (not closed)."""
     from deskctl import output
+    from deskctl.services.queries import user_id_by_handle
+    from deskctl.services.read_state import with_unread
     from deskctl.services.records import conversation_records
     from deskctl.services.watchers import inbox_select
 
     with app.read() as session:
         actor = app.actor(session)
         stmt = inbox_select(session, actor, handle, sort=sort, limit=limit)
-        count = emit(app, conversation_records(session, stmt),
-                     output.conversation_columns(app.output_format() != "table"))
+        user_id = actor.id if handle in (None, actor.handle) else user_id_by_handle(session, handle)
+        records = with_unread(session, user_id, conversation_records(session, stmt))
+        count = emit(app, records, output.conversation_columns(app.output_format() != "table")
+                     + [output.Column("unread", "bool")])
     if count == 0:
         output.notice(f"the inbox of {handle or app.actor_handle} is empty")

@@ -12,15 +12,18 @@ from deskctl.commands._options import LIMIT, build_filter, emit, filter_options,
 @click.option("--sort", metavar="KEYS", help="id (default), created, updated, priority, status, sla, "
               "boomerang, channel, subject; comma-separated, '-' for descending.")
 @click.option("--limit", type=LIMIT, help="At most N conversations.")
+@click.option("--unread", is_flag=True, help="With inbound messages you have not read (`show` marks read).")
 @output_options
 @click.pass_obj
-def list_(app, sort, limit, **params):
+def list_(app, sort, limit, unread, **params):
     """List conversations."""
+    import dataclasses
+
     from deskctl import output
     from deskctl.services.queries import select_conversations
     from deskctl.services.records import conversation_records
 
-    flt = build_filter(app, params)
+    flt = dataclasses.replace(build_filter(app, params), unread=unread)
     with app.read() as session:
         actor = app.actor(session)
         stmt = select_conversations(session, flt, actor_id=actor.id, sort=sort, limit=limit,

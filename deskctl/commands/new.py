@@ -47,6 +47,10 @@ def new(app, text, channel, contact_ref, contact_name, subject, group, priority,
             session, app.actor(session), channel=channel, contact_ref=contact_ref, text=text, now=app.now(),
             settings=app.settings, subject=subject, group=group, priority=priority, outbound=outbound,
             contact_name=contact_name)
+        # The agent wrote down what the contact said: read by them (SPEC §10), not by others.
+        from deskctl.services.read_state import mark_read
+
+        mark_read(session, app.actor(session).id, cid, now=app.now())
         records = records_for_ids(session, [cid])
     emit(app, records, output.conversation_columns(app.output_format() != "table"))
     if created:

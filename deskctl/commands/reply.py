@@ -51,10 +51,17 @@ def reply(app, conversation_id, text, template_name, file_, cc, bcc, attach):
     for path in attach:
         with open(path, "rb") as fh:
             files.append((os.path.basename(path), fh.read()))
+    from deskctl.output import notice, warn
+    from deskctl.services.read_state import unread_latest
+
     with app.transaction() as session:
-        record = outbound.reply(session, app.actor(session), cid, now=app.now(), settings=app.settings,
+        actor = app.actor(session)
+        unread = unread_latest(session, actor.id, cid)
+        record = outbound.reply(session, actor, cid, now=app.now(), settings=app.settings,
                                 text=text, template=template_name, cc=cc, bcc=bcc, attachments=files)
     emit(app, [record], _columns())
-    from deskctl.output import notice
-
+    if unread is not None:
+        # Webex's "you are not replying to the latest email" (SPEC §10): on stderr, always.
+        warn(f"you have not read the latest message on #{cid} (received {unread.isoformat()}): "
+             f"`deskctl show {cid}` first")
     notice(f"replied on #{cid}" + (" (queued for email delivery)" if record["queued"] else ""))

@@ -21,11 +21,16 @@ def show(app, conversation_id, audit, no_notes):
 
     cid = parse_conversation_id(conversation_id)
     with app.read() as session:
-        app.actor(session)
+        actor = app.actor(session)
         record = thread_record(session, cid, notes=not no_notes, audit=audit)
     # The thread view on a terminal and in a pipe (`show 42 | less`); records only when a
     # format is asked for (SPEC §9).
     if not app.format_chosen or app.output_format() == "table":
         output.render_thread({**record, "_now": app.now()}, tz=app.settings.timezone)
+        # The thread view is reading it (SPEC §10); machine formats are not.
+        from deskctl.services import read_state
+
+        with app.transaction() as session:
+            read_state.mark_read(session, actor.id, cid, now=app.now())
     else:
         emit(app, [record], output.conversation_columns(True))

@@ -45,6 +45,7 @@ register("auto-unassign", "deskctl.jobs.auto_unassign:run",
 register("notify", "deskctl.jobs.notify:run", "deliver the notification outbox", every="1m")
 register("nightly-export", "deskctl.jobs.nightly_export:run",
          "write yesterday's reports as CSV and JSON files", cron="0 2 * * *")
+register("route", "deskctl.jobs.route:run", "offer or assign waiting conversations to available agents", every="30s")
 register("retention", "deskctl.jobs.retention:run",
          "erase the content of conversations closed longer ago than retention.closed_after", cron="30 3 * * *")
 

@@ -7,6 +7,7 @@ from deskctl.models.conversation import (
     STATUSES,
     Conversation,
     ConversationTag,
+    ReadMark,
     SlaMark,
     Watcher,
 )
@@ -19,5 +20,5 @@ __all__ = [
     "EVENT_KINDS", "PRIORITIES", "ROLES", "SLA_STATES", "STATUSES",
     "Attachment", "Contact", "Conversation", "ConversationTag", "Event", "Group", "GroupMember",
     "JobLock", "JobRun", "Location", "Message", "MessageReference", "Note", "NoteVersion", "Outbox", "Quarantine",
-    "SlaMark", "Template", "User", "Watcher",
+    "ReadMark", "SlaMark", "Template", "User", "Watcher",
 ]

@@ -42,6 +42,10 @@ class Conversation(Base):
     linked_to_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"), index=True)
     # The (channel, thread) key of JSON-lines channels; null for email.
     thread_key: Mapped[str | None] = mapped_column(String(200))
+    # Routing in offer mode (SPEC §10): the agent a waiting conversation is offered to,
+    # until when; the route job withdraws expired offers through the second index.
+    offered_to: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    offer_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
@@ -87,6 +91,18 @@ class Watcher(Base):
     )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
     created_at: Mapped[utc]
+
+
+class ReadMark(Base):
+    """Per-user read state (SPEC §10): when the user last read the conversation's thread."""
+
+    __tablename__ = "read_marks"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    read_at: Mapped[utc]
 
 
 class SlaMark(Base):

@@ -6,7 +6,7 @@ from sqlalchemy import Boolean, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from deskctl.db.base import Base
-from deskctl.db.types import intpk, utc
+from deskctl.db.types import intpk, utc, utc_null
 
 ROLES = ("agent", "supervisor", "admin")
 
@@ -41,6 +41,8 @@ class User(Base):
     location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[utc]
+    # Routing's tie-break (SPEC §10): longest since the last assignment goes first.
+    last_routed_at: Mapped[utc_null]
 
 
 class GroupMember(Base):

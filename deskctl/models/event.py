@@ -14,6 +14,8 @@ EVENT_KINDS = (
     "qualified", "contact_attached", "watched", "unwatched", "boomerang_returned",
     "sla_warning", "sla_breached", "auto_closed", "auto_unassigned", "released", "merged",
     "transcript_sent",
+    # Routing (SPEC §10).
+    "routed", "offered", "declined", "offer_expired",
 )
 
 

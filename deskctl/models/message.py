@@ -29,6 +29,8 @@ class Message(Base):
     author_name: Mapped[str | None] = mapped_column(String(200))
     channel: Mapped[str] = mapped_column(String(32))
     message_type: Mapped[str | None] = mapped_column(String(64))
+    # The message's own page on its channel (JSON lines `url`: a public post), http(s) only.
+    url: Mapped[str | None] = mapped_column(String(2000))
     subject: Mapped[str | None] = mapped_column(String(998))
     text: Mapped[str] = mapped_column(Text, default="")
     html: Mapped[str | None] = mapped_column(Text)

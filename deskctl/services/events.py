@@ -20,6 +20,13 @@
   sla_warning/sla_breached  {target, due}
   auto_closed        {after_s};  auto_unassigned {from_user, after_s}
   transcript_sent    {to}
+  routed             {user}                            assign mode: given to that agent (actor system)
+  offered            {user, expires_at}                offer mode (actor system)
+  declined           {user}                            the offered agent refused (actor: them)
+  offer_expired      {user, expired_at}                withdrawn unanswered; the agent went to rona
+A pending conversation's reminder is the `note` of its latest `pending` event
+(`reminders`): `show` prints it, the boomerang's notification repeats it.
+
 Every event row also carries `actor` (a user handle or "system") and `at`.
 """
 
@@ -46,6 +53,25 @@ def record_many(session, rows: list[dict]) -> None:
     """Bulk insert: rows of {conversation_id, actor, kind, at, data} (one executemany)."""
     if rows:
         session.execute(insert(Event), rows)
+
+
+def reminders(session, conversation_ids) -> dict[int, str]:
+    """Conversation id → the `note` of its latest `pending` event, where it has one."""
+    from sqlalchemy import select
+
+    out: dict[int, str] = {}
+    ids = list(conversation_ids)
+    for start in range(0, len(ids), 2000):
+        rows = session.execute(select(Event.conversation_id, Event.data)
+                               .where(Event.kind == "pending", Event.conversation_id.in_(ids[start:start + 2000]))
+                               .order_by(Event.id)).all()
+        for cid, data in rows:  # the latest wins
+            note = (data or {}).get("note")
+            if note:
+                out[cid] = note
+            else:
+                out.pop(cid, None)
+    return out
 
 
 def created_row(conversation_id: int, *, channel: str, source: str, at: datetime,

@@ -47,7 +47,7 @@ _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _FIELDS = {"channel", "thread", "id", "at", "from", "text", "html", "subject", "group", "priority",
-           "attachments", "type"}
+           "attachments", "type", "url"}
 
 
 
@@ -112,6 +112,7 @@ class Item:
     priority: str | None
     message_type: str | None
     attachments: list[tuple[str, str, bytes]] = field(default_factory=list)
+    url: str | None = None
 
     @property
     def contact_key(self) -> tuple[str, str]:
@@ -225,7 +226,16 @@ def parse_line(number: int, raw: bytes, *, now: datetime, channels, subject_char
     return Item(line=number, raw=raw, channel=channel, thread=thread, external_id=external_id, at=at,
                 name=(_str(sender, "name", limit=200, path="from.") or ""), email=email, phone=phone, handle=handle,
                 text=body or "", html=html, subject=_subject(obj, subject_chars), group=_str(obj, "group", limit=100),
-                priority=priority, message_type=_str(obj, "type", limit=64), attachments=attachments)
+                priority=priority, message_type=_str(obj, "type", limit=64), attachments=attachments,
+                url=_url(obj))
+
+
+def _url(obj: dict) -> str | None:
+    """`url`: the message's page on its channel; http(s) only, shown to agents as a link."""
+    url = _str(obj, "url", limit=2000)
+    if url is not None and (not re.match(r"^https?://[^\s]+$", url, re.IGNORECASE)):
+        raise Bad("`url` must be an http:// or https:// address")
+    return url
 
 
 def _subject(obj: dict, limit: int) -> str | None:
@@ -436,6 +446,7 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
             "author_name": item.name or item.handle or None, "channel": item.channel,
             "message_type": item.message_type, "subject": item.subject, "text": item.text, "html": item.html,
             "external_id": item.external_id, "created_at": item.at, "body_sha256": digests[item.line],
+            "url": item.url,
         })
         to_store.append(item)
     message_ids = insert_ids(conn, Message.__table__, message_rows, inline=_MESSAGE_CONSTANTS)

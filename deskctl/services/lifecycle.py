@@ -40,7 +40,7 @@ from deskctl.models import (
     User,
     Watcher,
 )
-from deskctl.services import events, notifications, permissions, sla
+from deskctl.services import events, notifications, permissions, routing, sla
 from deskctl.services.queries import (
     TargetSpec,
     apply_filter,
@@ -330,6 +330,24 @@ def _check_until(until: datetime | None, now: datetime) -> None:
         raise UsageError(f"--until {until.isoformat()} is not in the future")
 
 
+def _rules_by_id(session, actor, spec: TargetSpec, settings) -> Callable[[int], object]:
+    """The rules of §8 for each target, as its channel makes them (`rules.channels`,
+    SPEC §10); without per-channel rules, the global ones and no query."""
+    if not settings.channel_rules:
+        return lambda cid: settings.rules
+    ids, _ = resolve_target_ids(session, spec, actor_id=actor.id)
+    channels: dict[int, str] = {}
+    for chunk in chunks(ids, CHUNK):
+        channels.update(session.execute(select(C.id, C.channel).where(C.id.in_(chunk))).all())
+    return lambda cid: settings.rules_for(channels.get(cid))
+
+
+def check_reason(reason: str | None, settings) -> None:
+    """A contact reason must be one of `reasons:` when the desk lists them (SPEC §10)."""
+    if reason is not None and settings.reasons is not None and reason not in settings.reasons:
+        raise UsageError(f"invalid --reason {reason!r} (choose from {', '.join(settings.reasons)})")
+
+
 def _not_closed(verb: str) -> Callable[[Snap], DeskError | None]:
     def check(s: Snap):
         if s.status == "closed":
@@ -365,12 +383,16 @@ def claim(session, actor, spec: TargetSpec, *, steal: bool = False, now: datetim
     if steal:
         permissions.require_supervisor(actor, "claim --steal")
     names = Names(session)
+    # Offered conversations (SPEC §10): the offered agent's claim accepts the offer.
+    offers = routing.offers_held(session)
 
     def check(s: Snap):
         if s.status == "closed":
             return Conflict("is closed: reopen it before claiming it")
         if s.assignee_id not in (None, actor.id) and not steal:
             return Conflict(f"claimed by {names.user(s.assignee_id)}: use --steal (supervisor or admin)")
+        if offers.get(s.id, actor.id) != actor.id and not steal:
+            return Conflict(f"offered to {names.user(offers[s.id])}: use --steal (supervisor or admin)")
         return None
 
     def touch(s: Snap):
@@ -379,7 +401,7 @@ def claim(session, actor, spec: TargetSpec, *, steal: bool = False, now: datetim
     plan = Plan(
         kind="claimed", check=check,
         values={"assignee_id": actor.id, "claimed_at": now,
-                "status": case((C.status == "new", "open"), else_=C.status)},
+                "status": case((C.status == "new", "open"), else_=C.status), **routing.withdraw_offer_values()},
         after=lambda s: ("open" if s.status == "new" else s.status, actor.id, s.group_id),
         data=lambda s: ({"from_user": names.user(s.assignee_id)}
                         if s.assignee_id not in (None, actor.id) else {}),
@@ -434,7 +456,7 @@ def next_(session, actor, *, group: str | None = None, now: datetime, settings, 
     where_groups = ", ".join(sorted(names.group(g) for g in group_ids)) or "no group"
     if not group_ids:
         raise NotFound(f"no conversation waiting: {actor.handle} is in no group (use --group G)")
-    waiting = [C.status == "new", C.assignee_id.is_(None), C.group_id.in_(group_ids)]
+    waiting = [C.status == "new", C.assignee_id.is_(None), C.offered_to.is_(None), C.group_id.in_(group_ids)]
     scope = permissions.scope_clause(actor, settings)
     if scope is not None:
         waiting.append(scope)
@@ -453,7 +475,7 @@ def next_(session, actor, *, group: str | None = None, now: datetime, settings, 
         if dry_run:
             return [record]
         result = session.execute(
-            update(C).where(C.id == snap.id, C.version == snap.version, *waiting[:2])
+            update(C).where(C.id == snap.id, C.version == snap.version, *waiting[:3])
             .values(assignee_id=actor.id, status="open", claimed_at=now, updated_at=now, version=C.version + 1)
             .execution_options(synchronize_session=False))
         if result.rowcount != 1:
@@ -516,22 +538,26 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
     """To a group: assignee cleared, group set, `new`. To a user: assignee set, `new`,
     the user notified. `message` is an internal note linked to each transfer event."""
     target = resolve_ref(session, to)
-    rules = settings.rules
-    if target.kind == "user" and not rules.transfer_to_user:
+    if target.kind == "user" and not settings.rules.transfer_to_user and not settings.channel_rules:
         raise Forbidden("transfers to users are turned off (rules.transfer_to_user): use --to group:NAME")
     if message is not None and not message.strip():
         raise UsageError("--message is empty")
     names = Names(session)
-    needs_claim = rules.transfer_requires_claim and not actor.is_supervisor
+    rules_of = _rules_by_id(session, actor, spec, settings)
 
     def check(s: Snap):
+        rules = rules_of(s.id)
         if s.status == "closed":
             return Conflict("is closed: reopen it before transferring it")
-        if needs_claim and s.assignee_id != actor.id:
+        if target.kind == "user" and not rules.transfer_to_user:
+            return Forbidden("transfers to users are turned off for its channel (rules.transfer_to_user): "
+                             "use --to group:NAME")
+        if rules.transfer_requires_claim and not actor.is_supervisor and s.assignee_id != actor.id:
             return Conflict("claim it first (rules.transfer_requires_claim)")
         return None
 
-    values: dict = {"status": "new", "claimed_at": None, "boomerang_at": None, "pending_since": None}
+    values: dict = {"status": "new", "claimed_at": None, "boomerang_at": None, "pending_since": None,
+                    **routing.withdraw_offer_values()}
     if target.kind == "user":
         values["assignee_id"] = target.id
         after = lambda s: ("new", target.id, s.group_id)  # noqa: E731
@@ -611,7 +637,7 @@ def release(session, actor, spec: TargetSpec, *, now: datetime, settings, dry_ru
 
     plan = Plan(kind="released", check=check,
                 values={"assignee_id": None, "status": "new", "claimed_at": None, "boomerang_at": None,
-                        "pending_since": None},
+                        "pending_since": None, **routing.withdraw_offer_values()},
                 after=lambda s: ("new", None, s.group_id),
                 data=lambda s: {"from_user": names.user(s.assignee_id)})
     return _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run, names=names).records
@@ -632,7 +658,7 @@ def pending(session, actor, spec: TargetSpec, *, until: datetime | None = None, 
         return None
 
     plan = Plan(kind="pending", check=check,
-                values={"status": "pending", "boomerang_at": until,
+                values={"status": "pending", "boomerang_at": until, **routing.withdraw_offer_values(),
                         "pending_since": case((C.status == "pending", C.pending_since), else_=now)},
                 after=lambda s: ("pending", s.assignee_id, s.group_id),
                 data=lambda s: {"until": until.isoformat() if until else None, "note": note})
@@ -652,7 +678,8 @@ def resolve(session, actor, spec: TargetSpec, *, until: datetime | None = None, 
         return None
 
     plan = Plan(kind="resolved", check=check,
-                values={"status": "resolved", "boomerang_at": until, "resolved_at": now, "pending_since": None},
+                values={"status": "resolved", "boomerang_at": until, "resolved_at": now, "pending_since": None,
+                        **routing.withdraw_offer_values()},
                 after=lambda s: ("resolved", s.assignee_id, s.group_id),
                 data=lambda s: {"until": until.isoformat() if until else None})
     return _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run).records
@@ -673,25 +700,33 @@ def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason:
     if csat is not None and not 1 <= csat <= 5:
         raise UsageError(f"invalid --csat {csat}: 1 to 5")
     tags = _clean_tags(tags, "--tag")
+    check_reason(reason, settings)
     if transcript_to is not None:
         from deskctl.services.addresses import check_address
 
         check_address(transcript_to, "--transcript-to")
+    rules_of = _rules_by_id(session, actor, spec, settings)
     tagged: set[int] = set()
-    if settings.rules.close_requires_tag and not tags:
+    some_need_tags = settings.rules.close_requires_tag or any(
+        r.close_requires_tag for r in settings.channel_rules.values())
+    if some_need_tags and not tags:
         ids, _ = resolve_target_ids(session, spec, actor_id=actor.id)
         for chunk in chunks(ids, CHUNK):
             tagged.update(session.scalars(select(ConversationTag.conversation_id)
                                           .where(ConversationTag.conversation_id.in_(chunk)).distinct()))
 
     def check(s: Snap):
+        rules = rules_of(s.id)
         if s.status == "closed":
             return Conflict("is already closed")
-        if settings.rules.close_requires_tag and not tags and s.id not in tagged:
+        if rules.close_requires_tag and not tags and s.id not in tagged:
             return UsageError("needs a tag to close (rules.close_requires_tag): pass --tag")
+        if rules.close_requires_reason and reason is None:
+            hint = f" (one of {', '.join(settings.reasons)})" if settings.reasons else ""
+            return UsageError(f"needs a reason to close (rules.close_requires_reason): pass --reason{hint}")
         return None
 
-    values: dict = {"status": status, "boomerang_at": None}
+    values: dict = {"status": status, "boomerang_at": None, **routing.withdraw_offer_values()}
     if status == "closed":
         values.update(closed_at=now, resolved_at=now, pending_since=None)
     elif status == "pending":
@@ -738,6 +773,7 @@ def qualify(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), untag
         raise UsageError(f"tag {sorted(both)[0]!r} is both added and removed")
     if priority is not None and priority not in PRIORITIES:
         raise UsageError(f"invalid --priority {priority!r} (choose from {', '.join(PRIORITIES)})")
+    check_reason(reason, settings)
     values: dict = {}
     if reason is not None:
         values["reason"] = reason
@@ -807,7 +843,7 @@ def merge(session, actor, duplicate_id: int, into_id: int, *, now: datetime, set
         return records
     for s, values in (
         (dup, {"status": "closed", "linked_to_id": into_id, "closed_at": now, "resolved_at": now,
-               "boomerang_at": None, "pending_since": None}),
+               "boomerang_at": None, "pending_since": None, **routing.withdraw_offer_values()}),
         (into, {}),
     ):
         result = session.execute(update(C).where(C.id == s.id, C.version == s.version)

@@ -77,6 +77,8 @@ class ConversationFilter:
     query: str | None = None
     # Not a `list` option: `transfer --from H` (every not-closed conversation of H).
     assigned_from: str | None = None
+    # `list --unread`: inbound messages newer than the actor's last read (SPEC §10).
+    unread: bool = False
 
     def is_empty(self) -> bool:
         return not any(getattr(self, f.name) for f in fields(self))
@@ -169,6 +171,10 @@ def apply_filter(stmt: Select, session, flt: ConversationFilter, *, actor_id: in
         stmt = stmt.where(read_state(clock.now()).in_(flt.sla))
     if flt.watching:
         stmt = stmt.where(exists().where(Watcher.conversation_id == c.id, Watcher.user_id == actor_id))
+    if flt.unread:
+        from deskctl.services.read_state import unread_clause
+
+        stmt = stmt.where(unread_clause(actor_id))
     if flt.created_before:
         stmt = stmt.where(c.created_at < flt.created_before)
     if flt.created_after:

@@ -35,7 +35,7 @@ _RECORD_COLUMNS = (
     Conversation.linked_to_id, Conversation.closing_note, Conversation.csat, Conversation.sla_policy,
     Conversation.sla_state, Conversation.first_response_due, Conversation.next_response_due,
     Conversation.resolution_due, Conversation.first_response_at, Conversation.resolved_at,
-    Conversation.closed_at,
+    Conversation.closed_at, Conversation.offer_expires_at,
 )
 # The reader's time: the SLA state and late targets are evaluated when read (SPEC §9).
 _NOW = bindparam("now", type_=UTCDateTime())
@@ -50,11 +50,13 @@ def _sla_columns() -> tuple:
 
 def _base_select() -> Select:
     assignee = aliased(User)
+    offered = aliased(User)
     return (
         select(
             *_RECORD_COLUMNS,
             *_sla_columns(),
             assignee.handle.label("assignee"),
+            offered.handle.label("offered_to"),
             Group.name.label("group"),
             Location.name.label("location"),
             Contact.id.label("contact_id"),
@@ -63,6 +65,7 @@ def _base_select() -> Select:
             Contact.vip.label("contact_vip"),
         )
         .outerjoin(assignee, assignee.id == Conversation.assignee_id)
+        .outerjoin(offered, offered.id == Conversation.offered_to)
         .outerjoin(Group, Group.id == Conversation.group_id)
         .outerjoin(Location, Location.id == Conversation.location_id)
         .outerjoin(Contact, Contact.id == Conversation.contact_id)
@@ -158,6 +161,8 @@ def records_for_ids(session, ids: Sequence[int], now: datetime | None = None) ->
             "updated_at": conv.updated_at,
             "boomerang_at": conv.boomerang_at,
             "linked_to": conv.linked_to_id,
+            "offered_to": row.offered_to,
+            "offer_expires_at": conv.offer_expires_at,
             "closing_note": conv.closing_note,
             "csat": conv.csat,
             "sla": {

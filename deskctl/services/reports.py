@@ -73,7 +73,8 @@ COLUMNS: dict[str, tuple[ReportColumn, ...]] = {
                  ("resolution_pct", "float"), ("median_first_response_s", "duration"),
                  ("p90_first_response_s", "duration")),
     "agents": _cols(("claimed", "int"), ("transferred_in", "int"), ("transferred_out", "int"), ("replies", "int"),
-                    ("resolved", "int"), ("closed", "int"), ("median_handle_s", "duration")),
+                    ("resolved", "int"), ("closed", "int"), ("median_handle_s", "duration"),
+                    ("offered", "int"), ("declined", "int"), ("rona", "int")),
     "tags": _cols(("conversations", "int"), ("median_handle_s", "duration"), ("mean_handle_s", "duration")),
     "csat": _cols(("rated", "int"), ("mean_csat", "float"), ("pct_4_or_5", "float")),
     "backlog": _cols(("new", "int"), ("open", "int"), ("pending", "int"), ("resolved", "int"), ("breached", "int")),
@@ -102,7 +103,8 @@ DEFINITIONS: dict[str, str] = {
         "By the acting user of each event in the period: claimed (claims and steals), "
         "transferred_in / transferred_out (transfers to / away from the agent), replies (outbound "
         "messages), resolved, closed (closing status closed). median_handle_s: conversations assigned to "
-        "the agent whose last resolution or closing falls in the period."
+        "the agent whose last resolution or closing falls in the period. Routing (SPEC §10): offered "
+        "(offers made to the agent), declined (offers they refused), rona (offers they let expire)."
     ),
     "tags": (
         "Conversations resolved or closed in the period (last resolution or closing) and still so, by "
@@ -465,6 +467,7 @@ def _agents(ctx: _Ctx) -> dict:
     e = Event
     out: dict = defaultdict(dict)
     to_user, from_user = e.data["to_user"].as_string(), e.data["from_user"].as_string()
+    routed_user = e.data["user"].as_string()
     closed_status = func.coalesce(e.data["status"].as_string(), "closed")
     for column, kinds, agent, where in (
         ("claimed", ("claimed", "stolen"), e.actor, ()),
@@ -473,6 +476,9 @@ def _agents(ctx: _Ctx) -> dict:
         ("replies", ("message_out",), e.actor, ()),
         ("resolved", ("resolved",), e.actor, ()),
         ("closed", ("closed",), e.actor, (closed_status == "closed",)),
+        ("offered", ("offered",), routed_user, ()),
+        ("declined", ("declined",), e.actor, ()),
+        ("rona", ("offer_expired",), routed_user, ()),
     ):
         for k, (n,) in _grouped(ctx, *_event_select(ctx, kinds, func.count(), agent=agent, where=where)).items():
             out[k][column] = n

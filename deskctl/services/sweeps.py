@@ -94,12 +94,17 @@ def boomerang(session, *, now: datetime, settings) -> dict:
         for cid, uid in session.connection().execute(
                 select(Watcher.conversation_id, Watcher.user_id).where(Watcher.conversation_id.in_(won))):
             recipients[cid].add(uid)
+        # The reminder written with `pending --note` (SPEC §10) comes back with it.
+        from deskctl.services.events import reminders
+
+        notes = reminders(session, [cid for cid in won if by_id[cid].status == "pending"])
         counts["notifications"] += _notify(
             session, recipients, event="boomerang_returned", now=now,
             key={cid: f"{cid}:{by_id[cid].boomerang_at.isoformat()}" for cid in won},
             subject={cid: f"[#{cid}] back from {by_id[cid].status}: {by_id[cid].subject}" for cid in won},
             body={cid: f"Conversation #{cid} came back to `new`: its boomerang time "
-                       f"{by_id[cid].boomerang_at.strftime('%Y-%m-%d %H:%M UTC')} has passed." for cid in won})
+                       f"{by_id[cid].boomerang_at.strftime('%Y-%m-%d %H:%M UTC')} has passed."
+                       + (f"\nReminder: {notes[cid]}" if cid in notes else "") for cid in won})
     counts["returned"] = len(returned)
     sla.refresh(session, returned, now=now, settings=settings)
     _expire(session, returned + stale)

@@ -20,6 +20,10 @@ def thread_record(session, conversation_id: int, *, notes: bool = True, audit: b
     """The conversation record plus `messages` (inbound, outbound and, unless
     notes=False, internal notes) in time order, and with audit=True `events`."""
     record = conversation_record(session, conversation_id)
+    if record["status"] == "pending":
+        from deskctl.services.events import reminders
+
+        record["reminder"] = reminders(session, [conversation_id]).get(conversation_id)
     items = []
     messages = session.execute(
         select(Message, User.handle, Contact.name, Contact.email)
@@ -44,6 +48,7 @@ def thread_record(session, conversation_id: int, *, notes: bool = True, audit: b
             "text": message.text, "html": message.html, "attachments": attachments.get(message.id, []),
             "external_id": message.external_id, "channel": message.channel, "cc": message.cc or [],
             "sent_at": message.sent_at,
+            "type": message.message_type, "url": message.url,
         })
     if notes:
         for note, handle in session.execute(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, delete, exists, or_, select
+from sqlalchemy import and_, case, delete, exists, or_, select
 
 from deskctl.app import Actor
 from deskctl.db.dml import dialect_insert
@@ -88,8 +88,8 @@ def unwatch(session, actor: Actor, ids: Sequence[int], *, now: datetime, setting
 
 
 def inbox_select(session, actor: Actor, handle: str | None, *, sort: str | None = None, limit: int | None = None):
-    """The ids of a user's working set: assigned to them and not closed, plus watched
-    (also not closed). Another user's inbox needs the supervisor or admin role."""
+    """The ids of a user's working set: assigned or offered to them and not closed, plus
+    watched (also not closed). Another user's inbox needs the supervisor or admin role."""
     if handle is None or handle == actor.handle:
         user_id = actor.id
     else:
@@ -97,8 +97,10 @@ def inbox_select(session, actor: Actor, handle: str | None, *, sort: str | None 
         user_id = user_id_by_handle(session, handle)
     c = Conversation
     watched = exists().where(Watcher.conversation_id == c.id, Watcher.user_id == user_id)
-    stmt = select(c.id).where(and_(c.status != "closed", or_(c.assignee_id == user_id, watched)))
-    stmt = apply_sort(stmt, sort or "-priority,created")
+    offered = c.offered_to == user_id
+    stmt = select(c.id).where(and_(c.status != "closed", or_(c.assignee_id == user_id, watched, offered)))
+    # Offers first (SPEC §10): they expire, the rest waits.
+    stmt = apply_sort(stmt.order_by(case((offered, 0), else_=1)), sort or "-priority,created")
     if limit is not None:
         stmt = stmt.limit(limit)
     return stmt

@@ -21,7 +21,8 @@ SPEC_COLUMNS = {
     "sla": ["conversations", "first_response_met", "first_response_breached", "first_response_pct",
             "resolution_met", "resolution_breached", "resolution_pct", "median_first_response_s",
             "p90_first_response_s"],
-    "agents": ["claimed", "transferred_in", "transferred_out", "replies", "resolved", "closed", "median_handle_s"],
+    "agents": ["claimed", "transferred_in", "transferred_out", "replies", "resolved", "closed", "median_handle_s",
+               "offered", "declined", "rona"],
     "tags": ["conversations", "median_handle_s", "mean_handle_s"],
     "csat": ["rated", "mean_csat", "pct_4_or_5"],
     "backlog": ["new", "open", "pending", "resolved", "breached"],
@@ -217,21 +218,21 @@ def test_agents_by_agent_and_day(report_desk):
     rows = report(report_desk, "agents", "--by", "agent")
     assert list(rows[0]) == ["agent", *SPEC_COLUMNS["agents"]]
     assert by_key(rows, "agent") == {
-        #        claimed in out replies resolved closed median_handle_s
-        "alice": [2, 1, 0, 3, 1, 2, 7200],
-        "bob": [3, 0, 1, 2, 1, 0, 3600],
-        "carol": [1, 0, 0, 0, 0, 0, None],
-        "dave": [1, 0, 0, 2, 1, 1, 86400],
+        #        claimed in out replies resolved closed median_handle_s offered declined rona
+        "alice": [2, 1, 0, 3, 1, 2, 7200, 0, 0, 0],
+        "bob": [3, 0, 1, 2, 1, 0, 3600, 0, 0, 0],
+        "carol": [1, 0, 0, 0, 0, 0, None, 0, 0, 0],
+        "dave": [1, 0, 0, 2, 1, 1, 86400, 0, 0, 0],
     }
     rows = report(report_desk, "agents")
     assert by_key(rows, "day") == {
-        "2026-11-16": [1, 0, 0, 1, 0, 1, 7200],
-        "2026-11-17": [2, 1, 1, 2, 1, 0, 3600],
-        "2026-11-18": [1, 0, 0, 1, 1, 0, None],
-        "2026-11-19": [0, 0, 0, 1, 0, 1, 86400],
-        "2026-11-20": [0, 0, 0, 0, 0, 0, None],
-        "2026-11-21": [2, 0, 0, 1, 0, 1, 799200],
-        "2026-11-22": [1, 0, 0, 1, 1, 0, 3600],
+        "2026-11-16": [1, 0, 0, 1, 0, 1, 7200, 0, 0, 0],
+        "2026-11-17": [2, 1, 1, 2, 1, 0, 3600, 0, 0, 0],
+        "2026-11-18": [1, 0, 0, 1, 1, 0, None, 0, 0, 0],
+        "2026-11-19": [0, 0, 0, 1, 0, 1, 86400, 0, 0, 0],
+        "2026-11-20": [0, 0, 0, 0, 0, 0, None, 0, 0, 0],
+        "2026-11-21": [2, 0, 0, 1, 0, 1, 799200, 0, 0, 0],
+        "2026-11-22": [1, 0, 0, 1, 1, 0, 3600, 0, 0, 0],
     }
 
 
@@ -423,7 +424,8 @@ def test_columns_match_spec_text():
             if match.group(1) == "conversations":
                 cells = cells.split(":", 1)[1]
             found[match.group(1)] = re.findall(r"`(\w+)`", cells)
-    assert found == SPEC_COLUMNS
+    # §10 (routing) adds offered, declined and rona to `agents` after §6's columns.
+    assert found == {**SPEC_COLUMNS, "agents": SPEC_COLUMNS["agents"][:-3]}
 
 
 def test_default_since_is_the_seven_days_before_until(report_desk):

@@ -168,6 +168,7 @@ def test_sigterm_during_a_job_finishes_it_and_exits_0(desk, tmp_path):
           auto-close: null
           notify: null
           nightly-export: null
+          route: null
     """))
     script = tmp_path / "slow_daemon.py"
     script.write_text(SLOW_DAEMON)

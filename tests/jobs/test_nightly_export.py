@@ -76,9 +76,9 @@ def test_writes_yesterdays_reports_as_csv_and_json(export_desk, tmp_path):
     assert table == [["2026-11-21", "1", "1", "0", "100.0", "0", "0", "", "900", "900"]]
     rows, _ = load("agents")
     assert [[r[c] for c in r] for r in rows] == [
-        ["alice", 0, 0, 0, 0, 0, 1, 799200],
-        ["bob", 1, 0, 0, 1, 0, 0, None],
-        ["carol", 1, 0, 0, 0, 0, 0, None],
+        ["alice", 0, 0, 0, 0, 0, 1, 799200, 0, 0, 0],
+        ["bob", 1, 0, 0, 1, 0, 0, None, 0, 0, 0],
+        ["carol", 1, 0, 0, 0, 0, 0, None, 0, 0, 0],
     ]
     rows, table = load("tags")
     assert rows == [{"tag": "billing-q", "conversations": 1, "median_handle_s": 799200, "mean_handle_s": 799200}]

@@ -115,7 +115,7 @@ def test_jobs_list_shows_schedule_last_run_and_next_run(seeded):
     seeded.ok("jobs", "run", "sla-sweep")
     rows = {r["job"]: r for r in seeded.json("jobs", "list")}
     assert list(rows) == ["sla-sweep", "boomerang", "auto-close", "auto-unassign", "notify", "nightly-export",
-                          "retention"]
+                          "route", "retention"]
     assert rows["sla-sweep"]["schedule"] == "every 1m"
     assert rows["sla-sweep"]["outcome"] == "ok"
     assert rows["sla-sweep"]["last_run"] == "2026-11-20T10:00:30+00:00"

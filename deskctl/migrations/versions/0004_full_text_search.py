@@ -11,7 +11,7 @@ notes, conversations or contacts recreates the table and drops its triggers: rec
 them with `create_sqlite_triggers` after such a step.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,25 @@
+"""`deskctl decline ID`: refuse a conversation offered to you (SPEC §10)."""
+
+from __future__ import annotations
+
+import click
+
+from deskctl.commands._options import emit, output_options
+
+
+@click.command()
+@click.argument("conversation_id", metavar="ID")
+@output_options
+@click.pass_obj
+def decline(app, conversation_id):
+    """Refuse an offer: the conversation goes to the next available agent, never back to you."""
+    from deskctl.commands.lifecycle import change_columns
+    from deskctl.output import notice
+    from deskctl.services import routing
+    from deskctl.services.queries import parse_conversation_id
+
+    cid = parse_conversation_id(conversation_id)
+    with app.transaction() as session:
+        record = routing.decline(session, app.actor(session), cid, now=app.now(), settings=app.settings)
+    emit(app, [record], change_columns())
+    notice(f"declined #{cid}")
