@@ -220,8 +220,9 @@ class Desk:
         if self.now:
             full_env["DESKCTL_NOW"] = self.now
         argv = [str(a) for a in args]
-        own_config = "DESKCTL_CONFIG" in (env or {}) or any(a == "--config" or a.startswith("--config=")
-                                                            for a in argv)
+        # A test's own configuration: in `env`, set on the process (monkeypatch), or --config.
+        own_config = ("DESKCTL_CONFIG" in (env or {}) or "DESKCTL_CONFIG" in os.environ
+                      or any(a == "--config" or a.startswith("--config=") for a in argv))
         if self.replay and not own_config:
             full_env["DESKCTL_CONFIG"] = str(self.replay_config())
         full_env.update(env or {})

@@ -32,15 +32,29 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
     from sqlalchemy import text
 
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
             connection.commit()
+        if sqlite:
+            # A batch migration recreates a table (copy, DROP, rename); with foreign keys
+            # on, SQLite's DROP deletes the children ON DELETE CASCADE: every message of
+            # every conversation. Off for the migration (set outside any transaction, on
+            # the driver's connection), and the keys checked before they are on again.
+            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
         try:
             before = current_revision(connection)
             command.upgrade(alembic_config(connection), revision)
             connection.commit()
             after = current_revision(connection)
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                connection.commit()
+                if broken:
+                    raise RuntimeError(f"migration left {len(broken)} rows with a broken foreign key: {broken[:3]}")
         finally:
+            if sqlite:
+                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
                 connection.commit()

@@ -308,3 +308,34 @@ def test_migration_0002_fills_the_ancestors_of_stored_mail(empty_database):
         assert refs == [(2, "a@x"), (2, "root@x"), (3, "b@x")]
     finally:
         engine.dispose()
+
+
+def test_upgrading_a_desk_with_data_keeps_every_row(empty_database):
+    """A SQLite batch migration recreates its table; with foreign keys on, dropping the old
+    `conversations` deleted every message, note and event (ON DELETE CASCADE). Each step
+    from the first release to the head must keep every row."""
+    from deskctl.db.engine import make_engine
+    from deskctl.db.migrate import HEAD_REVISION, upgrade
+
+    engine = make_engine(empty_database)
+    try:
+        upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO conversations (id, subject, channel, status, priority, created_at, "
+                              "updated_at, sla_state, sla_paused_s, version) VALUES (1, 's', 'email', 'new', "
+                              "'low', '2026-11-20 09:00:00', '2026-11-20 09:00:00', 'none', 0, 1)"))
+            conn.execute(text("INSERT INTO messages (id, conversation_id, direction, channel, text, cc, bcc, "
+                              "created_at) VALUES (1, 1, 'inbound', 'email', 'hello', '[]', '[]', "
+                              "'2026-11-20 09:00:00')"))
+            conn.execute(text("INSERT INTO notes (id, conversation_id, text, created_at, updated_at) "
+                              "VALUES (1, 1, 'a note', '2026-11-20 09:00:00', '2026-11-20 09:00:00')"))
+            conn.execute(text("INSERT INTO events (conversation_id, at, actor, kind, data) "
+                              "VALUES (1, '2026-11-20 09:00:00', 'system', 'created', '{}')"))
+        upgrade(engine)
+        with engine.connect() as conn:
+            counts = [conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+                      for table in ("conversations", "messages", "notes", "events")]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD_REVISION
+        assert counts == [1, 1, 1, 1]
+    finally:
+        engine.dispose()
