@@ -145,6 +145,29 @@ def route(url, capacity):
             params).rowcount
 
 
+def search(url, words):
+    """The bare full-text query of `list --query WORDS --limit 50` (every word AND-ed in
+    one message): the engine's index alone, first 50 conversation ids."""
+    from sqlalchemy import text
+
+    with _engine(url).connect() as conn:
+        if conn.dialect.name == "sqlite":
+            expr = " ".join(f'"{w}"' for w in words.split())
+            sql = ("SELECT DISTINCT m.conversation_id FROM messages m WHERE m.id IN "
+                   "(SELECT rowid FROM search_messages WHERE search_messages MATCH :q) "
+                   "ORDER BY m.conversation_id LIMIT 50")
+            params = {"q": expr}
+        else:
+            sql = ("SELECT DISTINCT conversation_id FROM messages WHERE to_tsvector('simple'::regconfig, "
+                   "regexp_replace(text, '[[:punct:]]+', ' ', 'g')) @@ plainto_tsquery('simple', :q) "
+                   "ORDER BY conversation_id LIMIT 50")
+            params = {"q": words}
+        rows = conn.execute(text(sql), params).all()
+    for (cid,) in rows:
+        print(cid)
+    return len(rows)
+
+
 def sla_query(url):
     """The sweep's indexed range query: what is due now."""
     from sqlalchemy import text
@@ -281,7 +304,7 @@ def parse_jsonl(path):
 
 OPS = {
     "transfer-from": transfer_from, "transfer-group": transfer_group, "transfer-new": transfer_new,
-    "resolve-new": resolve_new, "sla-query": sla_query, "route": route,
+    "resolve-new": resolve_new, "search": search, "sla-query": sla_query, "route": route,
     "boomerang": boomerang, "report": report, "list-jsonl": list_jsonl, "parse-mbox": parse_mbox,
     "parse-jsonl": parse_jsonl,
 }

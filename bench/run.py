@@ -433,6 +433,35 @@ class Bench:
         self.measure("route idle (nobody available)", nobody_available, None, rows=0, fresh=True,
                      note="target: under 50 ms of work at 1M")
 
+    def bench_search(self) -> None:
+        """`list --query` of two words, first 50 rows, against the bare index query; and
+        the query's own time inside one process (the issue's "under 100 ms of work")."""
+        words = "refund order"
+        self.measure(f"list --query '{words}' --limit 50",
+                     lambda url: self.dk("--as", "admin", "list", "--query", words, "--limit", "50", "--format", "ids"),
+                     lambda url: self.baseline("search", url, words), rows=50)
+        code = ("import sys, time\n"
+                "from sqlalchemy import select\n"
+                "from sqlalchemy.orm import Session\n"
+                "from deskctl.db.engine import make_engine\n"
+                "from deskctl.models import Conversation\n"
+                "from deskctl.services import search\n"
+                "engine = make_engine(sys.argv[1])\n"
+                "with Session(engine) as s:\n"
+                "    stmt = search.matching(select(Conversation.id), sys.argv[2], engine.dialect.name)\n"
+                "    stmt = stmt.order_by(Conversation.id).limit(50)\n"
+                "    s.execute(stmt).all()\n"
+                "    times = []\n"
+                "    for _ in range(5):\n"
+                "        t = time.perf_counter(); s.execute(stmt).all(); times.append(time.perf_counter() - t)\n"
+                "print(round(min(times) * 1000, 1))\n")
+        out = subprocess.run([self.python, "-c", code, self.main_url, words], capture_output=True, text=True,
+                             env=self.env(), cwd=ROOT)
+        if out.returncode == 0:
+            ms = float(out.stdout.strip())
+            self.notes.append(f"search: the two-word query itself takes {ms} ms in-process (best of 5, first 50)")
+            print(f"  search query in-process: {ms} ms (best of 5)", file=sys.stderr, flush=True)
+
     def bench_sweeps(self) -> None:
         if not self.has("jobs", "run"):
             for op in ("sla-sweep idle", "sla-sweep 1% due", "boomerang 1% due"):
@@ -500,7 +529,7 @@ class Bench:
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "deskctl")], check=True)
         self.build()
         for step in (self.bench_help, self.bench_claim, self.bench_list, self.bench_transfer, self.bench_bulk,
-                     self.bench_sweeps, self.bench_route,
+                     self.bench_search, self.bench_sweeps, self.bench_route,
                      self.bench_reports, self.bench_ingest):
             if self.args.only and not any(word in step.__name__ for word in self.args.only):
                 continue
@@ -570,8 +599,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the median is kept")
     parser.add_argument("--ingest-messages", type=int, default=10_000, help="messages in the generated mbox/jsonl")
     parser.add_argument("--out-dir", default=str(ROOT / "bench" / "results"), help="where the JSON result goes")
-    parser.add_argument("--only", nargs="*", help="run only these steps: help claim list transfer sweeps "
-                                                  "reports ingest")
+    parser.add_argument("--only", nargs="*", help="run only these steps: help claim list transfer bulk "
+                                                  "search sweeps route reports ingest")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, samples)")
     args = parser.parse_args(argv)
     if args.n < 1 or args.repeat < 1:
