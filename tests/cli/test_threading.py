@@ -280,6 +280,13 @@ def empty_database(engine_name, tmp_path):
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _first_release_conversation(conn) -> None:
+    """Conversation #1 as the first release's schema (revision 0001) stores it."""
+    conn.execute(text("INSERT INTO conversations (id, subject, channel, status, priority, created_at, "
+                      "updated_at, sla_state, sla_paused_s, version) VALUES (1, 's', 'email', 'new', "
+                      "'low', '2026-11-20 09:00:00', '2026-11-20 09:00:00', 'none', 0, 1)"))
+
+
 def test_migration_0002_fills_the_ancestors_of_stored_mail(empty_database):
     from deskctl.db.engine import make_engine
     from deskctl.db.migrate import upgrade
@@ -288,9 +295,7 @@ def test_migration_0002_fills_the_ancestors_of_stored_mail(empty_database):
     try:
         upgrade(engine, "0001")
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO conversations (id, subject, channel, status, priority, created_at, "
-                              "updated_at, sla_state, sla_paused_s, version) VALUES (1, 's', 'email', 'new', "
-                              "'low', '2026-11-20 09:00:00', '2026-11-20 09:00:00', 'none', 0, 1)"))
+            _first_release_conversation(conn)
             rows = [(1, "a@x", None, None, "email"), (2, "b@x", "a@x", "<root@x> <a@x>", "email"),
                     (3, "c@x", "b@x", None, "email"), (4, "m-1", None, None, "chat")]
             for mid, external_id, in_reply_to, references, channel in rows:
@@ -321,9 +326,7 @@ def test_upgrading_a_desk_with_data_keeps_every_row(empty_database):
     try:
         upgrade(engine, "0001")
         with engine.begin() as conn:
-            conn.execute(text("INSERT INTO conversations (id, subject, channel, status, priority, created_at, "
-                              "updated_at, sla_state, sla_paused_s, version) VALUES (1, 's', 'email', 'new', "
-                              "'low', '2026-11-20 09:00:00', '2026-11-20 09:00:00', 'none', 0, 1)"))
+            _first_release_conversation(conn)
             conn.execute(text("INSERT INTO messages (id, conversation_id, direction, channel, text, cc, bcc, "
                               "created_at) VALUES (1, 1, 'inbound', 'email', 'hello', '[]', '[]', "
                               "'2026-11-20 09:00:00')"))
