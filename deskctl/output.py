@@ -412,8 +412,13 @@ def render_thread(record: dict, *, tz: str = "UTC", out=None) -> None:
     if record.get("tags") or record.get("reason"):
         lines.append(f"  tags: {', '.join(record['tags']) or '-'}   reason: {record.get('reason') or '-'}")
     if sla.get("policy"):
+        from deskctl import clock
+        from deskctl.services.sla import describe
+
+        # The table cell's words ("met", "late 2h", "3h left"): a closed conversation
+        # shows its final outcome here too, not a state.
         breached = f"   breached: {', '.join(sla['breached'])}" if sla.get("breached") else ""
-        lines.append(f"  sla: {sla['policy']} ({sla['state']}){breached}")
+        lines.append(f"  sla: {sla['policy']} ({describe(sla, clock.now()) or sla['state']}){breached}")
     if record.get("boomerang_at"):
         lines.append(f"  boomerang: {when(record['boomerang_at'])}")
     if record.get("reminder"):

@@ -101,6 +101,8 @@ def test_a_closed_late_conversation_shows_its_final_delay_which_stops_growing(se
         assert (got["state"], got["breached"], got["outcome"], got["late_s"]) == \
             ("breached", ["first_response"], "late", 7200), later
         assert "late 2h" in table_cell(seeded, cid)
+    # The thread view (`show` in a pipe) says the same, not a bare state.
+    assert "sla: default (late 2h)   breached: first_response" in seeded.ok("show", cid).stdout
     assert_agree(seeded)
 
 
