@@ -5,7 +5,6 @@ Everything is lazy, so `deskctl --help` reads no config and opens no database.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -231,7 +230,3 @@ class App:
         actor = Actor(user.id, user.handle, user.role, user.location_id, frozenset(groups), user.availability)
         self.__dict__["_actor"] = actor
         return actor
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")

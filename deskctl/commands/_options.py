@@ -7,7 +7,6 @@ level: every command module imports this, and `deskctl --help` must stay fast.
 from __future__ import annotations
 
 import functools
-import sys
 
 import click
 
@@ -218,9 +217,3 @@ def make_target_spec(app, target_args, params, *, all_=False, limit=None, sort=N
     if (ids or stdin) and not flt.is_empty():
         raise UsageError("give either conversation ids or filters, not both")
     return TargetSpec(ids=tuple(ids), filter=flt, all=all_, limit=limit, sort=sort, stdin=stdin)
-
-
-def stdin_is_terminal() -> bool:
-    from deskctl.term import is_tty
-
-    return is_tty(sys.stdin)

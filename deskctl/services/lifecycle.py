@@ -348,14 +348,6 @@ def check_reason(reason: str | None, settings) -> None:
         raise UsageError(f"invalid --reason {reason!r} (choose from {', '.join(settings.reasons)})")
 
 
-def _not_closed(verb: str) -> Callable[[Snap], DeskError | None]:
-    def check(s: Snap):
-        if s.status == "closed":
-            return Conflict(f"is closed: cannot {verb} it (reopen it first)")
-        return None
-    return check
-
-
 def _notify_each(session, snaps: Sequence[Snap], user_id: int | None, *, event: str, subject: str,
                  body: str, now: datetime, summary: str) -> None:
     """One notification per conversation for a handful, one summary for many."""
