@@ -75,3 +75,32 @@ def make_conversation(desk, *, subject="Invoice question", channel="email", stat
 
 def hours(n: float) -> timedelta:
     return timedelta(hours=n)
+
+
+def email_message(message_id: str, *, sender: str, subject: str, date: str, body: str,
+                  in_reply_to: str | None = None, references: tuple[str, ...] = (),
+                  attachment: bytes | None = None):
+    """A customer's mail as an MTA would hand it over."""
+    from email.message import EmailMessage
+
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = "support@desk.example"
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{message_id}>"
+    msg["Date"] = date
+    if in_reply_to:
+        msg["In-Reply-To"] = f"<{in_reply_to}>"
+    if references:
+        msg["References"] = " ".join(f"<{r}>" for r in references)
+    msg.set_content(body)
+    if attachment is not None:
+        msg.add_attachment(attachment, maintype="application", subtype="pdf", filename="facture.pdf")
+    return msg
+
+
+def ingest_mail(desk, tmp_path, msg, *args, name: str | None = None, fmt="json"):
+    """`deskctl ingest email FILE` of `msg`, written to a file named after its Message-ID."""
+    path = tmp_path / (name or f"{msg['Message-ID'].strip('<>').split('@')[0]}.eml")
+    path.write_bytes(msg.as_bytes())
+    return desk.run("ingest", "email", path, *args, fmt=fmt)

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import text
 
-from tests.factories import make_conversation
+from tests.factories import email_message, ingest_mail, make_conversation
 
 NOW = "2026-11-23T12:00:00+00:00"
 LATER = "2026-11-23T12:30:00+00:00"
@@ -25,22 +25,7 @@ def tdesk(seeded):
 
 def mail(message_id: str, *, sender="Léa Dubois <lea@example.fr>", date="Mon, 23 Nov 2026 11:59:00 +0000",
          body="Ma facture est fausse.\n", subject="Facture", attachment: bytes | None = None) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = "support@desk.example"
-    msg["Subject"] = subject
-    msg["Message-ID"] = f"<{message_id}>"
-    msg["Date"] = date
-    msg.set_content(body)
-    if attachment is not None:
-        msg.add_attachment(attachment, maintype="application", subtype="pdf", filename="facture.pdf")
-    return msg
-
-
-def ingest_mail(desk, tmp_path, msg: EmailMessage, *args, name: str | None = None, fmt="json"):
-    path = tmp_path / (name or f"{msg['Message-ID'].strip('<>').split('@')[0]}.eml")
-    path.write_bytes(msg.as_bytes())
-    return desk.run("ingest", "email", path, *args, fmt=fmt)
+    return email_message(message_id, sender=sender, subject=subject, date=date, body=body, attachment=attachment)
 
 
 def one(result) -> dict:

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 import pytest
 from sqlalchemy import text
 
-from tests.factories import make_conversation
+from tests.factories import email_message, ingest_mail, make_conversation
 
 NOW = "2026-11-23T12:00:00+00:00"
 
@@ -24,24 +24,8 @@ def tdesk(seeded):
 
 def mail(message_id: str, *, sender="Léa Dubois <lea@example.fr>", subject="Re: Facture",
          in_reply_to: str | None = None, references: tuple[str, ...] = (), body="Bonjour,\n") -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = "support@desk.example"
-    msg["Subject"] = subject
-    msg["Message-ID"] = f"<{message_id}>"
-    msg["Date"] = "Mon, 23 Nov 2026 10:00:00 +0000"
-    if in_reply_to:
-        msg["In-Reply-To"] = f"<{in_reply_to}>"
-    if references:
-        msg["References"] = " ".join(f"<{r}>" for r in references)
-    msg.set_content(body)
-    return msg
-
-
-def ingest_mail(desk, tmp_path, msg: EmailMessage, fmt="json"):
-    path = tmp_path / f"{msg['Message-ID'].strip('<>').split('@')[0]}.eml"
-    path.write_bytes(msg.as_bytes())
-    return desk.run("ingest", "email", path, fmt=fmt)
+    return email_message(message_id, sender=sender, subject=subject, date="Mon, 23 Nov 2026 10:00:00 +0000",
+                         body=body, in_reply_to=in_reply_to, references=references)
 
 
 def one(result) -> dict:
