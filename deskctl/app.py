@@ -7,31 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 
 from deskctl.errors import ConfigError, Forbidden
-
-
-@dataclass(frozen=True)
-class Actor:
-    """The acting user, resolved once per command."""
-
-    id: int
-    handle: str
-    role: str
-    location_id: int | None
-    group_ids: frozenset[int]
-    availability: str
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
-
-    @property
-    def is_supervisor(self) -> bool:
-        return self.role in ("supervisor", "admin")
+from deskctl.services.actor import Actor
 
 
 def login_name() -> str:

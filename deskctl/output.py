@@ -329,7 +329,7 @@ _SLA_COLOURS = {"ok": "\033[90m", "warning": "\033[38;5;208m", "breached": "\033
 def _sla_cell(record: dict) -> str:
     """Tables: "2h10m left" / "late 35m", coloured by state when stdout is a terminal."""
     from deskctl import clock, term
-    from deskctl.services.sla import describe
+    from deskctl.services.sla.deadlines import describe
 
     sla = record.get("sla") or {}
     text = describe(sla, clock.now())
@@ -413,7 +413,7 @@ def render_thread(record: dict, *, tz: str = "UTC", out=None) -> None:
         lines.append(f"  tags: {', '.join(record['tags']) or '-'}   reason: {record.get('reason') or '-'}")
     if sla.get("policy"):
         from deskctl import clock
-        from deskctl.services.sla import describe
+        from deskctl.services.sla.deadlines import describe
 
         # The table cell's words ("met", "late 2h", "3h left"): a closed conversation
         # shows its final outcome here too, not a state.

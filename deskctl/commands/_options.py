@@ -156,7 +156,7 @@ def date_bound_option(app, value: str | None, option: str):
 
 def build_filter(app, params: dict, **extra):
     """Filter option values → ConversationFilter (WHEN values parsed in the configured tz)."""
-    from deskctl.services.queries import ConversationFilter, check_query
+    from deskctl.services.conversations.selection import ConversationFilter, check_query
 
     def when(value, option):
         return date_bound_option(app, value, option)
@@ -203,7 +203,11 @@ def targets_argument(func):
 
 def make_target_spec(app, target_args, params, *, all_=False, limit=None, sort=None, extra=None):
     from deskctl.errors import UsageError
-    from deskctl.services.queries import TargetSpec, parse_conversation_id, read_id_lines
+    from deskctl.services.conversations.selection import (
+        TargetSpec,
+        parse_conversation_id,
+        read_id_lines,
+    )
 
     ids: list[int] = []
     stdin = False

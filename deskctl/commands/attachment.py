@@ -30,8 +30,8 @@ def list_(app, conversation_id):
     `name` is the name the sender gave; `file` is the safe, unique name that
     `attachment save` writes (and what --format ids prints)."""
     from deskctl import output
-    from deskctl.services.attachments import list_attachments
-    from deskctl.services.queries import parse_conversation_id
+    from deskctl.services.conversations.attachments import list_attachments
+    from deskctl.services.conversations.selection import parse_conversation_id
 
     cid = parse_conversation_id(conversation_id)
     with app.read() as session:
@@ -61,8 +61,8 @@ def save(app, conversation_id, name, all_, target, force):
     Prints the saved records with their `path`."""
     from deskctl import output
     from deskctl.errors import UsageError
-    from deskctl.services import attachments
-    from deskctl.services.queries import parse_conversation_id
+    from deskctl.services.conversations import attachments
+    from deskctl.services.conversations.selection import parse_conversation_id
 
     cid = parse_conversation_id(conversation_id)
     if target == "-" and all_:

@@ -41,8 +41,8 @@ def audit(app, conversation_id, since, until, actors, kinds, limit):
     `--format ids` prints each conversation id once (those that have matching events)."""
     from deskctl import output
     from deskctl.commands._options import _csv_values
-    from deskctl.services import audit as audit_service
-    from deskctl.services.queries import parse_conversation_id
+    from deskctl.services.conversations.selection import parse_conversation_id
+    from deskctl.services.views import audit_trail as audit_service
 
     cid = parse_conversation_id(conversation_id) if conversation_id is not None else None
     kind_list = audit_service.parse_kinds(kinds)

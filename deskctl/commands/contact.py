@@ -40,8 +40,7 @@ def contact():
 @click.pass_obj
 def add(app, name, email, phone, account_id, vip, attrs):
     """Add a contact (at least one of --name, --email, --phone, --account-id)."""
-    from deskctl.services import contacts
-
+    from deskctl.services.directory import contacts
     with app.transaction() as session:
         actor = app.actor(session)
         record = contacts.add_contact(session, actor, name=name, email=email, phone=phone, account_id=account_id,
@@ -64,8 +63,7 @@ def find(app, query, email, phone, account_id, vip, attrs, limit):
     """Find contacts: QUERY is text in the name, email, phone or account id (case-insensitive).
     With nothing given, every contact is listed."""
     from deskctl import output
-    from deskctl.services import contacts
-
+    from deskctl.services.directory import contacts
     with app.read() as session:
         app.actor(session)
         rows = contacts.find_contacts(session, query=query, email=email, phone=phone, account_id=account_id,
@@ -81,8 +79,7 @@ def find(app, query, email, phone, account_id, vip, attrs, limit):
 @click.pass_obj
 def show(app, ref):
     """Show one contact (REF: id or email)."""
-    from deskctl.services import contacts
-
+    from deskctl.services.directory import contacts
     with app.read() as session:
         app.actor(session)
         record = contacts.record_for(session, contacts.get_contact(session, ref))
@@ -96,8 +93,7 @@ def show(app, ref):
 @click.pass_obj
 def set_(app, ref, name, email, phone, account_id, vip, attrs):
     """Change a contact. An empty --email/--phone/--account-id clears it."""
-    from deskctl.services import contacts
-
+    from deskctl.services.directory import contacts
     with app.transaction() as session:
         actor = app.actor(session)
         record = contacts.set_contact(session, actor, ref, name=name, email=email, phone=phone,
@@ -120,9 +116,9 @@ def attach(app, conversation_id, ref, name, dry_run):
     Prints the conversation record. Attaching the contact it already has is a no-op
     (exit 0, notice on stderr)."""
     from deskctl import output
-    from deskctl.services import contacts
-    from deskctl.services.queries import parse_conversation_id
-    from deskctl.services.records import records_for_ids
+    from deskctl.services.conversations.selection import parse_conversation_id
+    from deskctl.services.directory import contacts
+    from deskctl.services.views.conversation_records import records_for_ids
 
     cid = parse_conversation_id(conversation_id)
     with app.transaction(dry_run=dry_run) as session:
@@ -153,7 +149,7 @@ def import_(app, file, dry_run):
     value as it is. All or nothing: every bad line is reported with its number and
     nothing is imported (exit 65). A summary line goes to stderr."""
     from deskctl import output
-    from deskctl.services.contact_import import import_contacts
+    from deskctl.services.directory.contact_import import import_contacts
 
     if file == "-":
         import sys
@@ -190,8 +186,8 @@ def forget(app, ref, yes):
     from deskctl import term
     from deskctl.errors import UsageError
     from deskctl.output import notice
-    from deskctl.services import erasure
-    from deskctl.services.contacts import get_contact
+    from deskctl.services.directory.contacts import get_contact
+    from deskctl.services.keeping import erasure
 
     with app.read() as session:
         contact = get_contact(session, ref)

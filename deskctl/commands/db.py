@@ -48,7 +48,7 @@ def check(app):
     Exits 0 when clean, 4 when a problem was found (each check is listed)."""
     from deskctl.errors import Conflict
     from deskctl.output import Column
-    from deskctl.services.integrity import run_checks
+    from deskctl.services.keeping.integrity import run_checks
 
     with app.read() as session:
         results = run_checks(session)
@@ -71,7 +71,7 @@ def backup(app, file, force):
     An existing FILE is refused (exit 4) unless --force. On PostgreSQL use pg_dump
     (exit 2)."""
     from deskctl.output import notice
-    from deskctl.services.backup import backup_sqlite, sqlite_source
+    from deskctl.services.keeping.backup import backup_sqlite, sqlite_source
 
     source = sqlite_source(app.settings.database_url)
     result = backup_sqlite(app.engine, source, file, force=force)

@@ -15,8 +15,8 @@ def decline(app, conversation_id):
     """Refuse an offer: the conversation goes to the next available agent, never back to you."""
     from deskctl.commands.lifecycle import change_columns
     from deskctl.output import notice
-    from deskctl.services import routing
-    from deskctl.services.queries import parse_conversation_id
+    from deskctl.services.conversations import routing
+    from deskctl.services.conversations.selection import parse_conversation_id
 
     cid = parse_conversation_id(conversation_id)
     with app.transaction() as session:

@@ -34,8 +34,8 @@ def demo(app, conversations, seed, force):
     {override: true}`."""
     import time
 
+    from deskctl import demo as service
     from deskctl.output import notice
-    from deskctl.services import demo as service
     from deskctl.term import Progress
 
     app.allow_new_database()

@@ -24,8 +24,7 @@ def _change_group(app, name: str, change, done: str) -> None:
     """Run `change(session, actor)` in one transaction, then print the group's record
     as it is after the change, and `done` on stderr."""
     from deskctl.output import notice
-    from deskctl.services import directory
-
+    from deskctl.services.directory import staff as directory
     with app.transaction() as session:
         change(session, app.actor(session))
         rows = directory.list_groups(session, name=name)
@@ -46,8 +45,7 @@ def group():
 @click.pass_obj
 def group_add(app, name, location):
     """Add a group; prints its record."""
-    from deskctl.services import directory
-
+    from deskctl.services.directory import staff as directory
     _change_group(app, name, lambda session, actor: directory.add_group(session, actor, name, location, app.now()),
                   f"added group {name}")
 
@@ -57,8 +55,7 @@ def group_add(app, name, location):
 @click.pass_obj
 def group_list(app):
     """List groups with their member counts."""
-    from deskctl.services import directory
-
+    from deskctl.services.directory import staff as directory
     with app.read() as session:
         app.actor(session)
         rows = directory.list_groups(session)
@@ -72,8 +69,7 @@ def group_list(app):
 @click.pass_obj
 def add_member(app, group_name, handle):
     """Add a user to a group; prints the group's record."""
-    from deskctl.services import directory
-
+    from deskctl.services.directory import staff as directory
     _change_group(app, group_name,
                   lambda session, actor: directory.add_member(session, actor, group_name, handle),
                   f"added {handle} to {group_name}")
@@ -86,8 +82,7 @@ def add_member(app, group_name, handle):
 @click.pass_obj
 def remove_member(app, group_name, handle):
     """Remove a user from a group; prints the group's record."""
-    from deskctl.services import directory
-
+    from deskctl.services.directory import staff as directory
     _change_group(app, group_name,
                   lambda session, actor: directory.remove_member(session, actor, group_name, handle),
                   f"removed {handle} from {group_name}")
@@ -105,8 +100,7 @@ def location():
 def location_add(app, name):
     """Add a location; prints its record."""
     from deskctl.output import notice
-    from deskctl.services import directory
-
+    from deskctl.services.directory import staff as directory
     with app.transaction() as session:
         directory.add_location(session, app.actor(session), name, app.now())
         rows = directory.list_locations(session, name=name)
@@ -119,8 +113,7 @@ def location_add(app, name):
 @click.pass_obj
 def location_list(app):
     """List locations."""
-    from deskctl.services import directory
-
+    from deskctl.services.directory import staff as directory
     with app.read() as session:
         app.actor(session)
         rows = directory.list_locations(session)

@@ -18,10 +18,10 @@ from deskctl.commands._options import LIMIT, emit, output_options
 def inbox(app, handle, sort, limit):
     """Conversations assigned to you (not closed) plus those you watch (not closed)."""
     from deskctl import output
-    from deskctl.services.queries import user_id_by_handle
-    from deskctl.services.read_state import with_unread
-    from deskctl.services.records import conversation_records
-    from deskctl.services.watchers import inbox_select
+    from deskctl.services.conversations.read_state import with_unread
+    from deskctl.services.conversations.selection import user_id_by_handle
+    from deskctl.services.conversations.watchers import inbox_select
+    from deskctl.services.views.conversation_records import conversation_records
 
     with app.read() as session:
         actor = app.actor(session)

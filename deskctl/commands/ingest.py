@@ -117,7 +117,7 @@ def _email_sources(settings, file_, mbox, maildir, new_only):
     ingest, read lazily and in bounded memory."""
     import os
 
-    from deskctl.services import intake
+    from deskctl.services.inbound import intake
     from deskctl.term import progress
 
     if file_ is not None:
@@ -208,7 +208,7 @@ def _with_ids(app, results):
 def _group_id(app, group_name):
     if not group_name:
         return None
-    from deskctl.services.queries import group_id_by_name
+    from deskctl.services.conversations.selection import group_id_by_name
 
     with app.read() as session:
         return group_id_by_name(session, group_name)
@@ -232,8 +232,7 @@ def _ingest_emails(app, sources, group_id, counts):
     from sqlalchemy.exc import IntegrityError
 
     from deskctl.output import warn
-    from deskctl.services import ingest_email
-
+    from deskctl.services.inbound import email as ingest_email
     settings = app.settings
     for batch in _email_batches(sources):
         messages = [(raw, origin) for raw, origin, _path in batch]
@@ -264,7 +263,7 @@ def _mark_seen(path) -> None:
     leaves it in new/, and the next run reads it again as a `duplicate`."""
     import os
 
-    from deskctl.services.intake import seen_name
+    from deskctl.services.inbound.intake import seen_name
 
     try:
         os.rename(path, path.parent.parent / "cur" / seen_name(path.name))
@@ -309,8 +308,8 @@ def _ingest_lines(app, file_, counts):
     import os
 
     from deskctl.output import warn
-    from deskctl.services import ingest_jsonl, intake
-
+    from deskctl.services.inbound import intake
+    from deskctl.services.inbound import jsonl as ingest_jsonl
     settings = app.settings
     origin = None if file_ == "-" else os.path.basename(file_)
     stream = click.open_file(file_, "rb")
@@ -343,7 +342,7 @@ def quarantine():
 
 
 def _supervisor(app, session, what):
-    from deskctl.services.permissions import require_supervisor
+    from deskctl.services.conversations.permissions import require_supervisor
 
     require_supervisor(app.actor(session), what)
 
@@ -359,8 +358,7 @@ def quarantine_list(app, status, source, limit):
     """Quarantined inputs, oldest first (default: the ones still held)."""
     from deskctl.errors import UsageError
     from deskctl.output import notice
-    from deskctl.services import quarantine as service
-
+    from deskctl.services.inbound import quarantine as service
     statuses = service.STATUSES if status == "all" else tuple(s.strip() for s in status.split(",") if s.strip())
     unknown = [s for s in statuses if s not in service.STATUSES]
     if unknown or not statuses:
@@ -382,8 +380,7 @@ def quarantine_list(app, status, source, limit):
 def quarantine_show(app, quarantine_id, raw):
     """One quarantined input with its reason and raw text (`--raw`: the bytes only, to
     save, fix and `retry --file`)."""
-    from deskctl.services import quarantine as service
-
+    from deskctl.services.inbound import quarantine as service
     with app.read() as session:
         _supervisor(app, session, "ingest quarantine show")
         row = service.get(session, quarantine_id)
@@ -409,8 +406,7 @@ def quarantine_retry(app, ids, file_, group_name):
     """Feed held inputs through the ingest again (after fixing the cause). A success
     marks the entry `retried`; a failure keeps it held with the new reason (exit 65)."""
     from deskctl.errors import UsageError
-    from deskctl.services import quarantine as service
-
+    from deskctl.services.inbound import quarantine as service
     if file_ is not None and len(ids) != 1:
         raise UsageError("--file replaces the bytes of one entry: give exactly one ID")
     replacement = _read_input(file_) if file_ is not None else None
@@ -428,8 +424,8 @@ def quarantine_retry(app, ids, file_, group_name):
             yield result
 
     def service_retry(session, qid, data, gid):
-        from deskctl.services import ingest_jsonl
-        from deskctl.services.ingest_email import ingest_message
+        from deskctl.services.inbound import jsonl as ingest_jsonl
+        from deskctl.services.inbound.email import ingest_message
 
         row = service.get(session, qid)
         raw = data if data is not None else service.raw_input(row, app.settings)
@@ -466,8 +462,7 @@ def quarantine_retry(app, ids, file_, group_name):
 def quarantine_drop(app, ids):
     """Give up on held inputs: marked `dropped` (the bytes stay for the record)."""
     from deskctl.output import notice
-    from deskctl.services import quarantine as service
-
+    from deskctl.services.inbound import quarantine as service
     with app.transaction() as session:
         _supervisor(app, session, "ingest quarantine drop")
         records = service.drop(session, list(ids))

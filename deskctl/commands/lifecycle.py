@@ -31,7 +31,7 @@ def run_bulk(app, targets, *, verb: str, past: str, dry_run: bool, yes: bool, ac
     from deskctl import term
     from deskctl.errors import UsageError
     from deskctl.output import notice
-    from deskctl.services.lifecycle import PROGRESS, count_targets
+    from deskctl.services.conversations.lifecycle import PROGRESS, count_targets
 
     if not targets.explicit and not yes and not dry_run and term.can_prompt():
         with app.read() as session:
@@ -70,8 +70,7 @@ def parse_until(app, value):
 @click.pass_obj
 def release(app, targets, dry_run, yes):
     """Give claimed conversations back to their group: assignee cleared, status new."""
-    from deskctl.services import lifecycle
-
+    from deskctl.services.conversations import lifecycle
     run_bulk(app, targets, verb="release", past="released", dry_run=dry_run, yes=yes,
              action=lambda session, actor: lifecycle.release(
                  session, actor, targets, now=app.now(), settings=app.settings, dry_run=dry_run))
@@ -87,8 +86,7 @@ def release(app, targets, dry_run, yes):
 @click.pass_obj
 def pending(app, targets, until, note, dry_run, yes):
     """Status pending: wait for the contact's reply (and, with --until, a boomerang)."""
-    from deskctl.services import lifecycle
-
+    from deskctl.services.conversations import lifecycle
     when = parse_until(app, until)
     run_bulk(app, targets, verb="put pending", past="put pending", dry_run=dry_run, yes=yes,
              action=lambda session, actor: lifecycle.pending(
@@ -104,8 +102,7 @@ def pending(app, targets, until, note, dry_run, yes):
 @click.pass_obj
 def resolve(app, targets, until, dry_run, yes):
     """Status resolved: answered; a contact reply brings it back to new."""
-    from deskctl.services import lifecycle
-
+    from deskctl.services.conversations import lifecycle
     when = parse_until(app, until)
     run_bulk(app, targets, verb="resolve", past="resolved", dry_run=dry_run, yes=yes,
              action=lambda session, actor: lifecycle.resolve(
@@ -159,8 +156,7 @@ def close(app, targets, tags, reason, note, csat, status, transcript_to, dry_run
 
     Here --status and --tag are the new values, not filters: to select by status or tag,
     pipe `deskctl list --status resolved --format ids | deskctl close -`."""
-    from deskctl.services import lifecycle
-
+    from deskctl.services.conversations import lifecycle
     run_bulk(app, targets, verb="close", past="closed", dry_run=dry_run, yes=yes,
              action=lambda session, actor: lifecycle.close(
                  session, actor, targets, tags=tags, reason=reason, note=note, csat=csat, status=status,
@@ -184,8 +180,7 @@ def qualify(app, targets, tags, untags, reason, new_priority, note, dry_run, yes
 
     Here --tag and --priority are the new values, not filters (pipe ids from `list` to
     select by them)."""
-    from deskctl.services import lifecycle
-
+    from deskctl.services.conversations import lifecycle
     run_bulk(app, targets, verb="qualify", past="qualified", dry_run=dry_run, yes=yes,
              action=lambda session, actor: lifecycle.qualify(
                  session, actor, targets, tags=tags, untags=untags, reason=reason, priority=new_priority,
@@ -199,8 +194,7 @@ def qualify(app, targets, tags, untags, reason, new_priority, note, dry_run, yes
 @click.pass_obj
 def reopen(app, targets, dry_run, yes):
     """Back to new (from pending, resolved or closed)."""
-    from deskctl.services import lifecycle
-
+    from deskctl.services.conversations import lifecycle
     run_bulk(app, targets, verb="reopen", past="reopened", dry_run=dry_run, yes=yes,
              action=lambda session, actor: lifecycle.reopen(
                  session, actor, targets, now=app.now(), settings=app.settings, dry_run=dry_run))
@@ -216,8 +210,8 @@ def merge(app, conversation_id, into, dry_run):
     """Merge a duplicate into ID2: its messages, notes and watchers move there, and it is
     closed with linked_to = ID2."""
     from deskctl.output import notice
-    from deskctl.services import lifecycle
-    from deskctl.services.queries import parse_conversation_id
+    from deskctl.services.conversations import lifecycle
+    from deskctl.services.conversations.selection import parse_conversation_id
 
     dup, survivor = parse_conversation_id(conversation_id), parse_conversation_id(into)
     with app.transaction(dry_run=dry_run) as session:

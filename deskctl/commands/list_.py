@@ -20,8 +20,8 @@ def list_(app, sort, limit, unread, **params):
     import dataclasses
 
     from deskctl import output
-    from deskctl.services.queries import select_conversations
-    from deskctl.services.records import conversation_records
+    from deskctl.services.conversations.selection import select_conversations
+    from deskctl.services.views.conversation_records import conversation_records
 
     flt = dataclasses.replace(build_filter(app, params), unread=unread)
     with app.read() as session:

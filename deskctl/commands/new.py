@@ -33,8 +33,8 @@ def new(app, text, channel, contact_ref, contact_name, subject, group, priority,
     sent to them. `--format ids` prints just the new id, for scripts."""
     from deskctl import output
     from deskctl.errors import UsageError
-    from deskctl.services import creation
-    from deskctl.services.records import records_for_ids
+    from deskctl.services.inbound import new_conversation as creation
+    from deskctl.services.views.conversation_records import records_for_ids
 
     if (text is not None) == (file_ is not None):
         raise UsageError("give the message as TEXT, --file F or - (exactly one)")
@@ -48,7 +48,7 @@ def new(app, text, channel, contact_ref, contact_name, subject, group, priority,
             settings=app.settings, subject=subject, group=group, priority=priority, outbound=outbound,
             contact_name=contact_name)
         # The agent wrote down what the contact said: read by them (SPEC §10), not by others.
-        from deskctl.services.read_state import mark_read
+        from deskctl.services.conversations.read_state import mark_read
 
         mark_read(session, app.actor(session).id, cid, now=app.now())
         records = records_for_ids(session, [cid])

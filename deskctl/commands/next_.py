@@ -21,8 +21,7 @@ def next_(app, group_name, dry_run):
     agents running `next` at the same moment never get the same conversation."""
     from deskctl.commands.lifecycle import change_columns
     from deskctl.output import notice
-    from deskctl.services import lifecycle
-
+    from deskctl.services.conversations import lifecycle
     with app.transaction(dry_run=dry_run) as session:
         records = lifecycle.next_(session, app.actor(session), group=group_name, now=app.now(),
                                   settings=app.settings, dry_run=dry_run)

@@ -56,8 +56,8 @@ def note():
 @click.pass_obj
 def add(app, conversation_id, text, file_):
     """Add an internal note to conversation ID (the default action of `note`)."""
-    from deskctl.services import notes
-    from deskctl.services.queries import parse_conversation_id
+    from deskctl.services.conversations import notes
+    from deskctl.services.conversations.selection import parse_conversation_id
 
     cid = parse_conversation_id(conversation_id)
     body = _read_text(text, file_)
@@ -71,7 +71,7 @@ def add(app, conversation_id, text, file_):
 
 def _note_id(value: str) -> int:
     from deskctl.errors import UsageError
-    from deskctl.services.queries import MAX_ID
+    from deskctl.services.conversations.selection import MAX_ID
 
     text = str(value).strip()
     if not text.isdigit() or len(text) > 18:
@@ -93,8 +93,7 @@ def _note_id(value: str) -> int:
 def edit(app, note_id, text, file_):
     """Replace the text of note NOTE_ID; the previous text stays in the audit trail."""
     from deskctl.output import notice
-    from deskctl.services import notes
-
+    from deskctl.services.conversations import notes
     nid = _note_id(note_id)
     body = _read_text(text, file_)
     with app.transaction() as session:
@@ -111,8 +110,7 @@ def edit(app, note_id, text, file_):
 def delete(app, note_id):
     """Delete note NOTE_ID from the thread; its versions stay in the audit trail."""
     from deskctl.output import notice
-    from deskctl.services import notes
-
+    from deskctl.services.conversations import notes
     nid = _note_id(note_id)
     with app.transaction() as session:
         record = notes.delete_note(session, app.actor(session), nid, now=app.now(), settings=app.settings)

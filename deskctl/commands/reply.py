@@ -37,8 +37,8 @@ def reply(app, conversation_id, text, template_name, file_, cc, bcc, attach):
     import os
 
     from deskctl.errors import UsageError
-    from deskctl.services import outbound
-    from deskctl.services.queries import parse_conversation_id
+    from deskctl.services.conversations.selection import parse_conversation_id
+    from deskctl.services.outbound import replies as outbound
 
     cid = parse_conversation_id(conversation_id)
     if (text is not None) + (template_name is not None) + (file_ is not None) != 1:
@@ -52,7 +52,7 @@ def reply(app, conversation_id, text, template_name, file_, cc, bcc, attach):
         with open(path, "rb") as fh:
             files.append((os.path.basename(path), fh.read()))
     from deskctl.output import notice, warn
-    from deskctl.services.read_state import unread_latest
+    from deskctl.services.conversations.read_state import unread_latest
 
     with app.transaction() as session:
         actor = app.actor(session)

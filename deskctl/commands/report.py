@@ -31,8 +31,7 @@ class ReportCommand(click.Command):
         return super().parse_args(ctx, args)
 
     def format_epilog(self, ctx, formatter):
-        from deskctl.services import reports
-
+        from deskctl.services.reports import kinds as reports
         kind = ctx.meta.get("report_kind")
         for name in [kind] if kind else KINDS:
             key = "id" if name == "conversations" else f"--by key (default {reports.DEFAULT_BY[name]})"
@@ -72,7 +71,7 @@ def report(app, kind, since, until, by, chart, **params):
 
     from deskctl.errors import UsageError
     from deskctl.output import notice, warn
-    from deskctl.services import reports
+    from deskctl.services.reports import kinds as reports
     from deskctl.term import is_tty
 
     now = app.now()

@@ -16,8 +16,8 @@ from deskctl.commands._options import emit, output_options
 def show(app, conversation_id, audit, no_notes):
     """Show a conversation: header, messages and notes in order."""
     from deskctl import output
-    from deskctl.services.queries import parse_conversation_id
-    from deskctl.services.thread import thread_record
+    from deskctl.services.conversations.selection import parse_conversation_id
+    from deskctl.services.views.thread_view import thread_record
 
     cid = parse_conversation_id(conversation_id)
     with app.read() as session:
@@ -28,8 +28,7 @@ def show(app, conversation_id, audit, no_notes):
     if not app.format_chosen or app.output_format() == "table":
         output.render_thread({**record, "_now": app.now()}, tz=app.settings.timezone)
         # The thread view is reading it (SPEC §10); machine formats are not.
-        from deskctl.services import read_state
-
+        from deskctl.services.conversations import read_state
         with app.transaction() as session:
             read_state.mark_read(session, actor.id, cid, now=app.now())
     else:

@@ -50,8 +50,7 @@ def transfer(app, targets, to, message, keep_informed, reason, dry_run, yes):
     """
     from deskctl.commands.lifecycle import run_bulk
     from deskctl.output import warn
-    from deskctl.services import lifecycle
-
+    from deskctl.services.conversations import lifecycle
     run_bulk(app, targets, verb="transfer", past="transferred", dry_run=dry_run, yes=yes,
              action=lambda session, actor: lifecycle.transfer(
                  session, actor, targets, to, message=message, keep_informed=keep_informed, reason=reason,

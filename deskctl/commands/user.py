@@ -32,8 +32,7 @@ def user():
 def add(app, handle, name, email, role, location, groups):
     """Add a user. While no admin exists, `--role admin` bootstraps the first one."""
     from deskctl.errors import Forbidden
-    from deskctl.services import directory
-
+    from deskctl.services.directory import staff as directory
     with app.transaction() as session:
         try:
             actor = app.actor(session)
@@ -52,8 +51,7 @@ def add(app, handle, name, email, role, location, groups):
 @click.pass_obj
 def list_(app, group, role):
     """List users."""
-    from deskctl.services import directory
-
+    from deskctl.services.directory import staff as directory
     with app.read() as session:
         app.actor(session)
         records = [directory.user_record(session, u) for u in directory.list_users(session, group=group, role=role)]
@@ -66,8 +64,7 @@ def list_(app, group, role):
 @click.pass_obj
 def show(app, handle):
     """Show one user."""
-    from deskctl.services import directory
-
+    from deskctl.services.directory import staff as directory
     with app.read() as session:
         app.actor(session)
         record = directory.user_record(session, directory.get_user(session, handle))
@@ -86,8 +83,7 @@ def show(app, handle):
 @click.pass_obj
 def set_(app, handle, name, email, role, location, default_availability, active):
     """Change a user (admin)."""
-    from deskctl.services import directory
-
+    from deskctl.services.directory import staff as directory
     with app.transaction() as session:
         changed = directory.set_user(session, app.actor(session), handle, name=name, email=email, role=role,
                                      location=location, active=active, default_availability=default_availability,

@@ -16,8 +16,8 @@ def _columns():
 def _run(app, conversation_ids, dry_run, verb):
     from deskctl.errors import UsageError
     from deskctl.output import notice
-    from deskctl.services import watchers
-    from deskctl.services.queries import parse_conversation_id, read_id_lines
+    from deskctl.services.conversations import watchers
+    from deskctl.services.conversations.selection import parse_conversation_id, read_id_lines
 
     ids: list[int] = []
     for arg in conversation_ids:

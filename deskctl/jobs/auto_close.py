@@ -6,6 +6,5 @@ from datetime import datetime
 
 
 def run(session, *, now: datetime, settings) -> dict:
-    from deskctl.services import sweeps
-
+    from deskctl.services.conversations import timers as sweeps
     return sweeps.auto_close(session, now=now, settings=settings)

@@ -40,8 +40,7 @@ def export_kinds(settings) -> list[str]:
 
 
 def run(session, *, now: datetime, settings) -> dict:
-    from deskctl.services import reports
-
+    from deskctl.services.reports import kinds as reports
     zone = ZoneInfo(settings.timezone)
     today = now.astimezone(zone).date()
     day = today - timedelta(days=1)

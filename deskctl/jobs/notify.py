@@ -11,6 +11,5 @@ from datetime import datetime
 
 
 def run(session, *, now: datetime, settings) -> dict:
-    from deskctl.services import notifications
-
+    from deskctl.services.outbound import notifications
     return notifications.deliver(session, now=now, settings=settings)

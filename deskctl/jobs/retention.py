@@ -6,6 +6,5 @@ from datetime import datetime
 
 
 def run(session, *, now: datetime, settings) -> dict:
-    from deskctl.services import erasure
-
+    from deskctl.services.keeping import erasure
     return erasure.retention(session, now=now, settings=settings)

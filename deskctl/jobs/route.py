@@ -6,6 +6,5 @@ from datetime import datetime
 
 
 def run(session, *, now: datetime, settings) -> dict:
-    from deskctl.services import routing
-
+    from deskctl.services.conversations import routing
     return routing.route(session, now=now, settings=settings)

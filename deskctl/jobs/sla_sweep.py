@@ -6,6 +6,5 @@ from datetime import datetime
 
 
 def run(session, *, now: datetime, settings) -> dict:
-    from deskctl.services import sla
-
+    from deskctl.services.sla import deadlines as sla
     return sla.sweep(session, now=now, settings=settings)

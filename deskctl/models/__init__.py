@@ -13,8 +13,11 @@ from deskctl.models.conversation import (
 )
 from deskctl.models.directory import ROLES, Group, GroupMember, Location, User
 from deskctl.models.event import EVENT_KINDS, Event
+from deskctl.models.job import JobLock, JobRun
 from deskctl.models.message import Attachment, Message, MessageReference, Note, NoteVersion
-from deskctl.models.ops import JobLock, JobRun, Outbox, Quarantine, Template
+from deskctl.models.outbox import Outbox
+from deskctl.models.quarantine import Quarantine
+from deskctl.models.template import Template
 
 __all__ = [
     "EVENT_KINDS", "PRIORITIES", "ROLES", "SLA_STATES", "STATUSES",

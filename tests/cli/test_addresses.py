@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 
 from deskctl.models import User
-from deskctl.services import notifications
 from deskctl.services.addresses import check_address, is_address
+from deskctl.services.outbound import notifications
 from tests.factories import T0, make_conversation
 from tests.jobs.test_notify import outbox, run_notify, settings_for, smtp_server  # noqa: F401 - fixture
 

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from deskctl.services.attachments import safe_name
+from deskctl.services.conversations.attachments import safe_name
 
 NOW = "2026-11-23T12:00:00+00:00"
 PDF_1 = b"%PDF-1.4 first invoice\n" + bytes(range(256)) * 40

@@ -192,8 +192,7 @@ def test_next_needs_availability_and_membership(seeded):
 
 def test_a_change_made_after_our_read_makes_us_exit_4_with_nothing_changed(seeded, monkeypatch):
     """Simulate the lost race: the snapshot says version 1, the row is already at 2."""
-    from deskctl.services import lifecycle
-
+    from deskctl.services.conversations import lifecycle
     a = make_conversation(seeded)
     b = make_conversation(seeded)
     with seeded.session() as session:

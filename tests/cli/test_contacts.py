@@ -122,8 +122,7 @@ def test_attach_refusals_change_nothing(seeded):
 
 
 def test_vip_change_and_attach_refresh_the_sla_of_open_conversations(seeded, monkeypatch):
-    from deskctl.services import sla
-
+    from deskctl.services.sla import deadlines as sla
     calls = []
     monkeypatch.setattr(sla, "refresh", lambda session, ids, **kw: calls.append(sorted(ids)))
     open_ = make_conversation(seeded, contact_email="lea@example.fr", status="open")

@@ -238,8 +238,7 @@ def test_sla_columns_and_marks_are_what_the_sla_engine_computes(desk, tmp_path, 
 
     from deskctl.config import load_settings
     from deskctl.models import SlaMark
-    from deskctl.services import sla
-
+    from deskctl.services.sla import deadlines as sla
     env = {}
     config_file = None
     if config:

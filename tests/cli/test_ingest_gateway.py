@@ -94,7 +94,7 @@ def _fault(tmp_path: Path) -> Path:
     folder = tmp_path / "fault"
     folder.mkdir(exist_ok=True)
     (folder / "sitecustomize.py").write_text(
-        "import deskctl.services.intake as intake\n"
+        "import deskctl.services.inbound.intake as intake\n"
         "def crash(*args, **kwargs):\n"
         "    raise RuntimeError('injected fault')\n"
         "intake.email_over_limits = crash\n", encoding="utf-8")
@@ -248,7 +248,7 @@ def test_an_mbox_keeps_its_good_messages_and_quarantines_the_oversized_one(gw, t
 def test_the_bounded_mbox_reader_splits_like_the_stdlib(tmp_path):
     from types import SimpleNamespace
 
-    from deskctl.services.intake import mbox_messages
+    from deskctl.services.inbound.intake import mbox_messages
 
     path = tmp_path / "box.mbox"
     box = mailbox.mbox(path)

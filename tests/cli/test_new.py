@@ -87,8 +87,7 @@ def test_new_refusals_change_nothing(seeded):
 
 
 def test_new_refreshes_the_sla_of_the_new_conversation(seeded, monkeypatch):
-    from deskctl.services import sla
-
+    from deskctl.services.sla import deadlines as sla
     calls = []
     monkeypatch.setattr(sla, "refresh", lambda session, ids, **kw: calls.append(list(ids)))
     [conv] = seeded.json("new", "--channel", "chat", "--contact", "lea@example.fr", "hello", as_="alice")

@@ -402,8 +402,7 @@ def test_help_gives_definitions_per_kind(report_desk):
 
 def test_command_lists_match_the_service():
     from deskctl.commands import report as command
-    from deskctl.services import reports
-
+    from deskctl.services.reports import kinds as reports
     assert command.KINDS == reports.KINDS and command.BY_CHOICES == reports.BY_CHOICES
     for kind, names in SPEC_COLUMNS.items():
         assert [c.name for c in reports.COLUMNS[kind]] == names

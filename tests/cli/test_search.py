@@ -86,8 +86,7 @@ def test_postgresql_plans_use_the_search_indexes(desk):
     from sqlalchemy.orm import Session
 
     from deskctl.models import Conversation
-    from deskctl.services import search
-
+    from deskctl.services.views import search
     with Session(desk.engine) as session:
         session.execute(text("SET enable_seqscan = off"))
         stmt = search.matching(select(Conversation.id), "refund*", "postgresql")

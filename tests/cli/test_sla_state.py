@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from deskctl.config import load_settings
-from deskctl.services import sla
+from deskctl.services.sla import deadlines as sla
 from tests.factories import T0, make_conversation
 
 # The built-in default policy: first response 4h, next response 8h, resolution 3d, 24x7.

@@ -21,8 +21,7 @@ from tests.factories import make_conversation
 DRIVER = r"""
 import json, os, sys
 from deskctl.app import App
-from deskctl.services import routing
-
+from deskctl.services.conversations import routing
 passes, out_path = int(sys.argv[1]), sys.argv[2]
 results = []
 for _ in range(passes):

@@ -105,8 +105,7 @@ def test_second_run_for_the_same_day_changes_nothing(export_desk, tmp_path):
 
 def test_a_failure_leaves_no_day_directory_and_the_next_run_writes_it(export_desk, tmp_path, monkeypatch):
     settings = settings_for(tmp_path, "jobs:\n  nightly-export: {cron: '0 2 * * *', reports: [volume, tags]}\n")
-    from deskctl.services import reports
-
+    from deskctl.services.reports import kinds as reports
     real = reports.run_report
 
     def failing(session, kind, **kwargs):

@@ -18,7 +18,8 @@ from deskctl.config import load_settings
 from deskctl.errors import ConfigError, UsageError
 from deskctl.jobs import notify
 from deskctl.models import Conversation, Note, Outbox, User
-from deskctl.services import mail, notifications
+from deskctl.services.outbound import notifications
+from deskctl.services.outbound import transcripts as mail
 from tests.factories import T0, make_conversation
 
 NOW = T0 + timedelta(hours=1)

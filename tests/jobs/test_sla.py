@@ -13,7 +13,9 @@ from sqlalchemy import select
 
 from deskctl.config import load_settings
 from deskctl.models import Conversation, Outbox, SlaMark, User
-from deskctl.services import events, messages, sla
+from deskctl.services.conversations import events
+from deskctl.services.inbound import messages
+from deskctl.services.sla import deadlines as sla
 from tests.factories import T0, make_conversation
 
 PARIS = ZoneInfo("Europe/Paris")

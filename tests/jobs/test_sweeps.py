@@ -171,8 +171,7 @@ def test_auto_unassign_returns_unanswered_claims(seeded, cfg):
 def test_sla_sweep_job_at_frozen_time(seeded, cfg):
     cid = make_conversation(seeded, assignee="alice")  # default policy: first response 4h, 24x7
     with seeded.session() as s:
-        from deskctl.services import sla
-
+        from deskctl.services.sla import deadlines as sla
         sla.refresh(s, [cid], now=T0, settings=cfg)
     with freeze_time(T0 + timedelta(hours=3)):
         assert run(seeded, sla_sweep, T0 + timedelta(hours=3), cfg)["warnings"] == 1

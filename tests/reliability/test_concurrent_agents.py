@@ -19,7 +19,7 @@ import subprocess
 import sys
 from collections import Counter, defaultdict
 
-from deskctl.services.integrity import run_checks
+from deskctl.services.keeping.integrity import run_checks
 from tests.reliability.conftest import bulk_conversations, size, subprocess_env
 
 WORKER = r"""

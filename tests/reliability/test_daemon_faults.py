@@ -63,7 +63,7 @@ def _arrange(desk, config, n_boomerang, n_sla):
     from sqlalchemy.orm import Session
 
     from deskctl.config import load_settings
-    from deskctl.services import sla
+    from deskctl.services.sla import deadlines as sla
     from tests.factories import seed_directory
 
     seed_directory(desk)

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from deskctl.cli import cli
-from deskctl.services.integrity import run_checks
+from deskctl.services.keeping.integrity import run_checks
 from tests.reliability.conftest import STRESS, assert_clean_failure, deskctl_argv, subprocess_env
 from tests.reliability.corpus import broken_json_lines, broken_mails
 

@@ -292,8 +292,7 @@ def test_internal_notes_never_reach_a_reply_or_a_transcript(desk):
     from sqlalchemy.orm import Session
 
     from deskctl.config import load_settings
-    from deskctl.services import mail
-
+    from deskctl.services.outbound import transcripts as mail
     settings = load_settings(None, desk.url)
     with Session(desk.engine) as session:
         mail.queue_transcript(session, cid, "lea@example.fr", actor="alice", now=T0 + timedelta(hours=1),

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deskctl.services.business_hours import ALWAYS_OPEN, Calendar
+from deskctl.services.sla.business_hours import ALWAYS_OPEN, Calendar
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")

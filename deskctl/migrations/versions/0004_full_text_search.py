@@ -3,7 +3,7 @@
 SQLite: FTS5 tables over the stored columns (external content: the text is not stored
 twice), kept up to date by triggers in the writing transaction, filled for existing
 rows by FTS5's own `rebuild`. PostgreSQL: GIN indexes on the `to_tsvector('simple',
-...)` expressions deskctl.services.search queries with.
+...)` expressions deskctl.services.views.search queries with.
 
 Names start with `search_` (tables) and `ix_search_` (indexes); env.py leaves them out
 of the model comparison. NOTE for later migrations on SQLite: a batch ALTER of messages,

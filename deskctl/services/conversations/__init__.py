@@ -1,0 +1,1 @@
+"""Conversations: the bulk engine and the verbs, selection, notes, watchers, routing, timers."""

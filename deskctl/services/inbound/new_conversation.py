@@ -1,0 +1,73 @@
+"""`deskctl new`: a conversation created by an agent (phone call, walk-in, outbound email).
+
+TEXT is, by default, the contact's request as the agent took it down (a phone call, a
+walk-in, a letter): an *inbound* message authored by the contact, so the SLA's first
+response runs from it and `reply` answers it. With `outbound=True` TEXT is the agent's
+own first message to the contact, sent on the channel like `reply` (on email it goes
+out through the outbox); first response is then already given.
+
+Either way the conversation starts `new` and unassigned in the given group (if any),
+with a `created` event {channel, source: "agent"} by the acting agent.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+
+from deskctl.errors import UsageError
+from deskctl.models import PRIORITIES, Conversation, Event, Group
+from deskctl.services.actor import Actor
+from deskctl.services.conversations import events
+from deskctl.services.conversations.selection import group_id_by_name
+from deskctl.services.directory import contacts
+from deskctl.services.inbound import messages
+from deskctl.services.sla import deadlines as sla
+
+SUBJECT_WIDTH = 78
+
+
+def default_subject(text: str) -> str:
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first if len(first) <= SUBJECT_WIDTH else first[: SUBJECT_WIDTH - 1].rstrip() + "…"
+
+
+def create(session, actor: Actor, *, channel: str, contact_ref: str, text: str, now: datetime, settings,
+           subject: str | None = None, group: str | None = None, priority: str | None = None,
+           outbound: bool = False, contact_name: str | None = None) -> tuple[int, dict, bool]:
+    """Create the conversation and its first message. Returns (conversation id, contact
+    record, contact created)."""
+    if channel not in settings.channels:
+        raise UsageError(f"invalid channel {channel!r} (choose from {', '.join(settings.channels)})")
+    priority = priority or "low"
+    if priority not in PRIORITIES:
+        raise UsageError(f"invalid priority {priority!r} (choose from {', '.join(PRIORITIES)})")
+    if text is None or not text.strip():
+        raise UsageError("the message text is empty")
+    group_id = location_id = None
+    if group:
+        group_id = group_id_by_name(session, group)
+        location_id = session.scalar(select(Group.location_id).where(Group.id == group_id))
+    contact, created = contacts.resolve_or_create(session, contact_ref, now=now, name=contact_name)
+    subject = (subject or "").strip() or default_subject(text)
+    conversation = Conversation(
+        subject=subject, channel=channel, status="new", priority=priority, assignee_id=None, group_id=group_id,
+        location_id=location_id, contact_id=contact.id, created_at=now, updated_at=now, sla_state="none",
+    )
+    session.add(conversation)
+    session.flush()
+    cid = conversation.id
+    events.record(session, conversation_id=cid, actor=actor.handle, kind="created", at=now,
+                  data={"channel": channel, "source": "agent"})
+    if outbound:
+        from deskctl.services.outbound import replies as outbound_service
+        outbound_service.reply(session, actor, cid, now=now, settings=settings, text=text)
+    else:
+        messages.add_inbound(session, conversation, now=now, settings=settings, text=text,
+                             author_contact_id=contact.id, subject=subject, message_type="agent_entry")
+        # The agent typed it in: the audit trail names them, not "system".
+        session.execute(update(Event).where(Event.conversation_id == cid, Event.kind == "message_in")
+                        .values(actor=actor.handle))
+    sla.refresh(session, [cid], now=now, settings=settings)
+    return cid, contacts.record_for(session, contact), created

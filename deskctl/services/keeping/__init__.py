@@ -1,0 +1,1 @@
+"""Keeping: erasure, retention, backups, integrity checks."""

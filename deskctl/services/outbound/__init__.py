@@ -1,0 +1,1 @@
+"""Outbound: replies, transcripts, notifications and the outbox."""

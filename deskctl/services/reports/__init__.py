@@ -1,0 +1,1 @@
+"""Reports (SPEC §6)."""

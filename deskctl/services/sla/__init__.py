@@ -1,0 +1,1 @@
+"""SLA: policies, business hours, deadlines and the sweep."""

@@ -1,0 +1,614 @@
+"""SLA deadlines and states (SPEC §7, §8).
+
+`refresh` is called after every change to what an SLA depends on (messages in/out,
+status, priority, group, location, contact VIP) and by the `sla-sweep` job for the
+conversations whose `sla_next_check_at` has passed. For each conversation it:
+
+1. picks the policy: the first of `sla.policies` whose `when` matches (vip, priority,
+   channel, group, location; every given condition must hold);
+2. computes the targets in the policy's hours (24x7 or a business-hours calendar):
+   - `first_response`: from the first inbound message to the first reply;
+   - `next_response`: from the first inbound message after the latest reply to the next
+     reply (running only while the contact is waiting for an answer);
+   - `resolution`: from creation to resolved/closed, paused while `pending` when the
+     policy says `pause_when_pending` (the pauses are read from the event trail, so no
+     caller has to account for them);
+   no target runs while the conversation is `resolved` or `closed`;
+3. stores `*_due`, `sla_policy`, `sla_state` and `sla_next_check_at` (the next moment a
+   running target reaches its warning share or its due time), so the sweep is an
+   indexed range query on `sla_next_check_at <= now`;
+4. records each level reached once: a `sla_marks` row per (conversation, target,
+   level), an `sla_warning`/`sla_breached` event and a notification to the assignee (or
+   the group's supervisors when unassigned). A reply that comes after the due time
+   marks that target breached too (recorded when the reply is stored).
+
+State as stored: `breached` once any target has been breached (it stays, like the
+`breached` list of the record), else `warning` while a running target is past its
+warning share, else `ok`; `none` when no policy applies.
+
+State as read (records, `list --sla`): time moves on between refreshes, so readers never
+trust the stored state alone. `read_state` is the one rule, one SQL expression evaluated
+at the reader's `now`: a target is late when it has a `breached` mark or is still running
+past its due time; `sla.breached` lists exactly those targets and `sla.state` is
+`breached` exactly when that list is not empty. A resolved or closed conversation has no
+running target, so its reading is final: `outcome` `met` or `late`, with `late_s` frozen
+at the moment it stopped (see `reading`).
+
+Set-based: per chunk of ids, one query loads the facts (with a correlated subquery for
+the start of the current next-response cycle), one the existing marks, one the pause
+events (only for conversations that ever went pending under a pausing policy); then
+Python computes, and one executemany UPDATE by primary key writes the changed rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, bindparam, case, exists, func, insert, null, or_, select, update
+
+from deskctl.db.dml import insert_ignore
+from deskctl.db.planner import not_indexed
+from deskctl.models import (
+    Contact,
+    Conversation,
+    Event,
+    Group,
+    GroupMember,
+    Location,
+    Message,
+    SlaMark,
+    User,
+)
+from deskctl.services.conversations import events as events_service
+from deskctl.services.outbound import notifications
+from deskctl.services.sla.business_hours import calendar_for
+
+TARGETS = ("first_response", "next_response", "resolution")
+STOPPED = ("resolved", "closed")
+CHUNK = 2000
+
+# Event kinds that take a conversation out of `pending` (ending a pause). `closed` ends
+# it unless it left the conversation pending (`close --status pending`).
+_PAUSE_END = ("resolved", "reopened", "boomerang_returned", "transferred", "released", "auto_closed",
+              "auto_unassigned", "merged", "closed")
+_PAUSE_KINDS = ("pending", *_PAUSE_END)
+
+_SLA_COLUMNS = ("sla_policy", "sla_state", "first_response_due", "next_response_due", "resolution_due",
+                "sla_next_check_at", "sla_paused_s")
+
+
+@dataclass
+class _Target:
+    name: str
+    due: datetime | None
+    warn_at: datetime | None
+    running: bool
+    late: bool = False  # finished (replied / resolved) after its due time
+
+
+def match_policy(policies, *, vip: bool, priority: str, channel: str, group: str | None,
+                 location: str | None):
+    """The first policy whose every `when` condition holds, or None."""
+    facts = {"vip": bool(vip), "priority": priority, "channel": channel, "group": group, "location": location}
+    for policy in policies:
+        if all(facts[cond] in values for cond, values in policy.when.items()):
+            return policy
+    return None
+
+
+def _facts_select(ids):
+    c = Conversation
+    cycle_start = (
+        select(func.min(Message.created_at))
+        .where(Message.conversation_id == c.id, Message.direction == "inbound",
+               Message.created_at > c.last_outbound_at)
+        .correlate(c)
+        .scalar_subquery()
+    )
+    # Only a conversation whose contact waits for an answer has a next-response cycle:
+    # the CASE keeps the engine from running the subquery for every other row.
+    waiting = and_(c.status.notin_(STOPPED), c.first_response_at.isnot(None),
+                   c.last_inbound_at > c.last_outbound_at)
+    cycle_start = case((waiting, cycle_start), else_=null())
+    return (
+        select(
+            c.id, c.status, c.priority, c.channel, c.assignee_id, c.group_id,
+            c.created_at, c.updated_at, c.first_inbound_at, c.first_response_at, c.last_inbound_at,
+            c.last_outbound_at, c.resolved_at, c.closed_at, c.pending_since,
+            c.sla_policy, c.sla_state, c.first_response_due, c.next_response_due, c.resolution_due,
+            c.sla_next_check_at, c.sla_paused_s,
+            Contact.vip.label("vip"), Group.name.label("group_name"), Location.name.label("location_name"),
+            cycle_start.label("cycle_start"),
+        )
+        .outerjoin(Contact, Contact.id == c.contact_id)
+        .outerjoin(Group, Group.id == c.group_id)
+        .outerjoin(Location, Location.id == c.location_id)
+        .where(c.id.in_(ids))
+    )
+
+
+def _pause_events_select(ids: Sequence[int]):
+    """Status-changing events of those of `ids` that ever went pending, in order."""
+    went_pending = (
+        select(Event.conversation_id)
+        .where(Event.conversation_id.in_(ids),
+               or_(not_indexed(Event.kind) == "pending",
+                   and_(not_indexed(Event.kind) == "closed", Event.data["status"].as_string() == "pending")))
+    )
+    # Only `closed` events need their data (did the close leave it pending?): decoding
+    # every event's JSON was a fifth of a bulk resolve.
+    data = case((Event.kind == "closed", Event.data), else_=null())
+    return (
+        select(Event.conversation_id, Event.kind, Event.at, data)
+        .where(Event.conversation_id.in_(went_pending), not_indexed(Event.kind).in_(_PAUSE_KINDS))
+        .order_by(Event.conversation_id, Event.id)
+    )
+
+
+def _pauses(session, ids: Sequence[int]) -> dict[int, list[tuple[str, datetime, dict]]]:
+    if not ids:
+        return {}
+    out: dict[int, list] = defaultdict(list)
+    for cid, kind, at, data in session.connection().execute(_pause_events_select(ids)):
+        out[cid].append((kind, at, data or {}))
+    return out
+
+
+def _pause_state(row, trail, calendar, now: datetime) -> tuple[float, datetime | None]:
+    """(seconds of open time paused in finished pauses, start of the running pause)."""
+    paused = 0.0
+    since: datetime | None = None
+    for kind, at, data in trail:
+        starts = kind == "pending" or (kind == "closed" and data.get("status") == "pending")
+        if starts:
+            if since is None:
+                since = at
+        elif since is not None:
+            paused += calendar.measure(since, at)
+            since = None
+    if row.status == "pending":
+        if since is None:  # no trail (data inserted directly): trust the row
+            since = row.pending_since or row.updated_at or now
+    elif since is not None:  # left pending by a change the trail does not name
+        paused += calendar.measure(since, row.updated_at or now)
+        since = None
+    return paused, since
+
+
+def _compute(row, policy, calendar, warning: float, trail, now: datetime):
+    """Targets and derived columns for one conversation."""
+    targets: list[_Target] = []
+    stopped = row.status in STOPPED
+    # When the conversation stopped: a target still running then ended at that moment.
+    stop = (row.resolved_at or row.closed_at or row.updated_at) if stopped else None
+    values = dict(first_response_due=None, next_response_due=None, resolution_due=None, sla_paused_s=0)
+
+    def deadline(start, target: timedelta, extra: float = 0.0):
+        due = calendar.add(start, target.total_seconds() + extra)
+        warn_at = calendar.add(start, target.total_seconds() * warning + extra)
+        return due, warn_at
+
+    if policy.first_response and row.first_inbound_at:
+        due, warn_at = deadline(row.first_inbound_at, policy.first_response)
+        values["first_response_due"] = due
+        if row.first_response_at is not None:
+            late = due is not None and row.first_response_at > due and row.first_response_at >= row.first_inbound_at
+            targets.append(_Target("first_response", due, warn_at, False, late))
+        elif stopped:  # never answered: late if it stopped after the due time
+            targets.append(_Target("first_response", due, warn_at, False,
+                                   due is not None and stop is not None and stop > due))
+        else:
+            targets.append(_Target("first_response", due, warn_at, True))
+
+    if policy.next_response:
+        waiting = (row.first_response_at is not None and row.last_outbound_at is not None
+                   and row.last_inbound_at is not None and row.last_inbound_at > row.last_outbound_at
+                   and row.cycle_start is not None)
+        if waiting and not stopped:
+            due, warn_at = deadline(row.cycle_start, policy.next_response)
+            values["next_response_due"] = due
+            targets.append(_Target("next_response", due, warn_at, True))
+        elif row.next_response_due is not None:
+            # The cycle running at the last refresh has ended: by a reply, or unanswered
+            # by the stop. Late when that came after its due time.
+            end = stop if waiting else row.last_outbound_at
+            if end is not None and end > row.next_response_due:
+                targets.append(_Target("next_response", row.next_response_due, None, False, True))
+
+    if policy.resolution:
+        paused, since = (0.0, None)
+        if policy.pause_when_pending:
+            paused, since = _pause_state(row, trail, calendar, now)
+        values["sla_paused_s"] = int(paused)
+        due, warn_at = deadline(row.created_at, policy.resolution, paused)
+        if stopped:
+            values["resolution_due"] = due
+            targets.append(_Target("resolution", due, warn_at, False,
+                                   due is not None and stop is not None and stop > due))
+        elif since is not None:  # paused: the clock is stopped, no deadline yet
+            targets.append(_Target("resolution", None, None, False))
+        else:
+            values["resolution_due"] = due
+            targets.append(_Target("resolution", due, warn_at, True))
+    return targets, values
+
+
+def _level(target: _Target, now: datetime) -> str | None:
+    if target.late:
+        return "breached"
+    if not target.running or target.due is None:
+        return None
+    if now >= target.due:
+        return "breached"
+    if target.warn_at is not None and now >= target.warn_at:
+        return "warning"
+    return None
+
+
+def refresh(session, conversation_ids: Sequence[int], *, now: datetime, settings,
+            sweeping: bool = False) -> dict:
+    """Recompute policy, due times, state and sla_next_check_at for these conversations.
+
+    Called after any change to what SLA depends on: messages in/out, status, priority,
+    group, contact VIP. Set-based for large id lists. Returns counts:
+    {refreshed, warnings, breaches, notifications}.
+
+    A target that finished late (a reply or resolution after its due time) is marked
+    breached here, with its event. A running target that has reached its warning or due
+    time is left to the sweep (`sweeping=True`), which records it and notifies: this
+    call only makes sure `sla_next_check_at` is already due for it."""
+    counts = {"refreshed": 0, "warnings": 0, "breaches": 0, "notifications": 0}
+    ids = list(dict.fromkeys(int(i) for i in conversation_ids))
+    if not ids:
+        return counts
+    session.flush()
+    for start in range(0, len(ids), CHUNK):
+        _refresh_chunk(session, ids[start:start + CHUNK], now=now, settings=settings, counts=counts,
+                       sweeping=sweeping)
+    _expire_loaded(session, set(ids))
+    return counts
+
+
+def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: dict, sweeping: bool) -> None:
+    rows = session.connection().execute(_facts_select(ids)).all()
+    if not rows:
+        return
+    marks: dict[int, set[tuple[str, str]]] = defaultdict(set)
+    for cid, target, level in session.connection().execute(
+            select(SlaMark.conversation_id, SlaMark.target, SlaMark.level).where(SlaMark.conversation_id.in_(ids))):
+        marks[cid].add((target, level))
+
+    policies = settings.sla.policies
+    warning = settings.sla.warning
+    chosen = {}
+    for row in rows:
+        chosen[row.id] = match_policy(policies, vip=bool(row.vip), priority=row.priority, channel=row.channel,
+                                      group=row.group_name, location=row.location_name)
+    pausing = [row.id for row in rows
+               if chosen[row.id] is not None and chosen[row.id].pause_when_pending and chosen[row.id].resolution]
+    trails = _pauses(session, pausing)
+
+    updates: list[dict] = []
+    new_marks: list[dict] = []
+    announce: list[tuple] = []  # (row, target name, level, due, running)
+    for row in rows:
+        policy = chosen[row.id]
+        if policy is None:
+            values = dict(sla_policy=None, sla_state="none", first_response_due=None, next_response_due=None,
+                          resolution_due=None, sla_next_check_at=None, sla_paused_s=0)
+        else:
+            calendar = calendar_for(settings, policy.hours)
+            targets, values = _compute(row, policy, calendar, warning, trails.get(row.id, ()), now)
+            have = marks.get(row.id, set())
+            state = "breached" if any(level == "breached" for _, level in have) else "ok"
+            next_check = None
+            for target in targets:
+                level = _level(target, now)
+                if level == "breached":
+                    state = "breached"
+                elif level == "warning" and state == "ok":
+                    state = "warning"
+                if level is not None and (sweeping or not target.running):
+                    levels = ("warning", "breached") if level == "breached" else ("warning",)
+                    for lv in levels:
+                        if (target.name, lv) in have:
+                            continue
+                        have.add((target.name, lv))
+                        new_marks.append({"conversation_id": row.id, "target": target.name, "level": lv, "at": now})
+                        # Jumping straight to breached records only the breach event.
+                        if lv == level:
+                            announce.append((row, target.name, lv, target.due, target.running))
+                if target.running:
+                    for lv, moment in (("warning", target.warn_at), ("breached", target.due)):
+                        if moment is None or (target.name, lv) in have:
+                            continue
+                        if moment > now or not sweeping:  # not swept yet: due for the next sweep
+                            if next_check is None or moment < next_check:
+                                next_check = moment
+            values.update(sla_policy=policy.name, sla_state=state, sla_next_check_at=next_check)
+        if any(getattr(row, col) != values[col] for col in _SLA_COLUMNS):
+            updates.append({"_id": row.id, **{f"_{k}": v for k, v in values.items()}})
+    counts["refreshed"] += len(rows)
+
+    if updates:
+        t = Conversation.__table__
+        stmt = (update(t).where(t.c.id == bindparam("_id"))
+                .values({col: bindparam(f"_{col}") for col in _SLA_COLUMNS}))
+        session.connection().execute(stmt, updates)
+    if new_marks:
+        inserted = _insert_marks(session, new_marks)
+        announce = [a for a in announce if (a[0].id, a[1], a[2]) in inserted]
+        _announce(session, announce, now=now, counts=counts)
+
+
+def _insert_marks(session, rows: list[dict]) -> set[tuple[int, str, str]]:
+    """Insert marks, ignoring ones a concurrent transaction stored first; returns the
+    (conversation, target, level) keys this call inserted."""
+    table = SlaMark.__table__
+    inserted = insert_ignore(session, table, rows, (table.c.conversation_id, table.c.target, table.c.level))
+    return {(cid, target, level) for cid, target, level in inserted}
+
+
+def _announce(session, announce: list[tuple], *, now: datetime, counts: dict) -> None:
+    """Events and notifications for newly reached levels (bulk inserts)."""
+    if not announce:
+        return
+    event_rows = []
+    for row, target, level, due, _running in announce:
+        kind = "sla_warning" if level == "warning" else "sla_breached"
+        event_rows.append({"conversation_id": row.id, "actor": events_service.SYSTEM, "kind": kind, "at": now,
+                           "data": {"target": target, "due": due.isoformat() if due else None}})
+        counts["warnings" if level == "warning" else "breaches"] += 1
+    session.connection().execute(insert(Event.__table__), event_rows)
+
+    # Recipients: the assignee, else the group's supervisors (supervisor or admin members).
+    # Only levels the sweep found on running targets: a late reply needs no alert.
+    announce = [a for a in announce if a[4]]
+    if not announce:
+        return
+    unassigned_groups = {row.group_id for row, *_ in announce if row.assignee_id is None and row.group_id}
+    supervisors: dict[int, list[int]] = defaultdict(list)
+    if unassigned_groups:
+        for gid, uid in session.execute(
+                select(GroupMember.group_id, GroupMember.user_id).join(User, User.id == GroupMember.user_id)
+                .where(GroupMember.group_id.in_(unassigned_groups), User.role.in_(("supervisor", "admin")),
+                       User.active.is_(True))):
+            supervisors[gid].append(uid)
+    wanted: list[tuple[int, tuple]] = []
+    for item in announce:
+        row = item[0]
+        recipients = [row.assignee_id] if row.assignee_id else supervisors.get(row.group_id, [])
+        wanted.extend((uid, item) for uid in recipients)
+    if not wanted:
+        return
+    users = {u.id: u for u in session.execute(
+        select(User.id, User.handle, User.email).where(User.id.in_({uid for uid, _ in wanted})))}
+    outbox = []
+    for uid, (row, target, level, due, _running) in wanted:
+        user = users.get(uid)
+        if user is None:
+            continue
+        word = "breached" if level == "breached" else "warning"
+        label = target.replace("_", " ")
+        when = due.strftime("%Y-%m-%d %H:%M UTC") if due else "-"
+        outbox.append({
+            "kind": "notification",
+            "dedupe_key": f"sla_{word}:{row.id}:{target}:user:{uid}",
+            "conversation_id": row.id, "user_id": uid, "recipient": user.email or user.handle,
+            "subject": f"[#{row.id}] SLA {word}: {label} due {when}",
+            "body": f"Conversation #{row.id}: the {label} target "
+                    + ("is late" if level == "breached" else "is close to its due time") + f" (due {when}).",
+            "status": "queued", "attempts": 0, "next_attempt_at": now, "created_at": now,
+        })
+    counts["notifications"] += notifications.insert_outbox(session, outbox)
+
+
+def _expire_loaded(session, ids: set[int]) -> None:
+    """Objects already in the session would otherwise keep their old SLA values."""
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Conversation) and obj.id in ids:
+            session.expire(obj, list(_SLA_COLUMNS))
+
+
+# -- what a change can move ----------------------------------------------------------------
+
+def _phase(status: str) -> str:
+    """What a status means to the targets: running, paused (pending) or stopped."""
+    if status in STOPPED:
+        return "stopped"
+    return "paused" if status == "pending" else "running"
+
+
+# Conversation columns the policy choice reads (`when` conditions), by condition name.
+_POLICY_INPUTS = {"priority": ("priority",), "group": ("group_id",), "location": ("group_id", "location_id"),
+                  "channel": ("channel",), "vip": ("contact_id",)}
+
+
+def policy_columns(settings) -> frozenset[str]:
+    """Conversation columns that can change which policy applies under this config."""
+    return frozenset(col for policy in settings.sla.policies for cond in policy.when
+                     for col in _POLICY_INPUTS[cond])
+
+
+def after_change(session, transitions: Sequence[tuple[int, str, str]], columns: frozenset[str], *,
+                 now: datetime, settings) -> None:
+    """Bring the SLA of conversations a bulk verb changed up to date. `transitions` are
+    (id, old status, new status); `columns` the conversation columns the verb set.
+
+    Only rows whose deadlines can move are recomputed (at 50,000 rows the full refresh
+    was most of a bulk verb's time): a change of phase (running, paused, stopped), a
+    moved end of the resolution target, or a column some policy's `when` reads. A
+    running conversation that stops (resolved, closed) only freezes: see `stop`."""
+    reads_policy = bool(policy_columns(settings) & columns)
+    full: list[int] = []
+    stopping: list[int] = []
+    for cid, old, new in transitions:
+        before, after = _phase(old), _phase(new)
+        if not reads_policy and before == "running" and after == "stopped":
+            stopping.append(cid)
+        elif reads_policy or before != after or (after == "stopped" and {"resolved_at", "closed_at"} & columns):
+            full.append(cid)
+    refresh(session, full, now=now, settings=settings)
+    stop(session, stopping, now=now, settings=settings)
+
+
+def stop(session, conversation_ids: Sequence[int], *, now: datetime, settings) -> None:
+    """SLA of running conversations that have just been resolved or closed, set-based.
+
+    What `refresh` computes for that step, from the stored columns: no deadline moves
+    (the policy and the pauses are those of the last refresh), the running targets
+    stop now (no next check, no open next-response cycle), and a target still running
+    past its due time ends late (its marks and `sla_breached` event, no alert). Rows
+    never computed (no policy stored) go through `refresh`."""
+    c = Conversation
+    ids = list(dict.fromkeys(int(i) for i in conversation_ids))
+    if not ids:
+        return
+    session.flush()
+    conn = session.connection()
+    counts = {"warnings": 0, "breaches": 0, "notifications": 0}
+    uncomputed: list[int] = []
+    # A due column is set only while its target can still be missed (see `running_late`).
+    ending_late = {"first_response": and_(c.first_response_at.is_(None), c.first_response_due < now),
+                   "next_response": c.next_response_due < now,
+                   "resolution": c.resolution_due < now}
+    due_of = {"first_response": c.first_response_due, "next_response": c.next_response_due,
+              "resolution": c.resolution_due}
+    breached = (select(SlaMark.conversation_id)
+                .where(SlaMark.conversation_id == c.id, SlaMark.level == "breached").exists())
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
+        uncomputed.extend(conn.execute(select(c.id).where(c.id.in_(chunk), c.sla_policy.is_(None))).scalars())
+        for target, condition in ending_late.items():
+            late = conn.execute(select(c.id, due_of[target].label("due"), c.assignee_id, c.group_id)
+                                .where(c.id.in_(chunk), c.sla_policy.isnot(None), condition)).all()
+            if not late:
+                continue
+            inserted = _insert_marks(session, [{"conversation_id": row.id, "target": target, "level": lv, "at": now}
+                                               for row in late for lv in ("warning", "breached")])
+            _announce(session, [(row, target, "breached", row.due, False) for row in late
+                                if (row.id, target, "breached") in inserted], now=now, counts=counts)
+        conn.execute(update(c.__table__).where(c.id.in_(chunk), c.sla_policy.isnot(None))
+                     .values(next_response_due=None, sla_next_check_at=None,
+                             sla_state=case((breached, "breached"), else_="ok")))
+    refresh(session, uncomputed, now=now, settings=settings)
+    _expire_loaded(session, set(ids))
+
+
+# -- the sweep ---------------------------------------------------------------------------
+
+def due_ids(session, now: datetime, limit: int | None = None) -> list[int]:
+    """Conversations whose next SLA check has come: an indexed range query."""
+    stmt = (select(Conversation.id).where(Conversation.sla_next_check_at <= now)
+            .order_by(Conversation.sla_next_check_at, Conversation.id))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
+
+
+def sweep(session, *, now: datetime, settings) -> dict:
+    """The `sla-sweep` job's work: refresh what is due; counts of what it found."""
+    ids = due_ids(session, now)
+    counts = refresh(session, ids, now=now, settings=settings, sweeping=True)
+    return {"checked": counts["refreshed"], "warnings": counts["warnings"], "breaches": counts["breaches"],
+            "notifications": counts["notifications"]}
+
+
+def compact_duration(seconds: float) -> str:
+    """2h10m, 35m, 3d4h, 45s: the two largest units."""
+    seconds = int(max(seconds, 0))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+        if len(parts) == 2:
+            break
+    return "".join(p for p in parts if not p.startswith("0") or len(parts) == 1)
+
+
+# -- reading -----------------------------------------------------------------------------
+
+def running_late(now) -> dict[str, object]:
+    """Per target, the SQL condition "still running and past its due time at `now`".
+
+    `refresh` runs after every change to what the SLA depends on, so the stored due
+    columns are current and a due column is set only while its target can still be
+    missed: first response until the first reply, next response while the contact
+    waits, resolution while neither resolved, closed nor paused."""
+    c = Conversation
+    live = c.status.not_in(STOPPED)
+    return {
+        "first_response": and_(live, c.first_response_at.is_(None), c.first_response_due <= now),
+        "next_response": and_(live, c.next_response_due <= now),
+        "resolution": and_(live, c.resolution_due <= now),
+    }
+
+
+def read_state(now):
+    """The SLA state at `now` as one SQL expression (`ok`, `warning`, `breached`, `none`):
+    what records print and `list --sla` filters on."""
+    c = Conversation
+    marked = exists().where(SlaMark.conversation_id == c.id, SlaMark.level == "breached")
+    # A warning moment of a running target passed since the last sweep: sla_next_check_at
+    # is the earliest unswept moment (a due time passed would already be late above).
+    warned = and_(c.status.not_in(STOPPED), (c.sla_state == "warning") | (c.sla_next_check_at <= now))
+    return case(
+        (c.sla_state == "none", "none"),
+        (marked, "breached"),
+        *((condition, "breached") for condition in running_late(now).values()),
+        (warned, "warning"),
+        else_="ok",
+    )
+
+
+def reading(row, breached: Sequence[str], late_now: Sequence[str], now: datetime) -> dict:
+    """`outcome` and `late_s` of a record (SPEC §9: a closed conversation's SLA shows its
+    final outcome, not a growing delay).
+
+    `breached` is the record's list of late targets and `late_now` those of them still
+    running past their due time. While the conversation runs: `outcome` is None and
+    `late_s` counts from the earliest due time passed by a running target (None when
+    none is). Resolved or closed: `outcome` is `met` or `late`, and `late_s` is how late
+    the first response and the resolution were when they ended (the reply, else the
+    stop), the larger of the two; None when only a past next-response cycle was late."""
+    if row.sla_state == "none":
+        return {"outcome": None, "late_s": None}
+    if row.status not in STOPPED:
+        dues = {"first_response": row.first_response_due, "next_response": row.next_response_due,
+                "resolution": row.resolution_due}
+        passed = [dues[t] for t in late_now if dues.get(t) is not None]
+        return {"outcome": None, "late_s": int((now - min(passed)).total_seconds()) if passed else None}
+    stop = row.resolved_at or row.closed_at or row.updated_at
+    late = []
+    if "first_response" in breached and row.first_response_due is not None:
+        late.append((row.first_response_at or stop) - row.first_response_due)
+    if "resolution" in breached and row.resolution_due is not None:
+        late.append(stop - row.resolution_due)
+    late = [int(d.total_seconds()) for d in late if d.total_seconds() > 0]
+    return {"outcome": "late" if breached else "met", "late_s": max(late) if late else None}
+
+
+def describe(sla: dict, now: datetime) -> str:
+    """The table cell for a record's `sla`: "2h10m left", "late 35m", "met", or the state."""
+    state = sla.get("state")
+    if state in (None, "none"):
+        return ""
+    if sla.get("outcome") == "met":
+        return "met"
+    if sla.get("late_s") is not None:
+        return f"late {compact_duration(sla['late_s'])}"
+    if sla.get("outcome") == "late":
+        return "late"
+    dues = [sla.get(k) for k in ("first_response_due", "next_response_due", "resolution_due")]
+    upcoming = [d for d in dues if d is not None and d > now]
+    if upcoming:
+        return f"{compact_duration((min(upcoming) - now).total_seconds())} left"
+    return state
+
+
+__all__ = ["refresh", "sweep", "due_ids", "match_policy", "running_late", "read_state", "reading", "describe",
+           "compact_duration", "after_change", "stop", "policy_columns"]

@@ -1,0 +1,1 @@
+"""Read models: conversation records, the thread, the audit trail, search."""
