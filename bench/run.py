@@ -247,6 +247,9 @@ class Bench:
 
     # -- the benchmarks -----------------------------------------------------------------------
     def build(self) -> None:
+        cache = Path(self.args.desk) if self.args.desk else None
+        if cache and (cache / "bench.db").exists():
+            return self.reuse(cache)
         self.check(run_process(self.dk("db", "upgrade"), self.env()), "db upgrade")
         run = run_process(self.dk("demo", "--conversations", self.n, "--seed", 42, "--format", "tsv"), self.env())
         self.check(run, "demo")
@@ -261,8 +264,35 @@ class Bench:
             conn = sqlite3.connect(self.work / "bench.db")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
             conn.close()
+            if cache:
+                cache.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(self.work / "bench.db", cache / "bench.db.tmp")
+                (cache / "bench.db.tmp").replace(cache / "bench.db")
+                (cache / "desk.json").write_text(json.dumps({"n": self.n, "now": self.now.isoformat()}) + "\n",
+                                                 encoding="utf-8")
         else:
             self.sql(self.main_url, "ANALYZE")
+
+    def reuse(self, cache: Path) -> None:
+        """--desk DIR holding a desk built by an earlier run: copy it (with the clock it
+        was built at, so the 30-day reports read the same rows) and upgrade the copy to
+        this checkout's schema (not timed)."""
+        meta = json.loads((cache / "desk.json").read_text(encoding="utf-8"))
+        if meta["n"] != self.n:
+            raise RuntimeError(f"--desk {cache} holds N={meta['n']}, not {self.n}")
+        self.now = datetime.fromisoformat(meta["now"])
+        self.base_env["DESKCTL_NOW"] = self.now.isoformat()
+        shutil.copyfile(cache / "bench.db", self.work / "bench.db")
+        started = time.perf_counter()
+        self.check(run_process(self.dk("db", "upgrade"), self.env()), "db upgrade")
+        import sqlite3
+
+        conn = sqlite3.connect(self.work / "bench.db")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        conn.close()
+        print(f"  demo: reused {cache} (N={self.n}, built at {meta['now']}); upgrade "
+              f"{time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+        self.notes.append(f"desk reused from {cache}, built at {meta['now']}")
 
     def bench_help(self) -> None:
         self.measure("deskctl --help", lambda url: self.dk("--help"),
@@ -602,9 +632,13 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", help="run only these steps: help claim list transfer bulk "
                                                   "search sweeps route reports ingest")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, samples)")
+    parser.add_argument("--desk", help="SQLite only: a directory caching the built desk; built and saved there "
+                                       "when empty, reused (copied, then upgraded) when it holds one of this N")
     args = parser.parse_args(argv)
     if args.n < 1 or args.repeat < 1:
         parser.error("--n and --repeat must be at least 1")
+    if args.desk and args.engine != "sqlite":
+        parser.error("--desk is for SQLite only")
     bench = Bench(args)
     try:
         report = bench.run()
