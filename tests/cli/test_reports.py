@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from deskctl.models import Event, User
+from tests.cli.test_threading import empty_database  # noqa: F401 (a fixture)
 from tests.factories import make_conversation
 
 # SPEC §6, in order, after the key column.
@@ -445,3 +446,92 @@ def test_nightly_export_through_jobs_run(report_desk, tmp_path):
     history = report_desk.json("jobs", "history", "nightly-export", env=env)
     counts = sorted((h["counts"]["written"], h["counts"]["skipped"]) for h in history)
     assert counts == [(0, 1), (1, 0)]
+
+
+# -- events.close_status (migration 0005): the generated column replaces decoding JSON ----
+
+CLOSINGS = [  # (kind, data) as the verbs and jobs write them, and odd ones
+    ("closed", {"status": "closed", "tags": [], "reason": None, "csat": None}),
+    ("closed", {"status": "pending", "tags": [], "reason": None, "csat": None}),
+    ("closed", {"status": "open"}),
+    ("closed", {"status": None}),
+    ("closed", {}),
+    ("auto_closed", {}),
+    ("auto_closed", {"status": "pending"}),
+    ("resolved", {"status": "closed"}),
+    ("created", {}),
+]
+
+
+def _close_status_by_json(kind: str, data: dict) -> str | None:
+    """The rule the reports applied to each event's JSON before the column existed."""
+    if kind == "auto_closed":
+        return "closed"
+    if kind == "closed":
+        return "closed" if data.get("status") is None else data["status"]
+    return None
+
+
+def _events_close_status(conn) -> list[tuple]:
+    from sqlalchemy import text
+
+    return [tuple(r) for r in conn.execute(text("SELECT kind, data, close_status FROM events ORDER BY id"))]
+
+
+def test_close_status_is_filled_for_existing_events_and_generated_for_new_ones(empty_database):  # noqa: F811
+    """Upgrading a 0004 desk fills close_status of every stored event (no backfill step:
+    the database generates it); events written afterwards get it too; both equal the
+    per-event JSON rule."""
+    import json
+
+    from sqlalchemy import text
+    from sqlalchemy.orm import Session
+
+    from deskctl.db.engine import make_engine
+    from deskctl.db.migrate import upgrade
+    from tests.cli.test_threading import _first_release_conversation
+
+    engine = make_engine(empty_database)
+    try:
+        upgrade(engine, "0004")
+        with engine.begin() as conn:
+            _first_release_conversation(conn)
+            for kind, data in CLOSINGS:
+                conn.execute(text("INSERT INTO events (conversation_id, at, actor, kind, data) "
+                                  "VALUES (1, '2026-11-20 09:00:00', 'system', :kind, :data)"),
+                             {"kind": kind, "data": json.dumps(data)})
+        upgrade(engine)
+        with Session(engine) as s, s.begin():
+            for kind, data in CLOSINGS:
+                s.add(Event(conversation_id=1, at=at("11-21 09:00"), actor="bob", kind=kind, data=data))
+        with engine.connect() as conn:
+            rows = _events_close_status(conn)
+        assert len(rows) == 2 * len(CLOSINGS)
+        for kind, data, status in rows:
+            data = json.loads(data) if isinstance(data, str) else data
+            assert status == _close_status_by_json(kind, data), (kind, data)
+    finally:
+        engine.dispose()
+
+
+def test_volume_and_agents_closed_match_the_json_rule(report_desk):
+    """`closed` of volume (by day) and agents (by agent) from the indexed column equal the
+    same counts made in Python from each event's JSON."""
+    from collections import Counter, defaultdict
+
+    with report_desk.session() as s:
+        events = s.execute(select(Event.conversation_id, Event.at, Event.actor, Event.kind, Event.data)).all()
+    since, until = at("11-16 00:00"), at("11-23 00:00")
+    per_day: dict = defaultdict(set)
+    per_agent: Counter = Counter()
+    for cid, when, actor, kind, data in events:
+        if not since <= when < until or _close_status_by_json(kind, data) != "closed":
+            continue
+        per_day[when.date().isoformat()].add(cid)
+        if kind == "closed":
+            per_agent[actor] += 1
+    volume = {r["day"]: r["closed"] for r in report(report_desk, "volume")}
+    assert volume == {day: len(per_day.get(day, ())) for day in DAYS}
+    agents = {r["agent"]: r["closed"] for r in report(report_desk, "agents", "--by", "agent")}
+    assert {k: v for k, v in agents.items() if v} == dict(per_agent)
+    assert sum(volume.values()) >= 2  # the desk has closes that closed and one that kept it pending

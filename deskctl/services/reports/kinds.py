@@ -36,7 +36,6 @@ from sqlalchemy import (
     extract,
     func,
     literal_column,
-    or_,
     select,
 )
 from sqlalchemy.orm import aliased
@@ -382,10 +381,9 @@ def _volume(ctx: _Ctx) -> dict:
     out: dict = defaultdict(dict)
     for k, (n,) in _grouped(ctx, *_conv_select(ctx, c.created_at, func.count())).items():
         out[k]["created"] = n
-    closed_status = func.coalesce(e.data["status"].as_string(), "closed")
     for column, kinds, where in (
         ("resolved", ("resolved",), ()),
-        ("closed", ("closed", "auto_closed"), (or_(e.kind == "auto_closed", closed_status == "closed"),)),
+        ("closed", ("closed", "auto_closed"), (e.close_status == "closed",)),
         ("reopened", ("reopened",), ()),
     ):
         stmt, key = _event_select(ctx, kinds, func.count(distinct(e.conversation_id)), where=where)
@@ -468,14 +466,13 @@ def _agents(ctx: _Ctx) -> dict:
     out: dict = defaultdict(dict)
     to_user, from_user = e.data["to_user"].as_string(), e.data["from_user"].as_string()
     routed_user = e.data["user"].as_string()
-    closed_status = func.coalesce(e.data["status"].as_string(), "closed")
     for column, kinds, agent, where in (
         ("claimed", ("claimed", "stolen"), e.actor, ()),
         ("transferred_in", ("transferred",), to_user, (to_user.is_not(None),)),
         ("transferred_out", ("transferred",), from_user, (from_user.is_not(None),)),
         ("replies", ("message_out",), e.actor, ()),
         ("resolved", ("resolved",), e.actor, ()),
-        ("closed", ("closed",), e.actor, (closed_status == "closed",)),
+        ("closed", ("closed",), e.actor, (e.close_status == "closed",)),
         ("offered", ("offered",), routed_user, ()),
         ("declined", ("declined",), e.actor, ()),
         ("rona", ("offer_expired",), routed_user, ()),
@@ -568,8 +565,10 @@ def _split(value) -> list[str]:
 
 
 def _conversation_rows(ctx: _Ctx) -> Iterator[dict]:
-    """One statement, streamed: tags and breached targets come from correlated subqueries
-    on (conversation_id, ...) indexes, so there is no per-batch IN list."""
+    """One statement, streamed: tags come from a correlated subquery on the
+    (conversation_id, tag) key, breached targets from one pass over the `sla_breached`
+    events (kind index) grouped by conversation and joined: a correlated subquery there
+    walked every event of every conversation to find the few breaches."""
     c, e = Conversation, Event
     u, g = aliased(User), aliased(Group)
     frs = case((c.first_response_at >= c.first_inbound_at,
@@ -577,13 +576,17 @@ def _conversation_rows(ctx: _Ctx) -> Iterator[dict]:
     handle = seconds_between(ctx.dialect, c.resolved_at, c.created_at)
     t = aliased(ConversationTag)
     tags = _list_of(ctx, t.tag, t.conversation_id == c.id)
-    breached = _list_of(ctx, e.data["target"].as_string(), e.conversation_id == c.id, e.kind == "sla_breached")
+    target = e.data["target"].as_string()
+    breaches = (select(e.conversation_id.label("cid"),
+                       (func.array_agg(target) if ctx.pg else func.group_concat(target, _SEP)).label("targets"))
+                .where(e.kind == "sla_breached").group_by(e.conversation_id).subquery())
     stmt = (
         select(c.id, c.subject, c.channel, g.name, u.handle, c.status, c.priority, c.reason, c.created_at,
-               frs, handle, c.csat, tags, breached)
+               frs, handle, c.csat, tags, breaches.c.targets)
         .select_from(c)
         .outerjoin(u, u.id == c.assignee_id)
         .outerjoin(g, g.id == c.group_id)
+        .outerjoin(breaches, breaches.c.cid == c.id)
         .where(c.resolved_at >= ctx.since, c.resolved_at < ctx.until)
         .order_by(c.id)
     )
