@@ -36,6 +36,7 @@ from datetime import datetime
 
 from sqlalchemy import insert
 
+from deskctl.db.idlist import id_in
 from deskctl.models import Event
 
 SYSTEM = "system"
@@ -63,7 +64,7 @@ def reminders(session, conversation_ids) -> dict[int, str]:
     ids = list(conversation_ids)
     for start in range(0, len(ids), 2000):
         rows = session.execute(select(Event.conversation_id, Event.data)
-                               .where(Event.kind == "pending", Event.conversation_id.in_(ids[start:start + 2000]))
+                               .where(Event.kind == "pending", id_in(Event.conversation_id, ids[start:start + 2000]))
                                .order_by(Event.id)).all()
         for cid, data in rows:  # the latest wins
             note = (data or {}).get("note")

@@ -28,6 +28,7 @@ from datetime import datetime
 
 from sqlalchemy import case, delete, func, insert, select, update
 
+from deskctl.db.idlist import id_in
 from deskctl.errors import BulkError, Conflict, DeskError, Forbidden, NotFound, UsageError
 from deskctl.models import (
     PRIORITIES,
@@ -111,7 +112,7 @@ def _snapshots(session, ids: Sequence[int]) -> dict[int, Snap]:
     out: dict[int, Snap] = {}
     stmt = select(C.id, C.status, C.assignee_id, C.group_id, C.location_id, C.version)
     for chunk in chunks(list(ids), CHUNK):
-        for row in conn.execute(stmt.where(C.id.in_(chunk))).all():
+        for row in conn.execute(stmt.where(id_in(C.id, chunk))).all():
             out[row[0]] = Snap(*row)
     return out
 
@@ -130,7 +131,7 @@ def _update_versioned(session, snaps: Sequence[Snap], values: dict) -> None:
         for s in chunk:
             by_version.setdefault(s.version, []).append(s.id)
         for version, ids in by_version.items():
-            result = conn.execute(table.update().where(table.c.id.in_(ids), table.c.version == version)
+            result = conn.execute(table.update().where(id_in(table.c.id, ids), table.c.version == version)
                                   .values(**values))
             if result.rowcount != len(ids):
                 raise lost_race()
@@ -160,7 +161,7 @@ def _insert_events(session, actor: str, at: datetime, rows: list[tuple[int, str,
         return
     for (kind, _), (data, ids) in groups.items():
         source = (select(C.id, literal(at, UTCDateTime()), literal(actor), literal(kind), literal(data, JsonType))
-                  .where(C.id.in_(ids)).order_by(C.id))
+                  .where(id_in(C.id, ids)).order_by(C.id))
         conn.execute(table.insert().from_select(["conversation_id", "at", "actor", "kind", "data"], source))
 
 
@@ -340,7 +341,7 @@ def _rules_by_id(session, actor, spec: TargetSpec, settings) -> Callable[[int], 
     ids, _ = resolve_target_ids(session, spec, actor_id=actor.id)
     channels: dict[int, str] = {}
     for chunk in chunks(ids, CHUNK):
-        channels.update(session.execute(select(C.id, C.channel).where(C.id.in_(chunk))).all())
+        channels.update(session.execute(select(C.id, C.channel).where(id_in(C.id, chunk))).all())
     return lambda cid: settings.rules_for(channels.get(cid))
 
 

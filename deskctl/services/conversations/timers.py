@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, case, func, insert, or_, select, update
 
+from deskctl.db.idlist import id_in
 from deskctl.models import Conversation, Event, User, Watcher
 from deskctl.services.conversations.events import SYSTEM
 from deskctl.services.conversations.selection import chunks
@@ -71,14 +72,14 @@ def boomerang(session, *, now: datetime, settings) -> dict:
     stale = [r.id for r in candidates if r.status not in RETURNABLE]
     for chunk in chunks(stale):
         counts["cleared"] += len(_update_returning(session, (
-            update(c).where(c.id.in_(chunk), c.boomerang_at <= now, c.status.not_in(RETURNABLE))
+            update(c).where(id_in(c.id, chunk), c.boomerang_at <= now, c.status.not_in(RETURNABLE))
             .values(boomerang_at=None).execution_options(synchronize_session=False))))
     due = [r for r in candidates if r.status in RETURNABLE]
     returned: list[int] = []
     for chunk in chunks(due):
         by_id = {r.id: r for r in chunk}
         won = _update_returning(session, (
-            update(c).where(c.id.in_(list(by_id)), c.boomerang_at <= now, c.status.in_(RETURNABLE))
+            update(c).where(id_in(c.id, by_id), c.boomerang_at <= now, c.status.in_(RETURNABLE))
             .values(status="new", boomerang_at=None, pending_since=None, updated_at=now, version=c.version + 1)
             .execution_options(synchronize_session=False)))
         if not won:
@@ -93,7 +94,7 @@ def boomerang(session, *, now: datetime, settings) -> dict:
             if by_id[cid].assignee_id:
                 recipients[cid].add(by_id[cid].assignee_id)
         for cid, uid in session.connection().execute(
-                select(Watcher.conversation_id, Watcher.user_id).where(Watcher.conversation_id.in_(won))):
+                select(Watcher.conversation_id, Watcher.user_id).where(id_in(Watcher.conversation_id, won))):
             recipients[cid].add(uid)
         # The reminder written with `pending --note` (SPEC §10) comes back with it.
         from deskctl.services.conversations.events import reminders
@@ -128,7 +129,7 @@ def auto_close(session, *, now: datetime, settings) -> dict:
     closed: list[int] = []
     for chunk in chunks(ids):
         won = _update_returning(session, (
-            update(c).where(c.id.in_(chunk), condition)
+            update(c).where(id_in(c.id, chunk), condition)
             .values(status="closed", closed_at=now, updated_at=now, version=c.version + 1)
             .execution_options(synchronize_session=False)))
         closed.extend(won)
@@ -168,7 +169,7 @@ def auto_unassign(session, *, now: datetime, settings) -> dict:
         by_id = {r.id: r for r in chunk}
         won = _update_returning(session, (
             # a new claim meanwhile moves claimed_at, so the condition no longer holds
-            update(c).where(c.id.in_(list(by_id)), condition)
+            update(c).where(id_in(c.id, by_id), condition)
             .values(status="new", assignee_id=None, claimed_at=None, updated_at=now, version=c.version + 1)
             .execution_options(synchronize_session=False)))
         if not won:

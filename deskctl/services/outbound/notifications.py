@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select, update
 
 from deskctl.db.dml import insert_ignore
+from deskctl.db.idlist import id_in
 from deskctl.models import Conversation, Outbox, User, Watcher
 from deskctl.services.addresses import is_address
 
@@ -84,10 +85,10 @@ def notify_followers(session, keys: dict[int, str], *, event: str, now: datetime
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
         watching = (select(Watcher.conversation_id.label("cid"), Watcher.user_id.label("uid"))
-                    .where(Watcher.conversation_id.in_(chunk)))
+                    .where(id_in(Watcher.conversation_id, chunk)))
         if assignee:
             watching = watching.union(select(c.id, c.assignee_id)
-                                      .where(c.id.in_(chunk), c.assignee_id.is_not(None)))
+                                      .where(id_in(c.id, chunk), c.assignee_id.is_not(None)))
         followers = watching.subquery()
         for cid, uid, title, handle, email in session.connection().execute(
                 select(followers.c.cid, followers.c.uid, c.subject, User.handle, User.email)

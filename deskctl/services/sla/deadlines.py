@@ -50,6 +50,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, bindparam, case, exists, func, insert, null, or_, select, update
 
 from deskctl.db.dml import insert_ignore
+from deskctl.db.idlist import id_in
 from deskctl.db.planner import not_indexed
 from deskctl.models import (
     Contact,
@@ -126,7 +127,7 @@ def _facts_select(ids):
         .outerjoin(Contact, Contact.id == c.contact_id)
         .outerjoin(Group, Group.id == c.group_id)
         .outerjoin(Location, Location.id == c.location_id)
-        .where(c.id.in_(ids))
+        .where(id_in(c.id, ids))
     )
 
 
@@ -134,7 +135,7 @@ def _pause_events_select(ids: Sequence[int]):
     """Status-changing events of those of `ids` that ever went pending, in order."""
     went_pending = (
         select(Event.conversation_id)
-        .where(Event.conversation_id.in_(ids),
+        .where(id_in(Event.conversation_id, ids),
                or_(not_indexed(Event.kind) == "pending",
                    and_(not_indexed(Event.kind) == "closed", Event.data["status"].as_string() == "pending")))
     )
@@ -278,7 +279,7 @@ def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: 
         return
     marks: dict[int, set[tuple[str, str]]] = defaultdict(set)
     for cid, target, level in session.connection().execute(
-            select(SlaMark.conversation_id, SlaMark.target, SlaMark.level).where(SlaMark.conversation_id.in_(ids))):
+            select(SlaMark.conversation_id, SlaMark.target, SlaMark.level).where(id_in(SlaMark.conversation_id, ids))):
         marks[cid].add((target, level))
 
     policies = settings.sla.policies
@@ -481,17 +482,17 @@ def stop(session, conversation_ids: Sequence[int], *, now: datetime, settings) -
                 .where(SlaMark.conversation_id == c.id, SlaMark.level == "breached").exists())
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
-        uncomputed.extend(conn.execute(select(c.id).where(c.id.in_(chunk), c.sla_policy.is_(None))).scalars())
+        uncomputed.extend(conn.execute(select(c.id).where(id_in(c.id, chunk), c.sla_policy.is_(None))).scalars())
         for target, condition in ending_late.items():
             late = conn.execute(select(c.id, due_of[target].label("due"), c.assignee_id, c.group_id)
-                                .where(c.id.in_(chunk), c.sla_policy.isnot(None), condition)).all()
+                                .where(id_in(c.id, chunk), c.sla_policy.isnot(None), condition)).all()
             if not late:
                 continue
             inserted = _insert_marks(session, [{"conversation_id": row.id, "target": target, "level": lv, "at": now}
                                                for row in late for lv in ("warning", "breached")])
             _announce(session, [(row, target, "breached", row.due, False) for row in late
                                 if (row.id, target, "breached") in inserted], now=now, counts=counts)
-        conn.execute(update(c.__table__).where(c.id.in_(chunk), c.sla_policy.isnot(None))
+        conn.execute(update(c.__table__).where(id_in(c.id, chunk), c.sla_policy.isnot(None))
                      .values(next_response_due=None, sla_next_check_at=None,
                              sla_state=case((breached, "breached"), else_="ok")))
     refresh(session, uncomputed, now=now, settings=settings)
