@@ -316,6 +316,8 @@ def _build_contacts(conn, writer, rng: random.Random, now: datetime, conversatio
 @cache
 def _seconds_of_day() -> list[str]:
     return [sqlite_text(datetime.fromtimestamp(s, UTC))[11:] for s in range(86_400)]
+
+
 _JSON_ENCODE = json.JSONEncoder(check_circular=False).encode
 
 
