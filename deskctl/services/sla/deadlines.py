@@ -348,17 +348,26 @@ def stop(session, conversation_ids: Sequence[int], *, now: datetime, settings) -
               "resolution": c.resolution_due}
     breached = (select(SlaMark.conversation_id)
                 .where(SlaMark.conversation_id == c.id, SlaMark.level == "breached").exists())
+    # One query per chunk for the uncomputed rows and those with a target ending late;
+    # the SQL conditions above pick the rows, the same tests in Python sort them by target.
+    late_in_python = {"first_response": lambda r: (r.first_response_at is None and r.first_response_due is not None
+                                                   and r.first_response_due < now),
+                      "next_response": lambda r: r.next_response_due is not None and r.next_response_due < now,
+                      "resolution": lambda r: r.resolution_due is not None and r.resolution_due < now}
+    special = (select(c.id, c.sla_policy, c.first_response_at, c.first_response_due, c.next_response_due,
+                      c.resolution_due, c.assignee_id, c.group_id)
+               .where(or_(c.sla_policy.is_(None), *ending_late.values())).order_by(c.id))
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
-        uncomputed.extend(conn.execute(select(c.id).where(id_in(c.id, chunk), c.sla_policy.is_(None))).scalars())
-        for target, condition in ending_late.items():
-            late = conn.execute(select(c.id, due_of[target].label("due"), c.assignee_id, c.group_id)
-                                .where(id_in(c.id, chunk), c.sla_policy.isnot(None), condition)).all()
+        rows = conn.execute(special.where(id_in(c.id, chunk))).all()
+        uncomputed.extend(row.id for row in rows if row.sla_policy is None)
+        for target, is_late in late_in_python.items():
+            late = [row for row in rows if row.sla_policy is not None and is_late(row)]
             if not late:
                 continue
             inserted = _insert_marks(session, [{"conversation_id": row.id, "target": target, "level": lv, "at": now}
                                                for row in late for lv in ("warning", "breached")])
-            _announce(session, [(row, target, "breached", row.due, False) for row in late
+            _announce(session, [(row, target, "breached", getattr(row, due_of[target].key), False) for row in late
                                 if (row.id, target, "breached") in inserted], now=now, counts=counts)
         conn.execute(update(c.__table__).where(id_in(c.id, chunk), c.sla_policy.isnot(None))
                      .values(next_response_due=None, sla_next_check_at=None,
