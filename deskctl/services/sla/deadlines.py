@@ -173,9 +173,13 @@ def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: 
     policies = settings.sla.policies
     warning = settings.sla.warning
     chosen = {}
+    by_facts: dict[tuple, object] = {}  # a chunk has few distinct (vip, priority, channel, group, location)
     for row in rows:
-        chosen[row.id] = match_policy(policies, vip=bool(row.vip), priority=row.priority, channel=row.channel,
-                                      group=row.group_name, location=row.location_name)
+        key = (bool(row.vip), row.priority, row.channel, row.group_name, row.location_name)
+        if key not in by_facts:
+            by_facts[key] = match_policy(policies, vip=key[0], priority=key[1], channel=key[2], group=key[3],
+                                         location=key[4])
+        chosen[row.id] = by_facts[key]
     pausing = [row.id for row in rows
                if chosen[row.id] is not None and chosen[row.id].pause_when_pending and chosen[row.id].resolution]
     trails = _pauses(session, pausing)
