@@ -518,7 +518,7 @@ class Bench:
     def bench_reports(self) -> None:
         if not self.has("report"):
             return self.skip("report", "`deskctl report` is not in this checkout")
-        for kind in REPORT_KINDS:
+        for kind in self.args.kinds or REPORT_KINDS:
             by = ["--by", REPORT_BY[kind]] if REPORT_BY[kind] else []
             self.measure(f"report {kind} 30d",
                          lambda url, kind=kind, by=by: self.dk("--as", "admin", "report", kind, "--since", "30d",
@@ -632,6 +632,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", help="run only these steps: help claim list transfer bulk "
                                                   "search sweeps route reports ingest")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, samples)")
+    parser.add_argument("--kinds", nargs="*", choices=REPORT_KINDS, help="the report kinds of the reports step "
+                                                                         "(default: all)")
     parser.add_argument("--desk", help="SQLite only: a directory caching the built desk; built and saved there "
                                        "when empty, reused (copied, then upgraded) when it holds one of this N")
     args = parser.parse_args(argv)
