@@ -427,3 +427,29 @@ def test_bulk_resolve_and_close_freeze_the_sla_as_a_full_refresh_would(seeded, c
     # late and vip: resolution past due, and a first response never given past its due time
     assert sorted(sla_events(seeded)) == [(late, "sla_breached", "first_response"), (late, "sla_breached", "resolution"),
                                           (vip, "sla_breached", "first_response"), (vip, "sla_breached", "resolution")]
+
+
+def test_sla_stop_on_its_own_freezes_as_a_full_refresh_would(seeded, cfg):
+    """`sla.stop` outside a bulk verb (marks first, then its own UPDATE) leaves what
+    `sla.refresh` computes, as the verbs' in-UPDATE freeze does (test above)."""
+    from sqlalchemy import update
+
+    on_time = make_conversation(seeded, assignee="alice", status="open", created_at=T0)
+    late = make_conversation(seeded, assignee="alice", status="open", created_at=T0 - timedelta(days=30),
+                             contact_email="late@example.org")
+    vip = make_vip(seeded, assignee="alice", status="new", created_at=T0 - timedelta(hours=9))
+    set_vip(seeded)
+    ids = [on_time, late, vip]
+    refresh(seeded, ids, T0 + timedelta(minutes=5), cfg)
+    now = T0 + timedelta(hours=1)
+    with seeded.session() as s:
+        s.execute(update(Conversation).where(Conversation.id.in_(ids))
+                  .values(status="resolved", resolved_at=now, updated_at=now))
+        sla.stop(s, ids, now=now, settings=cfg)
+    columns = "sla_policy, sla_state, first_response_due, next_response_due, resolution_due, sla_next_check_at"
+    frozen = seeded.rows(f"SELECT id, {columns} FROM conversations ORDER BY id")
+    marks = seeded.rows("SELECT conversation_id, target, level FROM sla_marks ORDER BY 1, 2, 3")
+    assert [r["sla_state"] for r in frozen] == ["ok", "breached", "breached"]
+    refresh(seeded, ids, now, cfg)
+    assert seeded.rows(f"SELECT id, {columns} FROM conversations ORDER BY id") == frozen
+    assert seeded.rows("SELECT conversation_id, target, level FROM sla_marks ORDER BY 1, 2, 3") == marks

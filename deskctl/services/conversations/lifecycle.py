@@ -250,9 +250,18 @@ def _run(session, actor, spec: TargetSpec, plan: Plan, *, now: datetime, setting
     values = dict(plan.values, version=table.c.version + 1, updated_at=now)
     progress = session.info.get(PROGRESS) or (lambda done, total: None)
     steps = 2 * len(changed)  # each row is written, then its SLA refreshed (the slower half)
+    # A verb that stops running rows freezes their SLA in its own UPDATE (one write of
+    # each row instead of two); what the freeze leaves to do is read before it.
+    frozen: dict | None = None
+    if sla.freezes(frozenset(plan.values), plan.values.get("status"), settings):
+        values.update(sla.freeze_values(now))
+        frozen = {}
     # Written in id order: each chunk then touches neighbouring pages, not the whole table.
     written = 0
     for chunk in chunks(sorted(changed, key=lambda s: s.id), CHUNK):
+        if frozen is not None:
+            frozen.update((row.id, row) for row in sla.stop_prepare(
+                session, [s.id for s in chunk if sla.is_running(s.status)], now))
         _update_versioned(session, chunk, values)
         _insert_events(session, actor.handle, now, [
             (s.id, plan.event_kind(s) if plan.event_kind else plan.kind, plan.data(s)) for s in chunk])
@@ -264,7 +273,7 @@ def _run(session, actor, spec: TargetSpec, plan: Plan, *, now: datetime, setting
     transitions = [(s.id, s.status, plan.after(s)[0]) for s in sorted(changed, key=lambda s: s.id)]
     for start in range(0, len(transitions), sla.CHUNK):
         chunk = transitions[start:start + sla.CHUNK]
-        sla.after_change(session, chunk, frozenset(plan.values), now=now, settings=settings)
+        sla.after_change(session, chunk, frozenset(plan.values), now=now, settings=settings, frozen=frozen)
         written += len(chunk)
         progress(written, steps)
     return Outcome(records, changed)

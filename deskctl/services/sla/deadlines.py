@@ -307,14 +307,16 @@ def policy_columns(settings) -> frozenset[str]:
 
 
 def after_change(session, transitions: Sequence[tuple[int, str, str]], columns: frozenset[str], *,
-                 now: datetime, settings) -> None:
+                 now: datetime, settings, frozen: dict | None = None) -> None:
     """Bring the SLA of conversations a bulk verb changed up to date. `transitions` are
     (id, old status, new status); `columns` the conversation columns the verb set.
 
     Only rows whose deadlines can move are recomputed (at 50,000 rows the full refresh
     was most of a bulk verb's time): a change of phase (running, paused, stopped), a
     moved end of the resolution target, or a column some policy's `when` reads. A
-    running conversation that stops (resolved, closed) only freezes: see `stop`."""
+    running conversation that stops (resolved, closed) only freezes: see `stop`.
+    `frozen`: the verb's UPDATE already froze those rows (`freeze_values`); by id, what
+    `stop_prepare` read before it: only the marks and the uncomputed rows remain."""
     reads_policy = bool(policy_columns(settings) & columns)
     full: list[int] = []
     stopping: list[int] = []
@@ -325,7 +327,100 @@ def after_change(session, transitions: Sequence[tuple[int, str, str]], columns: 
         elif reads_policy or before != after or (after == "stopped" and {"resolved_at", "closed_at"} & columns):
             full.append(cid)
     refresh(session, full, now=now, settings=settings)
-    stop(session, stopping, now=now, settings=settings)
+    if frozen is None:
+        stop(session, stopping, now=now, settings=settings)
+    else:
+        stop_finish(session, stopping, frozen, now=now, settings=settings)
+
+
+def is_running(status: str) -> bool:
+    """Whether a conversation in this status has running targets (not paused, not stopped)."""
+    return _phase(status) == "running"
+
+
+def freezes(columns: frozenset[str], new_status, settings) -> bool:
+    """Whether a verb setting `columns` (status to `new_status` for every row) can freeze
+    the SLA of its running rows in its own UPDATE (`freeze_values`): they stop, and no
+    policy reads what it changes."""
+    return isinstance(new_status, str) and new_status in STOPPED and not (policy_columns(settings) & columns)
+
+
+def freeze_values(now: datetime) -> dict:
+    """SET values that freeze, in the verb's own UPDATE, the SLA of the rows that were
+    running with a computed policy (what `stop` writes in a second UPDATE: no next
+    check, no open next-response cycle, `breached` when a breached mark exists or a
+    target ends late now). SET expressions read the row as it was, so the late tests see
+    the due times before they are cleared; other rows keep their values."""
+    c = Conversation
+    running = and_(c.status.notin_(STOPPED), c.status != "pending", c.sla_policy.isnot(None))
+    breached = or_(select(SlaMark.conversation_id)
+                   .where(SlaMark.conversation_id == c.id, SlaMark.level == "breached").exists(),
+                   *_ending_late(now).values())
+    return {"next_response_due": case((running, null()), else_=c.next_response_due),
+            "sla_next_check_at": case((running, null()), else_=c.sla_next_check_at),
+            "sla_state": case((running, case((breached, "breached"), else_="ok")), else_=c.sla_state)}
+
+
+def _ending_late(now: datetime) -> dict:
+    """Per target, "running and past its due time" from the stored columns (a due column
+    is set only while its target can still be missed, see `running_late`)."""
+    c = Conversation
+    return {"first_response": and_(c.first_response_at.is_(None), c.first_response_due < now),
+            "next_response": c.next_response_due < now,
+            "resolution": c.resolution_due < now}
+
+
+_DUE_OF = {"first_response": "first_response_due", "next_response": "next_response_due",
+           "resolution": "resolution_due"}
+
+
+def stop_prepare(session, conversation_ids: Sequence[int], now: datetime) -> list:
+    """Before the rows stop: those never computed (no policy stored) and those with a
+    target ending late, with what `stop_finish` needs (one query per chunk)."""
+    c = Conversation
+    ids = list(dict.fromkeys(int(i) for i in conversation_ids))
+    if not ids:
+        return []
+    session.flush()
+    conn = session.connection()
+    special = (select(c.id, c.sla_policy, c.first_response_at, c.first_response_due, c.next_response_due,
+                      c.resolution_due, c.assignee_id, c.group_id)
+               .where(or_(c.sla_policy.is_(None), *_ending_late(now).values())).order_by(c.id))
+    rows: list = []
+    for start in range(0, len(ids), CHUNK):
+        rows.extend(conn.execute(special.where(id_in(c.id, ids[start:start + CHUNK]))).all())
+    return rows
+
+
+def stop_finish(session, conversation_ids: Sequence[int], prepared: dict, *, now: datetime, settings) -> None:
+    """After the rows stopped (frozen): the marks and `sla_breached` events (no alert) of
+    the targets that ended late, and a full refresh of the rows never computed.
+    `prepared`: id → row of `stop_prepare`, read before the rows stopped."""
+    wanted = set(int(i) for i in conversation_ids)
+    rows = [prepared[cid] for cid in sorted(wanted) if cid in prepared]
+    _mark_late(session, rows, now)
+    refresh(session, [row.id for row in rows if row.sla_policy is None], now=now, settings=settings)
+    _expire_loaded(session, wanted)
+
+
+def _mark_late(session, rows: list, now: datetime) -> None:
+    """Marks (warning and breached) and the `sla_breached` event of each target of `rows`
+    (from `stop_prepare`) that ends late; no alert."""
+    counts = {"warnings": 0, "breaches": 0, "notifications": 0}
+    late_in_python = {"first_response": lambda r: (r.first_response_at is None and r.first_response_due is not None
+                                                   and r.first_response_due < now),
+                      "next_response": lambda r: r.next_response_due is not None and r.next_response_due < now,
+                      "resolution": lambda r: r.resolution_due is not None and r.resolution_due < now}
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start:start + CHUNK]
+        for target, is_late in late_in_python.items():
+            late = [row for row in chunk if row.sla_policy is not None and is_late(row)]
+            if not late:
+                continue
+            inserted = _insert_marks(session, [{"conversation_id": row.id, "target": target, "level": lv, "at": now}
+                                               for row in late for lv in ("warning", "breached")])
+            _announce(session, [(row, target, "breached", getattr(row, _DUE_OF[target]), False) for row in late
+                                if (row.id, target, "breached") in inserted], now=now, counts=counts)
 
 
 def stop(session, conversation_ids: Sequence[int], *, now: datetime, settings) -> None:
@@ -335,48 +430,22 @@ def stop(session, conversation_ids: Sequence[int], *, now: datetime, settings) -
     (the policy and the pauses are those of the last refresh), the running targets
     stop now (no next check, no open next-response cycle), and a target still running
     past its due time ends late (its marks and `sla_breached` event, no alert). Rows
-    never computed (no policy stored) go through `refresh`."""
+    never computed (no policy stored) go through `refresh`. A bulk verb does the same
+    with the freeze inside its own UPDATE (`freezes`, `freeze_values`, `stop_finish`)."""
     c = Conversation
     ids = list(dict.fromkeys(int(i) for i in conversation_ids))
     if not ids:
         return
-    session.flush()
+    rows = stop_prepare(session, ids, now)
+    _mark_late(session, rows, now)  # first: the state written below reads the marks
     conn = session.connection()
-    counts = {"warnings": 0, "breaches": 0, "notifications": 0}
-    uncomputed: list[int] = []
-    # A due column is set only while its target can still be missed (see `running_late`).
-    ending_late = {"first_response": and_(c.first_response_at.is_(None), c.first_response_due < now),
-                   "next_response": c.next_response_due < now,
-                   "resolution": c.resolution_due < now}
-    due_of = {"first_response": c.first_response_due, "next_response": c.next_response_due,
-              "resolution": c.resolution_due}
     breached = (select(SlaMark.conversation_id)
                 .where(SlaMark.conversation_id == c.id, SlaMark.level == "breached").exists())
-    # One query per chunk for the uncomputed rows and those with a target ending late;
-    # the SQL conditions above pick the rows, the same tests in Python sort them by target.
-    late_in_python = {"first_response": lambda r: (r.first_response_at is None and r.first_response_due is not None
-                                                   and r.first_response_due < now),
-                      "next_response": lambda r: r.next_response_due is not None and r.next_response_due < now,
-                      "resolution": lambda r: r.resolution_due is not None and r.resolution_due < now}
-    special = (select(c.id, c.sla_policy, c.first_response_at, c.first_response_due, c.next_response_due,
-                      c.resolution_due, c.assignee_id, c.group_id)
-               .where(or_(c.sla_policy.is_(None), *ending_late.values())).order_by(c.id))
     for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
-        rows = conn.execute(special.where(id_in(c.id, chunk))).all()
-        uncomputed.extend(row.id for row in rows if row.sla_policy is None)
-        for target, is_late in late_in_python.items():
-            late = [row for row in rows if row.sla_policy is not None and is_late(row)]
-            if not late:
-                continue
-            inserted = _insert_marks(session, [{"conversation_id": row.id, "target": target, "level": lv, "at": now}
-                                               for row in late for lv in ("warning", "breached")])
-            _announce(session, [(row, target, "breached", getattr(row, due_of[target].key), False) for row in late
-                                if (row.id, target, "breached") in inserted], now=now, counts=counts)
-        conn.execute(update(c.__table__).where(id_in(c.id, chunk), c.sla_policy.isnot(None))
+        conn.execute(update(c.__table__).where(id_in(c.id, ids[start:start + CHUNK]), c.sla_policy.isnot(None))
                      .values(next_response_due=None, sla_next_check_at=None,
                              sla_state=case((breached, "breached"), else_="ok")))
-    refresh(session, uncomputed, now=now, settings=settings)
+    refresh(session, [row.id for row in rows if row.sla_policy is None], now=now, settings=settings)
     _expire_loaded(session, set(ids))
 
 
