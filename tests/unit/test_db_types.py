@@ -43,3 +43,15 @@ def test_sqlite_reads_hand_written_text_with_or_without_offset():
 def test_naive_datetimes_are_refused():
     with pytest.raises(ValueError, match="naive"):
         UTCDateTime().bind_processor(sqlite.dialect())(datetime(2026, 1, 1))
+
+
+def test_sqlite_reads_its_own_text_as_utc_in_one_step():
+    """The shortcut for the stored "YYYY-MM-DD HH:MM:SS.ffffff" gives what the general
+    path gives, with `UTC` itself as the tzinfo."""
+    read = UTCDateTime().result_processor(sqlite.dialect(), None)
+    for value in VALUES:
+        text = UTCDateTime().bind_processor(sqlite.dialect())(value)
+        assert len(text) == 26
+        back = read(text)
+        assert back == value and back.tzinfo is UTC
+        assert back == datetime.fromisoformat(text).replace(tzinfo=UTC)
