@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import Select, case, exists, select
 
-from deskctl.errors import NotFound, UsageError
+from deskctl.errors import DeskError, NotFound, UsageError
 from deskctl.models import (
     PRIORITIES,
     SLA_STATES,
@@ -244,7 +244,7 @@ def select_conversations(session, flt: ConversationFilter, *, actor_id: int | No
     return stmt
 
 
-def resolve_target_ids(session, spec: TargetSpec, *, actor_id: int | None) -> tuple[list[int], list[tuple[int, Exception]]]:
+def resolve_target_ids(session, spec: TargetSpec, *, actor_id: int | None) -> tuple[list[int], list[tuple[int, DeskError]]]:
     """The ids a verb acts on, in order, and the explicit ids that do not exist.
 
     Explicit ids keep their order (duplicates dropped); filters select in `--sort`
@@ -257,7 +257,8 @@ def resolve_target_ids(session, spec: TargetSpec, *, actor_id: int | None) -> tu
         found: set[int] = set()
         for chunk in chunks(wanted):
             found.update(session.scalars(select(Conversation.id).where(Conversation.id.in_(chunk))))
-        missing = [(i, NotFound(f"conversation not found: #{i}")) for i in wanted if i not in found]
+        missing: list[tuple[int, DeskError]] = [
+            (i, NotFound(f"conversation not found: #{i}")) for i in wanted if i not in found]
         return [i for i in wanted if i in found], missing
     if spec.filter.is_empty() and not spec.all:
         raise UsageError("no targets: give conversation ids, `-` to read them from stdin, a filter, or --all")
