@@ -25,6 +25,7 @@ from email import errors as email_errors
 from email import policy
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
+from typing import Any, cast
 
 from sqlalchemy import bindparam, insert, select, update
 
@@ -35,6 +36,7 @@ from deskctl.services.inbound.htmltext import html_to_text
 from deskctl.services.inbound.intake import Spilled, email_over_limits, spill
 from deskctl.services.inbound.jsonl import insert_ids, message_in_events, update_touched
 from deskctl.services.inbound.messages import (
+    Ref,
     Router,
     StoredMessage,
     ancestors,
@@ -391,7 +393,7 @@ def ingest_batch(session, messages: list[tuple[bytes | Spilled, str | None]], *,
                                           filename=origin) if hold else None
             results[index] = {"message_id": message_id, "id": None, "action": "quarantined",
                               "quarantine_id": qid, "reason": reason}
-    return results
+    return cast(list[dict], results)  # every index is filled above
 
 
 def _store(session, parsed, results, *, now, settings, group_id, store_attachment,
@@ -407,9 +409,10 @@ def _store(session, parsed, results, *, now, settings, group_id, store_attachmen
     stored = {external_id: StoredMessage(cid, direction == "outbound", contact_id, sha256)
               for external_id, cid, direction, contact_id, sha256 in conn.execute(_SELECT_KNOWN,
                                                                                  {"ids": sorted(wanted)})}
-    shared = sharing(conn, wanted)
+    shared: dict[str, Ref] = dict(sharing(conn, wanted))
     tags = {int(t) for _, p in parsed for t in _TAG.findall(p.subject)}
-    router = Router(conn, {*(m.conversation_id for m in stored.values()), *shared.values(), *tags})
+    # Stored conversation ids only: there is no ("new", n) ref yet.
+    router = Router(conn, cast(set[int], {*(m.conversation_id for m in stored.values()), *shared.values(), *tags}))
 
     # Duplicates first: a stored Message-ID is a re-delivery only from the same sender
     # with the same content; otherwise the message is quarantined, never dropped.
@@ -432,9 +435,10 @@ def _store(session, parsed, results, *, now, settings, group_id, store_attachmen
     contacts = _contacts(conn, [p for index, p in parsed if verdicts[index] is None], now=now)
 
     new_convs: list[dict] = []  # a new conversation's ref is ("new", index) until inserted
-    touched: dict[object, dict] = {}
-    known: dict[str, object] = {external_id: m.conversation_id for external_id, m in stored.items()}
-    planned: list[tuple[int, ParsedEmail, object, str]] = []
+    touched: dict[int, dict] = {}
+    known: dict[str, Ref] = {external_id: cast(int, m.conversation_id)  # stored: never None
+                             for external_id, m in stored.items()}
+    planned: list[tuple[int, ParsedEmail, Ref, str]] = []
     rejected: list[tuple[int, str, str]] = []
     for index, p in parsed:
         verdict = verdicts[index]
@@ -568,7 +572,7 @@ def _contacts(conn, parsed: list[ParsedEmail], *, now: datetime) -> dict[str, in
         conn.execute(_NAME_CONTACT, unnamed)
     missing = [address for address in names if address not in found]
     if missing:
-        rows = [{"name": names[a], "email": a, "phone": None, "account_id": None, "vip": False, "attributes": {},
+        rows: list[dict[str, Any]] = [{"name": names[a], "email": a, "phone": None, "account_id": None, "vip": False, "attributes": {},
                  "created_at": now} for a in missing]
         for address, cid in zip(missing, insert_ids(conn, _CONTACT, rows), strict=True):
             found[address] = cid

@@ -24,8 +24,10 @@ import binascii
 import json
 import mimetypes
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Literal, cast, overload
 
 from sqlalchemy import and_, bindparam, case, func, insert, literal_column, or_, select, update
 
@@ -36,6 +38,7 @@ from deskctl.services.inbound import quarantine as quarantine_service
 from deskctl.services.inbound.intake import Spilled, spill
 from deskctl.services.inbound.messages import (
     REOPENED_BY_REPLY,
+    Ref,
     Router,
     StoredMessage,
     body_sha256,
@@ -55,7 +58,7 @@ _FIELDS = {"channel", "thread", "id", "at", "from", "text", "html", "subject", "
 
 # Columns every JSON-lines message has the same value in: rendered once in the INSERT
 # instead of bound (and JSON-encoded) per row.
-_MESSAGE_CONSTANTS = {"direction": "inbound", "in_reply_to": None, "references": None, "author_user_id": None,
+_MESSAGE_CONSTANTS: dict[str, Any] = {"direction": "inbound", "in_reply_to": None, "references": None, "author_user_id": None,
                       "cc": literal_column("'[]'"), "bcc": literal_column("'[]'")}
 
 
@@ -149,6 +152,14 @@ def _text(value: str, key: str) -> str:
             raise Bad(f"`{key}` holds a lone surrogate (\\u{ord(found.group()):04x}) at character {found.start()}: "
                       "not Unicode text")
     return value
+
+
+@overload
+def _str(obj: dict, key: str, *, required: Literal[True], limit: int = ..., path: str = ...) -> str: ...
+
+
+@overload
+def _str(obj: dict, key: str, *, required: bool = False, limit: int = ..., path: str = ...) -> str | None: ...
 
 
 def _str(obj: dict, key: str, *, required: bool = False, limit: int = 998, path: str = "") -> str | None:
@@ -276,12 +287,13 @@ def ingest_batch(session, lines: list[tuple[int, bytes | Spilled]], *, now: date
     """Ingest (line number, raw bytes) pairs in the caller's transaction; one result
     per line, in order: `created`, `appended`, `duplicate` or `quarantined`."""
     results: dict[int, dict] = {}
-    bad: list[tuple[int, bytes, str]] = []
+    bad: list[tuple[int, bytes | Spilled, str]] = []
     items: list[Item] = []
     for number, raw in lines:
+        if isinstance(raw, Spilled):
+            bad.append((number, raw, raw.reason))
+            continue
         try:
-            if isinstance(raw, Spilled):
-                raise Bad(raw.reason)
             items.append(parse_line(number, raw, now=now, channels=settings.channels,
                                     subject_chars=settings.limits.subject_chars))
         except OverLimit as exc:
@@ -354,7 +366,7 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
     fresh = [item for item in items if verdicts[item.line] is None]
     # 2. threads: the newest conversation of each (channel, thread), then where its
     # messages go now (a merge or a follow-up may have moved them on)
-    threads: dict[tuple[str, str], object] = {}
+    threads: dict[tuple[str, str], Ref] = {}
     keys = {(i.channel, i.thread) for i in fresh}
     if keys:
         for cid, channel, thread_key in conn.execute(
@@ -363,15 +375,15 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
                        Conversation.thread_key.in_(sorted({k[1] for k in keys}))).order_by(Conversation.id)):
             if (channel, thread_key) in keys:
                 threads[(channel, thread_key)] = cid
-    router = Router(conn, threads.values())
+    router = Router(conn, cast(Iterable[int], threads.values()))  # stored ids only: no ("new", n) yet
     # 3. contacts
     contacts = _contacts(session, fresh, now=now)
 
     new_convs: list[dict] = []  # placeholders: "ref" is ("new", index) until inserted
     touched: dict = {}  # ref -> {"first": at, "last": at, "reopened": previous status or None}
-    planned: list[tuple[Item, object, str]] = []
+    planned: list[tuple[Item, Ref, str]] = []
     rejected: list[tuple[int, bytes, str]] = []
-    seen: dict[tuple[str, str], object] = {}
+    seen: dict[tuple[str, str], Ref] = {}
     for item in items:
         key = (item.channel, item.external_id)
         verdict = verdicts[item.line]
@@ -395,7 +407,7 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
             else:
                 group_id = target[1]["group_id"] if target is not None else None
                 location_id = None
-            ref = ("new", len(new_convs))
+            ref: Ref = ("new", len(new_convs))
             new_convs.append({
                 "subject": (item.subject or _subject_from(item.text))[:998], "channel": item.channel,
                 "status": "new", "priority": item.priority or "low", "group_id": group_id,
@@ -467,8 +479,8 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
     for item, ref, action in planned:
         results[item.line] = {"line": item.line, "id": real(ref), "action": action,
                               "external_id": item.external_id, "quarantine_id": None, "reason": None}
-    stored = [(ref, real(ref), item.external_id) for item, ref, action in planned if action != "duplicate"]
-    message_events, first_reply = message_in_events(stored, message_ids, touched, now=now)
+    stored_refs = [(ref, real(ref), item.external_id) for item, ref, action in planned if action != "duplicate"]
+    message_events, first_reply = message_in_events(stored_refs, message_ids, touched, now=now)
     event_rows += message_events
     if event_rows:
         conn.execute(insert(Event.__table__), event_rows)
@@ -483,7 +495,7 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
     return rejected
 
 
-def message_in_events(stored: list[tuple[object, int, str]], message_ids: list[int], touched: dict, *,
+def message_in_events(stored: list[tuple[Ref, int, str]], message_ids: list[int], touched: dict, *,
                       now: datetime) -> tuple[list[dict], dict[int, int]]:
     """Event rows for the messages just stored, in order, and {existing conversation: its
     first new message} for the notifications. stored: (ref, conversation id, external
