@@ -412,7 +412,8 @@ def _store(session, parsed, results, *, now, settings, group_id, store_attachmen
     shared: dict[str, Ref] = dict(sharing(conn, wanted))
     tags = {int(t) for _, p in parsed for t in _TAG.findall(p.subject)}
     # Stored conversation ids only: there is no ("new", n) ref yet.
-    router = Router(conn, cast(set[int], {*(m.conversation_id for m in stored.values()), *shared.values(), *tags}))
+    router = Router(conn, cast(set[int], {*(m.conversation_id for m in stored.values()),
+                                          *shared.values(), *tags}))
 
     # Duplicates first: a stored Message-ID is a re-delivery only from the same sender
     # with the same content; otherwise the message is quarantined, never dropped.
@@ -572,8 +573,9 @@ def _contacts(conn, parsed: list[ParsedEmail], *, now: datetime) -> dict[str, in
         conn.execute(_NAME_CONTACT, unnamed)
     missing = [address for address in names if address not in found]
     if missing:
-        rows: list[dict[str, Any]] = [{"name": names[a], "email": a, "phone": None, "account_id": None, "vip": False, "attributes": {},
-                 "created_at": now} for a in missing]
+        rows: list[dict[str, Any]] = [
+            {"name": names[a], "email": a, "phone": None, "account_id": None, "vip": False, "attributes": {},
+             "created_at": now} for a in missing]
         for address, cid in zip(missing, insert_ids(conn, _CONTACT, rows), strict=True):
             found[address] = cid
     return found

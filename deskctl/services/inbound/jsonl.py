@@ -58,8 +58,9 @@ _FIELDS = {"channel", "thread", "id", "at", "from", "text", "html", "subject", "
 
 # Columns every JSON-lines message has the same value in: rendered once in the INSERT
 # instead of bound (and JSON-encoded) per row.
-_MESSAGE_CONSTANTS: dict[str, Any] = {"direction": "inbound", "in_reply_to": None, "references": None, "author_user_id": None,
-                      "cc": literal_column("'[]'"), "bcc": literal_column("'[]'")}
+_MESSAGE_CONSTANTS: dict[str, Any] = {
+    "direction": "inbound", "in_reply_to": None, "references": None, "author_user_id": None,
+    "cc": literal_column("'[]'"), "bcc": literal_column("'[]'")}
 
 
 def insert_ids(conn, table, rows: list[dict], inline: dict | None = None) -> list[int]:
@@ -479,7 +480,8 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
     for item, ref, action in planned:
         results[item.line] = {"line": item.line, "id": real(ref), "action": action,
                               "external_id": item.external_id, "quarantine_id": None, "reason": None}
-    stored_refs = [(ref, real(ref), item.external_id) for item, ref, action in planned if action != "duplicate"]
+    stored_refs = [(ref, real(ref), item.external_id)
+                   for item, ref, action in planned if action != "duplicate"]
     message_events, first_reply = message_in_events(stored_refs, message_ids, touched, now=now)
     event_rows += message_events
     if event_rows:

@@ -48,19 +48,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    and_,
-    bindparam,
-    case,
-    exists,
-    func,
-    insert,
-    null,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import and_, bindparam, case, exists, func, insert, null, or_, select, update
+from sqlalchemy.sql.expression import ColumnElement
 
 from deskctl.db.dml import insert_ignore
 from deskctl.db.planner import not_indexed
