@@ -52,7 +52,7 @@ test: lint ## Lint, then every test on SQLite and PostgreSQL
 lint: install-test ## ruff, import contracts, mypy on the lower layers, migrations match models
 	$(VENV)/bin/ruff check deskctl tests bench
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/mypy deskctl/services deskctl/models deskctl/db
+	$(VENV)/bin/mypy
 	$(PY) -m tests.check_migrations
 
 bench: install-test ## Benchmarks on SQLite (BENCH_N conversations); figures and ratios
