@@ -110,7 +110,7 @@ class BulkError(DeskError):
     failure, and every failing target gets its own line on stderr.
     """
 
-    def __init__(self, failures: Sequence[tuple[int, DeskError]]):
+    def __init__(self, failures: list[tuple[int, DeskError]]):
         self.failures = failures
         # Click declares exit_code a class variable; a bulk failure takes its first target's.
         self.exit_code = failures[0][1].exit_code  # type: ignore[misc]

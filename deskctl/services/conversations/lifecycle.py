@@ -539,6 +539,7 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
         raise UsageError("--message is empty")
     names = Names(session)
     rules_of = _rules_by_id(session, actor, spec, settings)
+    after: Callable[[Snap], tuple[str, int | None, int | None]]  # (status, assignee, group) once moved
 
     def check(s: Snap):
         rules = rules_of(s.id)
@@ -553,7 +554,6 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
 
     values: dict = {"status": "new", "claimed_at": None, "boomerang_at": None, "pending_since": None,
                     **routing.withdraw_offer_values()}
-    after: Callable[[Snap], tuple[str, int | None, int | None]]
     if target.kind == "user":
         values["assignee_id"] = target.id
         after = lambda s: ("new", target.id, s.group_id)  # noqa: E731

@@ -72,7 +72,8 @@ def unwatch(session, actor: Actor, ids: Sequence[int], *, now: datetime, setting
     found: set[int] = set()
     for chunk in chunks(ids):
         found.update(session.scalars(select(Conversation.id).where(Conversation.id.in_(chunk))))
-    missing = [(i, NotFound(f"conversation not found: #{i}")) for i in ids if i not in found]
+    missing: list[tuple[int, DeskError]] = [
+        (i, NotFound(f"conversation not found: #{i}")) for i in ids if i not in found]
     if missing:
         raise BulkError(missing)
     removed: set[int] = set()
