@@ -6,12 +6,12 @@ the reason (no sender, broken MIME structure, text that cannot be decoded).
 quarantine, duplicate, append or create. The command runs one transaction per message,
 so one bad or failing message never takes the others of an mbox down with it.
 
-Threading, in this order: In-Reply-To, then References (newest first) against the
-stored Message-IDs of every email message (inbound and our own outbound replies); then a
-stored message naming this one or one of its ancestors in its own References; then a
-`[#123]` tag in the subject; else a new conversation. Where the conversation found was
-merged or closed, `messages.Router` says where the message goes (the survivor, the
-follow-up already opened, or a new follow-up linked to it). Docs: docs/threading.md.
+This module parses; `pipeline.store` stores (duplicates, threading, contacts, events,
+SLA, automations), the same for every channel. Threading, in this order: In-Reply-To,
+then References (newest first) against the stored Message-IDs of every email message
+(inbound and our own outbound replies); then a stored message naming this one or one of
+its ancestors in its own References; then a `[#123]` tag in the subject; else a new
+conversation. Docs: docs/threading.md, docs/channels.md.
 """
 
 from __future__ import annotations
@@ -332,10 +332,9 @@ def ingest_batch(session, messages: list[tuple[bytes | Spilled, str | None]], *,
     """(raw bytes, origin) pairs → one result each, in order, in the caller's transaction.
 
     Each message is treated as if it came alone, in order (a reply later in the batch
-    threads onto a conversation created earlier in it), but the database work is
-    set-based: one query each for known Message-IDs, conversations and contacts, one
-    executemany INSERT each for conversations, messages, attachments and events, one
-    UPDATE for the conversations that got replies, one SLA refresh."""
+    threads onto a conversation created earlier in it); the parsed ones are stored by
+    one `pipeline.store` call (set-based). Unparseable ones, and a different message
+    reusing a stored Message-ID, are quarantined (with hold=False: nothing is stored)."""
     results: list[dict | None] = [None] * len(messages)
     parsed: list[tuple[int, ParsedEmail]] = []
     for index, (raw, origin) in enumerate(messages):

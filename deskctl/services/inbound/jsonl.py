@@ -5,16 +5,13 @@ One object a line:
    "from": {"name": ..., "email": ..., "phone": ..., "handle": ...}, "text": "...",
    "subject": null, "group": null, "priority": null, "attachments": []}
 
-Messages with the same (channel, thread) form one conversation (its `thread_key`); where
-that conversation was merged or closed, `messages.Router` (the rule email uses too) sends
-the message to the survivor, to the follow-up already opened, or to a new follow-up
-linked to it. (channel, id) is the message's external id: a re-delivered line (same
-sender, same content) is a `duplicate`, a different message reusing it is quarantined.
-A bad line is quarantined with its line number and the rest of the batch is kept.
-
-Speed: a batch is a handful of set-based statements (one SELECT each for duplicates,
-threads, contacts and groups; one executemany INSERT each for conversations,
-messages, attachments and events; one UPDATE executemany for touched conversations).
+This module parses; `pipeline.store` stores a batch (set-based), the same for every
+channel. Messages with the same (channel, thread) form one conversation (its
+`thread_key`); where that conversation was merged or closed, the message goes to the
+survivor, to the follow-up already opened, or to a new follow-up linked to it. (channel,
+id) is the message's external id: a re-delivered line (same sender, same content) is a
+`duplicate`, a different message reusing it is quarantined. A bad line is quarantined
+with its line number and the rest of the batch is kept.
 """
 
 from __future__ import annotations
