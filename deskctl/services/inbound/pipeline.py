@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from sqlalchemy import and_, bindparam, case, insert, literal_column, or_, select, update
 
@@ -99,7 +100,8 @@ class Incoming:
             return ("phone", self.phone)
         return ("handle", f"{self.channel}:{self.handle}")
 
-    def thread_candidates(self) -> list[str]:
+    @cached_property
+    def candidates(self) -> list[str]:
         """Mail: the Message-IDs that may name the parent, most specific first."""
         return ancestors(self.in_reply_to, self.references, self.external_id)
 
@@ -161,7 +163,7 @@ def store(session, items: Sequence[Incoming], *, now: datetime, settings, source
     # What the database knows: the external ids (and, for mail, the ancestors' Message-IDs),
     # the messages naming the same ancestors, the chat threads, the tagged conversations.
     mail = [item for item in items if item.kind == MAIL]
-    ancestry = {c for item in mail for c in item.thread_candidates()}
+    ancestry = {c for item in mail for c in item.candidates}
     stored = _stored(conn, items, ancestry)
     verdicts = _verdicts(conn, items, digests, stored, now=now)
     fresh = [item for item, verdict in zip(items, verdicts, strict=True) if verdict is None]
@@ -223,7 +225,7 @@ def store(session, items: Sequence[Incoming], *, now: datetime, settings, source
         if item.external_id is not None:
             known[(item.channel, item.external_id)] = ref
         if item.kind == MAIL:
-            for ancestor in item.thread_candidates():
+            for ancestor in item.candidates:
                 shared.setdefault(ancestor, ref)
         planned.append((ref, action, None))
 
@@ -237,7 +239,7 @@ def store(session, items: Sequence[Incoming], *, now: datetime, settings, source
             for item, digest, (ref, action, _) in zip(items, digests, planned, strict=True)
             if action in ("created", "appended")]
     message_ids = _insert_messages(conn, [(item, digest, cid) for item, digest, cid, _, _ in kept], contacts)
-    store_references(conn, [(message_id, item.thread_candidates())
+    store_references(conn, [(message_id, item.candidates)
                             for (item, *_), message_id in zip(kept, message_ids, strict=True) if item.kind == MAIL])
     _insert_attachments(conn, [(item, message_id) for (item, *_), message_id in zip(kept, message_ids, strict=True)],
                         settings=settings, store_attachment=store_attachment)
@@ -337,7 +339,7 @@ def _target(item: Incoming, router: Router, known, shared, threads):
     if item.conversation_id is not None:
         return router.target(item.conversation_id)
     if item.kind == MAIL:
-        candidates = item.thread_candidates()
+        candidates = item.candidates
         # The parent (or a nearer ancestor) stored; else a stored message naming this one
         # as its ancestor (it came first) or sharing an ancestor with it; else the tag.
         ref = next((known[(item.channel, c)] for c in candidates if (item.channel, c) in known), None)
