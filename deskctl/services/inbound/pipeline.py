@@ -275,8 +275,7 @@ def store(session, items: Sequence[Incoming], *, now: datetime, settings, source
         ids = sorted({*new_ids, *touched})
         if ids:
             sla.refresh(session, ids, now=now, settings=settings)
-    if arrivals:
-        automations.on_arrivals(session, arrivals, now=now, settings=settings)
+    automations.on_arrivals(session, arrivals, now=now, settings=settings)
     return [Outcome(action, real(ref) if ref is not None else None, reason) for ref, action, reason in planned]
 
 
