@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import Select, case, exists, select
 
+from deskctl.db.bulk import chunks  # IN lists in slices; imported from here by other services
 from deskctl.errors import DeskError, NotFound, UsageError
 from deskctl.models import (
     PRIORITIES,
@@ -265,9 +266,3 @@ def resolve_target_ids(session, spec: TargetSpec, *, actor_id: int | None) -> tu
     sort = spec.sort or ("created" if spec.filter.assigned_from else None)
     stmt = select_conversations(session, spec.filter, actor_id=actor_id, sort=sort, limit=spec.limit)
     return list(session.scalars(stmt)), []
-
-
-def chunks(items: Sequence, size: int = 5000):
-    """Slices of `items`: IN lists stay under every engine's parameter limit."""
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
