@@ -30,7 +30,6 @@ from sqlalchemy import case, delete, func, insert, select, update
 
 from deskctl.errors import BulkError, Conflict, DeskError, Forbidden, NotFound, UsageError
 from deskctl.models import (
-    PRIORITIES,
     Conversation,
     ConversationTag,
     Group,
@@ -50,6 +49,7 @@ from deskctl.services.conversations.selection import (
 )
 from deskctl.services.outbound import notifications
 from deskctl.services.sla import deadlines as sla
+from deskctl.vocab import PRIORITIES
 
 C = Conversation
 CHUNK = 2000  # ids per UPDATE: 2 parameters each, well under every engine's limit
@@ -681,18 +681,12 @@ def resolve(session, actor, spec: TargetSpec, *, until: datetime | None = None, 
 
 # -- close / qualify ------------------------------------------------------------------------
 
-CLOSE_STATUSES = ("closed", "pending", "open")
-
 
 def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason: str | None = None,
           note: str | None = None, csat: int | None = None, status: str = "closed",
           transcript_to: str | None = None, now: datetime, settings, dry_run: bool = False) -> list[dict]:
     """End the conversation with its qualification. `status` closed (default), or
     pending/open to end a chat session but keep the request going."""
-    if status not in CLOSE_STATUSES:
-        raise UsageError(f"invalid --status {status!r} (choose from {', '.join(CLOSE_STATUSES)})")
-    if csat is not None and not 1 <= csat <= 5:
-        raise UsageError(f"invalid --csat {csat}: 1 to 5")
     tags = _clean_tags(tags, "--tag")
     check_reason(reason, settings)
     if transcript_to is not None:
@@ -764,8 +758,6 @@ def qualify(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), untag
     both = set(tags) & set(untags)
     if both:
         raise UsageError(f"tag {sorted(both)[0]!r} is both added and removed")
-    if priority is not None and priority not in PRIORITIES:
-        raise UsageError(f"invalid --priority {priority!r} (choose from {', '.join(PRIORITIES)})")
     check_reason(reason, settings)
     values: dict = {}
     if reason is not None:

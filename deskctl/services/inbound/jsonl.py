@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, bindparam, case, func, insert, literal_column, or_, select, update
 
 from deskctl.db.types import UTCDateTime
-from deskctl.models import PRIORITIES, Attachment, Contact, Conversation, Event, Group, Message
+from deskctl.models import Attachment, Contact, Conversation, Event, Group, Message
 from deskctl.services.conversations import events
 from deskctl.services.inbound import quarantine as quarantine_service
 from deskctl.services.inbound.intake import Spilled, spill
@@ -43,6 +43,7 @@ from deskctl.services.inbound.messages import (
 )
 from deskctl.services.outbound import notifications
 from deskctl.services.sla import deadlines as sla
+from deskctl.vocab import PRIORITIES
 
 SOURCE = "jsonl"
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
