@@ -203,6 +203,7 @@ def accept_global_options(command: click.Command) -> click.Command:
     intact (`note 5 -- --as` is text)."""
     if getattr(command, "_deskctl_global_options", False):
         return command
+    _name_options_in_errors(command)
     taken = {name for param in command.params for name in (*param.opts, *param.secondary_opts)}
     for decls, attrs in GLOBAL_OPTIONS:
         attrs = {key: value for key, value in attrs.items() if key != "envvar"}
@@ -214,6 +215,21 @@ def accept_global_options(command: click.Command) -> click.Command:
         for subcommand in command.commands.values():
             accept_global_options(subcommand)
     return command
+
+
+def _name_options_in_errors(command: click.Command) -> None:
+    """A DeskError raised while `command` runs gets the command's flags it is about
+    (DeskError.option): services name domain things, the command line its own flags."""
+    invoke = command.invoke
+
+    def invoke_naming_options(ctx):
+        try:
+            return invoke(ctx)
+        except DeskError as exc:
+            exc.name_options(ctx.command)
+            raise
+
+    command.invoke = invoke_naming_options
 
 
 def _global_option_given(ctx, param, value):

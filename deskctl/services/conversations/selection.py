@@ -96,11 +96,11 @@ SORT_KEYS = {
 
 
 def check_query(text: str | None, max_chars: int) -> str | None:
-    """`--query` longer than `limits.query_chars` is refused up front: the database would
+    """A search text longer than `limits.query_chars` is refused up front: the database would
     otherwise fail on the pattern (SQLite: "too complex"), which no retry can fix."""
     if text is not None and len(text) > max_chars:
-        raise UsageError(f"--query is {len(text)} characters long; the limit is {max_chars} "
-                         "(limits.query_chars)")
+        raise UsageError(f"the search text is {len(text)} characters long; the limit is {max_chars} "
+                         "(limits.query_chars)", option="query")
     return text
 
 
@@ -195,7 +195,7 @@ def apply_sort(stmt: Select, sort: str | None, *, query: str | None = None, dial
         name = key[1:] if descending else key
         if name == "relevance":
             if not query:
-                raise UsageError("--sort relevance needs --query")
+                raise UsageError("sorting by relevance needs a search text", option="query")
             from deskctl.services.views import search
             score = search.relevance(query, dialect)
             order.append(score.asc() if descending else score.desc())
@@ -257,7 +257,8 @@ def resolve_target_ids(session, spec: TargetSpec, *, actor_id: int | None) -> tu
         missing = [(i, NotFound(f"conversation not found: #{i}")) for i in wanted if i not in found]
         return [i for i in wanted if i in found], missing
     if spec.filter.is_empty() and not spec.all:
-        raise UsageError("no targets: give conversation ids, `-` to read them from stdin, a filter, or --all")
+        raise UsageError("no targets: give conversation ids, `-` to read them from stdin, a filter, or all of "
+                         "them", option="all_")
     sort = spec.sort or ("created" if spec.filter.assigned_from else None)
     stmt = select_conversations(session, spec.filter, actor_id=actor_id, sort=sort, limit=spec.limit)
     return list(session.scalars(stmt)), []

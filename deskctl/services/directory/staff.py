@@ -63,13 +63,13 @@ def add_user(session, actor: Actor | None, *, handle: str, name: str | None, ema
     """Add a user. While no admin exists, anyone may add the first admin (bootstrap)."""
     check_handle(handle)
     if email is not None:
-        email = check_address(email, "--email") if email.strip() else None
+        email = check_address(email, "the user", option="email") if email.strip() else None
     if admin_exists(session):
         if actor is None:
-            raise Forbidden("adding users needs an admin: pass --as ADMIN_HANDLE")
+            raise Forbidden("adding users needs an admin: act as one", option="as")
         require_admin(actor, "adding users")
     elif role != "admin":
-        raise Forbidden("no admin exists yet: add the first user with --role admin")
+        raise Forbidden("no admin exists yet: the first user must have the admin role", option="role")
     if session.scalar(select(User.id).where(User.handle == handle)) is not None:
         raise Conflict(f"user already exists: {handle}")
     user = User(
@@ -92,7 +92,7 @@ def set_user(session, actor: Actor, handle: str, *, name=None, email=None, role=
     if name is not None:
         user.name = name
     if email is not None:  # an empty --email clears it
-        user.email = check_address(email, "--email") if email.strip() else None
+        user.email = check_address(email, "the user", option="email") if email.strip() else None
     if role is not None:
         if user.role == "admin" and role != "admin" and _admin_count(session) == 1:
             raise Conflict("cannot demote the last admin")

@@ -610,7 +610,7 @@ def run_report(session, kind: str, *, since: datetime | None, until: datetime | 
         since = default_period(now if until is None else until - timedelta(microseconds=1), tz)[0]
     until = until or now
     if since >= until:
-        raise UsageError("--since must be before --until")
+        raise UsageError("the start of the period must be before its end", option=("since", "until"))
     ctx = _Ctx(session=session, dialect=session.get_bind().dialect.name, kind=kind, by=by, since=since,
                until=until, tz=tz, zone=ZoneInfo(tz), flt=flt or ConversationFilter(), actor_id=actor_id,
                channels=settings.channels)
