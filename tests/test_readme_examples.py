@@ -49,6 +49,7 @@ PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*(\.\.\.)?$")
 EXPECTED_CODES: dict[str, tuple[set[int], str]] = {
     "deskctl db check": ({0, 4}, "exit 4 on a problem, as documented"),
     "deskctl next": ({0, 3}, "3 when nothing waits, as documented"),
+    "deskctl list --status opne": ({2}, "docs/cli.md shows a bad value being refused"),
     # "Getting started on a real desk" and "Directory" create what the demo already has.
     "deskctl location add paris": ({4}, "the demo desk has it"),
     "deskctl group add billing": ({4}, "the demo desk has it"),
@@ -77,7 +78,8 @@ REOPENED_FIRST = ("12", "13", "14", "40", "42", "1042")
 
 
 def documents() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    # docs/cli-reference.md is the commands' --help, generated (python -m deskctl.clidoc): no examples.
+    return [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "cli-reference.md")]
 
 
 def _logical_lines(block: str):

@@ -98,7 +98,7 @@ FILTER_OPTIONS = [
                    help="In this group (queue)."),
     _filter_option("--location", metavar="L", shell_complete=_complete.locations, help="In this location."),
     _filter_option("--channel", multiple=True, shell_complete=_complete.channels,
-                   help="email, chat, sms, social, web, phone, ..."),
+                   help="A channel of the desk (config `channels`; comma list or repeated)."),
     _filter_option("--tag", multiple=True, help="Has this tag (repeat: has all of them)."),
     _filter_option("--priority", multiple=True, type=CommaChoice(PRIORITIES), help="Priority (comma list or repeated)."),
     _filter_option("--sla", multiple=True, type=CommaChoice(SLA_STATES), help="SLA state (comma list or repeated)."),

@@ -70,7 +70,6 @@ _SECRET_WORDS = ("password", "secret", "token", "username", "apikey", "api_key",
 def effective(settings) -> dict:
     """The merged configuration with resolved paths and database URL, secrets masked."""
 
-
     values = copy.deepcopy(settings.raw)
     values["database"] = {**values["database"], "url": redact(settings.database_url)}
     values["attachments_dir"] = str(settings.attachments_dir)

@@ -36,7 +36,6 @@ def demo(app, conversations, seed, force):
     relative to the real clock; DESKCTL_NOW moves them only where config has `clock:
     {override: true}`."""
 
-
     app.allow_new_database()
     started = time.perf_counter()
     handle = app.actor_handle if force else None

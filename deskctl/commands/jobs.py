@@ -44,10 +44,9 @@ def _setup_logging(app, *, quiet: bool = False) -> None:
 @click.option("--once", is_flag=True, help="Run every job that is due once, then exit (for cron).")
 @click.pass_obj
 def daemon(app, once):
-    """Run the scheduler: sla-sweep, boomerang, auto-close, auto-unassign, notify,
-    nightly-export on their configured schedules. SIGTERM/SIGINT let the running job
-    finish, then exit 0. A run missed while the daemon was down runs once at start."""
-
+    """Run the scheduler: every job of `deskctl jobs list` on its configured schedule.
+    SIGTERM/SIGINT let the running job finish, then exit 0. A run missed while the daemon
+    was down runs once at start."""
 
     if once:
         interactive = is_tty(sys.stderr)
@@ -76,7 +75,6 @@ def jobs():
 @click.pass_obj
 def list_jobs(app):
     """Each job's schedule, last run and outcome, and next run."""
-
 
     now = app.now()
     settings = app.settings
@@ -113,7 +111,6 @@ def run_job(app, name, now_text, force_future):
     """Run job NAME once now, recorded like a scheduled run (for cron). Needs the admin role,
     or no --as when run as the desk's service account. Exits non-zero when the job fails;
     a run skipped because another runner holds the job exits 0."""
-
 
     registry.get(name)
     with app.read() as session:
@@ -167,7 +164,6 @@ def _exit_code(result) -> int:
 @click.pass_obj
 def history(app, name, limit, outcome):
     """Past runs, newest first: scheduled time, start, end, outcome, counts, error."""
-
 
     if name:
         registry.get(name)

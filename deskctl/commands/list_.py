@@ -23,7 +23,6 @@ from deskctl.services.views.conversation_records import conversation_records
 def list_(app, sort, limit, unread, **params):
     """List conversations."""
 
-
     flt = dataclasses.replace(build_filter(app, params), unread=unread)
     with app.read() as session:
         actor = app.actor(session)

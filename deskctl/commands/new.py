@@ -11,13 +11,13 @@ from deskctl.errors import UsageError
 from deskctl.services.conversations.read_state import mark_read
 from deskctl.services.inbound import new_conversation as creation
 from deskctl.services.views.conversation_records import records_for_ids
-from deskctl.vocab import CHANNELS, DEFAULT_PRIORITY, PRIORITIES
+from deskctl.vocab import DEFAULT_PRIORITY, PRIORITIES
 
 
 @click.command()
 @click.argument("text", required=False)
 @click.option("--channel", required=True, metavar="C", shell_complete=_complete.channels,
-              help="A channel of the desk (config `channels`): " + ", ".join(CHANNELS) + ", ...")
+              help="A channel of the desk (config `channels`).")
 @click.option("--contact", "contact_ref", required=True, metavar="REF",
               help="Contact id or email; an unknown email creates the contact.")
 @click.option("--name", "contact_name", metavar="N", help="Name for the contact when --contact creates it.")

@@ -40,7 +40,6 @@ def reply(app, conversation_id, text, template_name, file_, cc, bcc, attach):
     Email conversations get a real email through the outbox (delivered by the `notify`
     job); on other channels the reply is stored in the conversation only."""
 
-
     cid = parse_conversation_id(conversation_id)
     if (text is not None) + (template_name is not None) + (file_ is not None) != 1:
         raise UsageError("give the reply as TEXT, --template NAME, --file F or - (exactly one)")

@@ -66,11 +66,10 @@ class ReportCommand(click.Command):
 @output_options
 @click.pass_obj
 def report(app, kind, since, until, by, chart, **params):
-    """Reports: volume, sla, agents, tags, csat, backlog, conversations.
+    """Aggregated statistics over a period: one report KIND (SPEC §6, each below).
 
     The rows have the key column (--by, or id for conversations) then the columns of the
     report, in a fixed order. The list filters restrict the conversations counted."""
-
 
     now = app.now()
     since_at, until_at = date_bound_option(app, since, "--since"), date_bound_option(app, until, "--until")
