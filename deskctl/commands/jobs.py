@@ -8,7 +8,7 @@ import sys
 import click
 from sqlalchemy import select
 
-from deskctl import clock
+from deskctl import clock, term
 from deskctl.commands import _complete
 from deskctl.commands._options import LIMIT, emit, output_options
 from deskctl.errors import INTERNAL, DeskError, Forbidden, UsageError
@@ -16,7 +16,6 @@ from deskctl.jobs import access, registry, runner
 from deskctl.jobs import daemon as daemon_module
 from deskctl.models import JobRun
 from deskctl.output import Column, notice
-from deskctl.term import is_tty
 
 
 def _columns(kind: str):
@@ -49,7 +48,7 @@ def daemon(app, once):
     was down runs once at start."""
 
     if once:
-        interactive = is_tty(sys.stderr)
+        interactive = term.is_tty(sys.stderr)
         _setup_logging(app, quiet=not interactive)
         results = daemon_module.run_once(app)
         failed = [r for r in results if r.outcome == "failed"]

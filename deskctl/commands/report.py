@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from deskctl import term
 from deskctl.commands._options import (
     FILTER_PARAMS,
     build_filter,
@@ -17,7 +18,6 @@ from deskctl.commands._options import (
 from deskctl.errors import UsageError
 from deskctl.output import Column, notice, warn
 from deskctl.services.reports import kinds as reports
-from deskctl.term import is_tty
 from deskctl.timeparse import humanize_seconds
 from deskctl.vocab import REPORT_BY, REPORT_KINDS
 
@@ -81,7 +81,7 @@ def report(app, kind, since, until, by, chart, **params):
         if chart not in numeric:
             raise UsageError(f"invalid --chart column {chart!r} for report {kind} "
                              f"(choose from {', '.join(numeric)})")
-        chart_on = fmt == "table" and is_tty(sys.stdout)
+        chart_on = fmt == "table" and term.is_tty(sys.stdout)
         if not chart_on:
             warn("--chart ignored: a chart is drawn only with --format table on a terminal")
     with app.read() as session:

@@ -170,7 +170,7 @@ def _fail(failures: list[tuple[int, DeskError]]) -> None:
         return
     if len(failures) == 1:
         cid, error = failures[0]
-        raise type(error)(f"#{cid}: {error.format_message()}")
+        raise type(error)(f"#{cid}: {error.format_message()}", option=error.options)
     raise BulkError(failures)
 
 
