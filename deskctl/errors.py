@@ -34,15 +34,40 @@ Exit codes:
 
 
 class DeskError(click.ClickException):
-    """A failure the user can act on; `exit_code` comes from SPEC §3."""
+    """A failure the user can act on; `exit_code` comes from SPEC §3.
+
+    Services speak of the domain, never of command-line flags. `option` names the
+    parameter(s) of the service call the error is about (`steal`, `query`, ...): when the
+    command that ran has an option of that name, the command line appends it to the
+    message (`claimed by bob: ... (--steal)`, see `name_options`)."""
 
     exit_code = INTERNAL
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, option: str | tuple[str, ...] | None = None):
         super().__init__(message)
+        self.options = (option,) if isinstance(option, str) else tuple(option or ())
+        self._flags = ""
+
+    def name_options(self, command: click.Command) -> None:
+        """Append the flags of `command` that the error is about (once)."""
+        flags = [flag for flag in (_flag(command, name) for name in self.options) if flag]
+        if flags:
+            self._flags = f" ({', '.join(flags)})"
+        self.options = ()
+
+    def format_message(self) -> str:
+        return super().format_message() + self._flags
 
     def show(self, file=None) -> None:  # noqa: D401 - Click API
         click.echo(f"deskctl: {self.format_message()}", err=True)
+
+
+def _flag(command: click.Command, name: str) -> str | None:
+    dashed = "--" + name.replace("_", "-")
+    for param in command.params:
+        if isinstance(param, click.Option) and (param.name == name or dashed in param.opts):
+            return max(param.opts, key=len)
+    return None
 
 
 class UsageError(DeskError):
@@ -115,6 +140,10 @@ class BulkError(DeskError):
         # Click declares exit_code a class variable; a bulk failure takes its first target's.
         self.exit_code = failures[0][1].exit_code  # type: ignore[misc]
         super().__init__(f"{len(failures)} target(s) failed; nothing was changed")
+
+    def name_options(self, command: click.Command) -> None:
+        for _, error in self.failures:
+            error.name_options(command)
 
     def show(self, file=None) -> None:
         for conversation_id, error in self.failures:

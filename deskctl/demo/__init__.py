@@ -179,11 +179,12 @@ def build(session, *, conversations: int, seed: int, now: datetime, settings, ac
     With `force` on a desk that has an admin, `actor_handle` must be an admin.
     `progress(done, total)` is called as conversations are written."""
     if conversations < 0 or conversations > MAX_CONVERSATIONS:
-        raise UsageError(f"--conversations must be between 0 and {MAX_CONVERSATIONS}")
+        raise UsageError(f"the number of conversations must be between 0 and {MAX_CONVERSATIONS}",
+                         option="conversations")
     existing = session.scalar(select(func.count()).select_from(Conversation))
     if existing and not force:
-        raise Conflict(f"the database already has {existing} conversations; "
-                       "pass --force to add demo conversations to it")
+        raise Conflict(f"the database already has {existing} conversations; adding demo conversations "
+                       "to it must be asked for", option="force")
     if force:
         _check_admin(session, actor_handle)
     rng = random.Random(seed)
@@ -207,7 +208,7 @@ def _check_admin(session, actor_handle: str | None) -> None:
         return
     role = session.scalar(select(User.role).where(User.handle == (actor_handle or ""), User.active))
     if role != "admin":
-        raise Forbidden("demo --force on a desk with users needs an admin actor (--as HANDLE)")
+        raise Forbidden("adding demo data to a desk with users needs an admin", option="as")
 
 
 # -- directory -----------------------------------------------------------------------------

@@ -26,10 +26,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from deskctl.models import PRIORITIES, Group
+from deskctl.models import Group
 from deskctl.services.inbound import pipeline
 from deskctl.services.inbound import quarantine as quarantine_service
 from deskctl.services.inbound.intake import Spilled, spill
+from deskctl.vocab import PRIORITIES
 
 SOURCE = "jsonl"
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")

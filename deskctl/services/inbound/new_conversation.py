@@ -17,13 +17,14 @@ from datetime import datetime
 from sqlalchemy import select
 
 from deskctl.errors import UsageError
-from deskctl.models import PRIORITIES, Conversation, Group
+from deskctl.models import Conversation, Group
 from deskctl.services.actor import Actor
 from deskctl.services.conversations import events
 from deskctl.services.conversations.selection import group_id_by_name
 from deskctl.services.directory import contacts
 from deskctl.services.inbound import pipeline
 from deskctl.services.sla import deadlines as sla
+from deskctl.vocab import DEFAULT_PRIORITY
 
 SUBJECT_WIDTH = 78
 
@@ -40,9 +41,7 @@ def create(session, actor: Actor, *, channel: str, contact_ref: str, text: str, 
     record, contact created)."""
     if channel not in settings.channels:
         raise UsageError(f"invalid channel {channel!r} (choose from {', '.join(settings.channels)})")
-    priority = priority or "low"
-    if priority not in PRIORITIES:
-        raise UsageError(f"invalid priority {priority!r} (choose from {', '.join(PRIORITIES)})")
+    priority = priority or DEFAULT_PRIORITY
     if text is None or not text.strip():
         raise UsageError("the message text is empty")
     group_id = group_id_by_name(session, group) if group else None

@@ -45,6 +45,7 @@ from deskctl.services.inbound.messages import (
 )
 from deskctl.services.outbound import notifications
 from deskctl.services.sla import deadlines as sla
+from deskctl.vocab import DEFAULT_PRIORITY
 
 # A contact's message brings a conversation in these states back to `new`.
 REOPENED_BY_REPLY = ("pending", "resolved")
@@ -214,7 +215,7 @@ def store(session, items: Sequence[Incoming], *, now: datetime, settings, source
             ref = ("new", len(new_convs))
             new_convs.append({
                 "subject": subject[:998], "channel": item.channel, "status": "new",
-                "priority": item.priority or "low", "assignee_id": None, "group_id": group_id,
+                "priority": item.priority or DEFAULT_PRIORITY, "assignee_id": None, "group_id": group_id,
                 "location_id": None, "contact_id": contacts[item.contact_key], "linked_to_id": linked,
                 "thread_key": item.thread, "created_at": item.at, "updated_at": now,
                 "first_inbound_at": item.at, "last_inbound_at": item.at, "sla_state": "none",

@@ -149,9 +149,9 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
     """Store an agent's reply and, on email, queue it for delivery. `attachments` are
     (filename, bytes) pairs. Returns the reply record."""
     if (text is None) == (template is None):
-        raise UsageError("give the reply text or --template NAME (exactly one)")
-    cc = [check_address(a, "--cc") for a in cc]
-    bcc = [check_address(a, "--bcc") for a in bcc]
+        raise UsageError("give the reply text or a template (exactly one)", option="template")
+    cc = [check_address(a, "cc", option="cc") for a in cc]
+    bcc = [check_address(a, "bcc", option="bcc") for a in bcc]
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:
         raise NotFound(f"conversation not found: #{conversation_id}")
@@ -166,8 +166,8 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
         raise UsageError("the reply is empty")
     is_email = conversation.channel == "email"
     if (cc or bcc) and not is_email:
-        raise UsageError(f"--cc/--bcc apply to email conversations only (#{conversation_id} is "
-                         f"{conversation.channel})")
+        raise UsageError(f"cc and bcc apply to email conversations only (#{conversation_id} is "
+                         f"{conversation.channel})", option=("cc", "bcc"))
     contact = session.get(Contact, conversation.contact_id) if conversation.contact_id else None
     to_address = None
     if is_email:
@@ -179,7 +179,7 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
         assert contact is not None  # the address came from it
         if not is_address(to_address):  # stored before addresses were checked
             raise Conflict(f"cannot email #{conversation_id}: contact #{contact.id} has an invalid address "
-                           f"{to_address!r} (fix it: deskctl contact set {contact.id} --email ADDRESS)")
+                           f"{to_address!r} (fix contact #{contact.id}'s email address)")
 
     subject = tagged_subject(conversation_id, conversation.subject, "Re: ")
     external_id = in_reply_to = None

@@ -44,10 +44,8 @@ from sqlalchemy.orm import Session, aliased
 from deskctl.errors import UsageError
 from deskctl.models import Conversation, ConversationTag, Event, Group, Location, User
 from deskctl.services.conversations.selection import ConversationFilter, apply_filter
+from deskctl.vocab import REPORT_KINDS, REPORT_TIME_KEYS
 
-KINDS = ("volume", "sla", "agents", "tags", "csat", "backlog", "conversations")
-BY_CHOICES = ("day", "week", "month", "agent", "group", "channel", "tag", "location")
-TIME_KEYS = ("day", "week", "month")
 FINISHED = ("resolved", "closed")
 DEFAULT_DAYS = 7
 
@@ -126,14 +124,14 @@ DEFINITIONS: dict[str, str] = {
     ),
 }
 
-DEFAULT_BY = {kind: "day" for kind in KINDS} | {"tags": "tag", "backlog": "group"}
+DEFAULT_BY = {kind: "day" for kind in REPORT_KINDS} | {"tags": "tag", "backlog": "group"}
 
 
 def columns_for(kind: str, by: str) -> list[ReportColumn]:
     if kind == "conversations":
         key = ReportColumn("id", "int")
     else:
-        key = ReportColumn(by, "date" if by in TIME_KEYS else "str")
+        key = ReportColumn(by, "date" if by in REPORT_TIME_KEYS else "str")
     return [key, *COLUMNS[kind]]
 
 
@@ -182,7 +180,7 @@ class _Ctx:
 
     @property
     def timed(self) -> bool:
-        return self.by in TIME_KEYS
+        return self.by in REPORT_TIME_KEYS
 
     @property
     def pg(self) -> bool:
@@ -608,17 +606,13 @@ def run_report(session, kind: str, *, since: datetime | None, until: datetime | 
                actor_id: int | None = None) -> tuple[list[ReportColumn], Iterator[dict]]:
     """(columns, rows) of report KIND over [since, until) (default: the last 7 days),
     grouped by `by` (default DEFAULT_BY[kind]). Reads only."""
-    if kind not in KINDS:
-        raise UsageError(f"invalid report {kind!r} (choose from {', '.join(KINDS)})")
-    by = by or DEFAULT_BY[kind]
-    if by not in BY_CHOICES:
-        raise UsageError(f"invalid --by {by!r} (choose from {', '.join(BY_CHOICES)})")
+    by = by or DEFAULT_BY[kind]  # kind and by are names of vocab.REPORT_KINDS and REPORT_BY
     tz = settings.timezone
     if since is None:  # the 7 local days up to --until (default: up to now, today included)
         since = default_period(now if until is None else until - timedelta(microseconds=1), tz)[0]
     until = until or now
     if since >= until:
-        raise UsageError("--since must be before --until")
+        raise UsageError("the start of the period must be before its end", option=("since", "until"))
     ctx = _Ctx(session=session, dialect=session.get_bind().dialect.name, kind=kind, by=by, since=since,
                until=until, tz=tz, zone=ZoneInfo(tz), flt=flt or ConversationFilter(), actor_id=actor_id,
                channels=settings.channels)

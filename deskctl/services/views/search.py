@@ -45,7 +45,7 @@ class Term:
 def parse(query: str) -> list[Term]:
     """The terms of a query; a query with no word at all is a usage error."""
     if query.count('"') % 2:
-        raise UsageError(f"invalid --query {query!r}: a phrase quote is not closed")
+        raise UsageError(f"invalid search text {query!r}: a phrase quote is not closed", option="query")
     terms = []
     for phrase, bare in _CHUNK.findall(query):
         chunk = phrase if phrase else bare
@@ -54,7 +54,7 @@ def parse(query: str) -> list[Term]:
         if words:
             terms.append(Term(words, prefix))
     if not terms:
-        raise UsageError(f"invalid --query {query!r}: no word to search for")
+        raise UsageError(f"invalid search text {query!r}: no word to search for", option="query")
     return terms
 
 
