@@ -16,9 +16,10 @@ per row):
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cache
+from typing import Any
 
 from sqlalchemy import func, insert, select, text
 
@@ -98,8 +99,12 @@ class Writer:
 
             stmt = insert(table).values({k: bindparam(f"p_{k}") for k in keys})
             compiled = stmt.compile(dialect=self.conn.dialect)
-            names = [name[2:] for name in compiled.positiontup] if compiled.positional else list(keys)
-            pairs = []
+            if compiled.positional:
+                assert compiled.positiontup is not None  # a positional statement lists its parameters
+                names = [name[2:] for name in compiled.positiontup]
+            else:
+                names = list(keys)
+            pairs: list[tuple[str, Callable[[Any], Any] | None]] = []
             for k in names:
                 col_type = table.c[k].type
                 if isinstance(col_type, UTCDateTime):
@@ -156,9 +161,10 @@ class Writer:
                 dialect = type(dialect)(paramstyle="format")
             stmt = insert(table).values({k: bindparam(f"p_{k}") for k in columns})
             compiled = stmt.compile(dialect=dialect)
-            order = [columns.index(name[2:]) for name in compiled.positiontup]
+            assert compiled.positiontup is not None  # positional: see above
+            positions = [columns.index(name[2:]) for name in compiled.positiontup]
             plan = self._plans[(table.name, "rows", columns)] = (
-                compiled.string, None if order == list(range(len(columns))) else order)
+                compiled.string, None if positions == list(range(len(columns))) else positions)
         sql, order = plan
         for chunk in chunks(rows, self.CHUNK):
             if order is not None:
@@ -170,6 +176,7 @@ class Writer:
         if not rows:
             return 0
         sql, pairs, positional = self._plan(table, tuple(rows[0]))
+        params: list[tuple[Any, ...]] | list[dict[str, Any]]
         for chunk in chunks(rows, self.CHUNK):
             if positional:
                 params = [tuple([conv(row[k]) if conv else row[k] for k, conv in pairs]) for row in chunk]

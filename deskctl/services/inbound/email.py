@@ -25,6 +25,7 @@ from email import errors as email_errors
 from email import policy
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
+from typing import cast
 
 from deskctl.services.inbound import pipeline
 from deskctl.services.inbound import quarantine as quarantine_service
@@ -367,7 +368,7 @@ def ingest_batch(session, messages: list[tuple[bytes | Spilled, str | None]], *,
                                           filename=origin) if hold else None
             results[index] = {"message_id": p.message_id, "id": None, "action": "quarantined",
                               "quarantine_id": qid, "reason": outcome.reason}
-    return results
+    return cast(list[dict], results)  # every index is filled above: parsed or quarantined
 
 
 def _incoming(p: ParsedEmail, *, now: datetime, group_id: int | None) -> pipeline.Incoming:

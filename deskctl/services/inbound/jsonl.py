@@ -23,6 +23,7 @@ import mimetypes
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal, overload
 
 from sqlalchemy import select
 
@@ -94,6 +95,14 @@ def _text(value: str, key: str) -> str:
             raise Bad(f"`{key}` holds a lone surrogate (\\u{ord(found.group()):04x}) at character {found.start()}: "
                       "not Unicode text")
     return value
+
+
+@overload
+def _str(obj: dict, key: str, *, required: Literal[True], limit: int = ..., path: str = ...) -> str: ...
+
+
+@overload
+def _str(obj: dict, key: str, *, required: bool = False, limit: int = ..., path: str = ...) -> str | None: ...
 
 
 def _str(obj: dict, key: str, *, required: bool = False, limit: int = 998, path: str = "") -> str | None:
@@ -221,12 +230,13 @@ def ingest_batch(session, lines: list[tuple[int, bytes | Spilled]], *, now: date
     """Ingest (line number, raw bytes) pairs in the caller's transaction; one result
     per line, in order: `created`, `appended`, `duplicate` or `quarantined`."""
     results: dict[int, dict] = {}
-    bad: list[tuple[int, bytes, str]] = []
+    bad: list[tuple[int, bytes | Spilled, str]] = []
     items: list[Item] = []
     for number, raw in lines:
+        if isinstance(raw, Spilled):  # over a cap already when read: quarantined as it is
+            bad.append((number, raw, raw.reason))
+            continue
         try:
-            if isinstance(raw, Spilled):
-                raise Bad(raw.reason)
             items.append(parse_line(number, raw, now=now, channels=settings.channels,
                                     subject_chars=settings.limits.subject_chars))
         except OverLimit as exc:

@@ -34,6 +34,9 @@ MAX_ANCESTORS = 40
 # against a cycle made by hand in the database, not a limit met in practice).
 MAX_HOPS = 20
 _MSGID = re.compile(r"<([^<>\s]+)>")
+# Where a message of a batch goes: a stored conversation's id, or ("new", n) for the n-th
+# conversation the batch creates.
+Ref = int | tuple[str, int]
 
 
 def add_outbound(session, conversation: Conversation, *, now: datetime, settings, author_user_id: int,
@@ -159,21 +162,22 @@ class Router:
 
     def __init__(self, conn, conversation_ids: Iterable[int]):
         self._destination: dict[int, int] = {}
-        self.states: dict[object, dict] = {}
+        self.states: dict[Ref, dict] = {}
         for cid, d in destinations(conn, conversation_ids).items():
             self._destination[cid] = d.id
             self.states.setdefault(d.id, {"status": d.status, "group_id": d.group_id})
-        self._followup: dict[object, object] = {}
+        self._followup: dict[Ref, Ref] = {}
 
-    def target(self, ref) -> tuple[object, dict] | None:
+    def target(self, ref: Ref) -> tuple[Ref, dict] | None:
         if not isinstance(ref, tuple):
-            ref = self._destination.get(ref)
-            if ref is None:
+            destination = self._destination.get(ref)
+            if destination is None:
                 return None
+            ref = destination
         ref = self._followup.get(ref, ref)
         return ref, self.states[ref]
 
-    def opened(self, closed_ref, new_ref, *, group_id: int | None) -> None:
+    def opened(self, closed_ref: Ref | None, new_ref: Ref, *, group_id: int | None) -> None:
         self.states[new_ref] = {"status": "new", "group_id": group_id}
         if closed_ref is not None:
             self._followup[closed_ref] = new_ref
@@ -189,7 +193,8 @@ def ancestors(in_reply_to: str | None, references: Sequence[str], own_id: str | 
         out[in_reply_to] = None
     for ref in reversed(references):
         out.setdefault(ref, None)
-    out.pop(own_id, None)
+    if own_id is not None:
+        out.pop(own_id, None)
     ids = list(out)
     if len(ids) > MAX_ANCESTORS:
         root = [references[0]] if references and references[0] != own_id else []
@@ -249,7 +254,7 @@ def body_sha256(text: str | None, html: str | None, attachments: Iterable[bytes]
 class StoredMessage:
     """What a duplicate check needs of the message already stored under an external id."""
 
-    conversation_id: object
+    conversation_id: int | None  # None: first seen earlier in the batch, not stored yet
     outbound: bool
     # Who sent it: a contact id for a stored message, the sender's address or key for
     # one earlier in the batch (compared with the same kind of value).

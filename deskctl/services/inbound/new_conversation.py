@@ -57,6 +57,8 @@ def create(session, actor: Actor, *, channel: str, contact_ref: str, text: str, 
             kind=pipeline.AGENT, channel=channel, external_id=None, text=text, at=now, subject=subject,
             contact_id=contact.id, email=contact.email, message_type="agent_entry", group_id=group_id,
             priority=priority)], now=now, settings=settings, source="agent", actor=actor.handle)
+        # No external id: never a duplicate nor rejected, so always `created`.
+        assert outcome.conversation_id is not None, outcome
         cid = outcome.conversation_id
     return cid, contacts.record_for(session, contact), created
 

@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy import and_, bindparam, case, insert, literal_column, or_, select, update
 
@@ -35,6 +36,7 @@ from deskctl.models import Attachment, Contact, Conversation, Event, Group, Mess
 from deskctl.services import automations
 from deskctl.services.conversations import events
 from deskctl.services.inbound.messages import (
+    Ref,
     Router,
     StoredMessage,
     ancestors,
@@ -146,7 +148,7 @@ _INSERT_EVENTS = insert(Event.__table__)
 _INSERT_ATTACHMENTS = insert(Attachment.__table__)
 # Columns a message without mail headers has the same value in: rendered once in the
 # INSERT instead of bound (and JSON-encoded) per row.
-_PLAIN_CONSTANTS = {"direction": "inbound", "in_reply_to": None, "references": None, "author_user_id": None,
+_PLAIN_CONSTANTS: dict[str, Any] = {"direction": "inbound", "in_reply_to": None, "references": None, "author_user_id": None,
                     "sent_at": None, "cc": literal_column("'[]'"), "bcc": literal_column("'[]'")}
 _INSERT_PLAIN = insert(_MSG).values(**_PLAIN_CONSTANTS)
 _INSERT_MAIL = insert(_MSG).values(direction="inbound", author_user_id=None, bcc=literal_column("'[]'"))
@@ -168,18 +170,24 @@ def store(session, items: Sequence[Incoming], *, now: datetime, settings, source
     stored = _stored(conn, items, ancestry)
     verdicts = _verdicts(conn, items, digests, stored, now=now)
     fresh = [item for item, verdict in zip(items, verdicts, strict=True) if verdict is None]
-    shared = sharing(conn, ancestry | {item.external_id for item in mail if item.external_id}) if mail else {}
+    shared_ids = sharing(conn, ancestry | {item.external_id for item in mail if item.external_id}) if mail else {}
     tags = {int(t) for item in mail for t in TAG.findall(item.subject or "")}
-    threads = _threads(conn, [item for item in fresh if item.kind == CHAT])
-    router = Router(conn, {*(m.conversation_id for m in stored.values()), *shared.values(), *tags,
-                           *threads.values(), *(item.conversation_id for item in fresh if item.conversation_id)})
+    thread_ids = _threads(conn, [item for item in fresh if item.kind == CHAT])
+    # (A stored message always has its conversation: only one earlier in the batch has None.)
+    router = Router(conn, {*(m.conversation_id for m in stored.values() if m.conversation_id is not None),
+                           *shared_ids.values(), *tags, *thread_ids.values(),
+                           *(item.conversation_id for item in fresh if item.conversation_id)})
     contacts = _contacts(conn, fresh, now=now)
 
-    # Plan: where each message goes; a new conversation's ref is ("new", n) until inserted.
-    known: dict[tuple[str, str], object] = {key: m.conversation_id for key, m in stored.items()}
+    # Plan: where each message goes; a new conversation's ref is ("new", n) until inserted,
+    # and the batch's own messages and threads lead to refs too.
+    known: dict[tuple[str, str | None], Ref] = {
+        key: m.conversation_id for key, m in stored.items() if m.conversation_id is not None}
+    shared: dict[str, Ref] = dict(shared_ids)
+    threads: dict[tuple[str, str | None], Ref] = dict(thread_ids.items())
     new_convs: list[dict] = []
-    touched: dict[object, dict] = {}  # existing id -> {"first": at, "last": at, "reopened": status or None}
-    planned: list[tuple[object, str, str | None]] = []  # (ref, action, reason)
+    touched: dict[int, dict] = {}  # existing id -> {"first": at, "last": at, "reopened": status or None}
+    planned: list[tuple[Ref | None, str, str | None]] = []  # (ref, action, reason)
     for item, verdict in zip(items, verdicts, strict=True):
         if verdict == DUPLICATE:
             planned.append((known[(item.channel, item.external_id)], DUPLICATE, None))
@@ -233,12 +241,12 @@ def store(session, items: Sequence[Incoming], *, now: datetime, settings, source
     # Write: conversations first, then every id is known.
     new_ids = _insert_conversations(conn, new_convs)
 
-    def real(ref):
+    def real(ref: Ref) -> int:
         return new_ids[ref[1]] if isinstance(ref, tuple) else ref
 
     kept = [(item, digest, real(ref), ref, action)
             for item, digest, (ref, action, _) in zip(items, digests, planned, strict=True)
-            if action in ("created", "appended")]
+            if action in ("created", "appended") and ref is not None]  # these always have a ref
     message_ids = _insert_messages(conn, [(item, digest, cid) for item, digest, cid, _, _ in kept], contacts)
     store_references(conn, [(message_id, item.candidates)
                             for (item, *_), message_id in zip(kept, message_ids, strict=True) if item.kind == MAIL])
@@ -252,8 +260,8 @@ def store(session, items: Sequence[Incoming], *, now: datetime, settings, source
     first_reply: dict[int, int] = {}  # existing conversation -> its first new message
     reopened_done: set[int] = set()
     for (item, _, cid, ref, action), message_id in zip(kept, message_ids, strict=True):
-        state = touched.get(ref)
-        reopened = state["reopened"] if state and cid not in reopened_done else None
+        touch = touched.get(ref) if isinstance(ref, int) else None
+        reopened = touch["reopened"] if touch and cid not in reopened_done else None
         if reopened:
             reopened_done.add(cid)
         if not isinstance(ref, tuple):
@@ -322,10 +330,10 @@ def _verdicts(conn, items, digests, stored, *, now) -> list[str | None]:
     return verdicts
 
 
-def _threads(conn, chat: list[Incoming]) -> dict[tuple[str, str], object]:
+def _threads(conn, chat: list[Incoming]) -> dict[tuple[str, str], int]:
     """(channel, thread) → its newest conversation."""
-    keys = {(item.channel, item.thread) for item in chat}
-    threads: dict[tuple[str, str], object] = {}
+    keys = {(item.channel, item.thread) for item in chat if item.thread is not None}  # chat: never None
+    threads: dict[tuple[str, str], int] = {}
     if keys:
         for cid, channel, thread_key in conn.execute(_SELECT_THREADS, {
                 "channels": sorted({k[0] for k in keys}), "threads": sorted({k[1] for k in keys})}):
@@ -334,7 +342,8 @@ def _threads(conn, chat: list[Incoming]) -> dict[tuple[str, str], object]:
     return threads
 
 
-def _target(item: Incoming, router: Router, known, shared, threads):
+def _target(item: Incoming, router: Router, known: Mapping[tuple[str, str | None], Ref], shared: Mapping[str, Ref],
+            threads: Mapping[tuple[str, str | None], Ref]) -> tuple[Ref, dict] | None:
     """Where the item threads: (ref, state) from the router, or None for nowhere."""
     if item.conversation_id is not None:
         return router.target(item.conversation_id)
@@ -344,7 +353,7 @@ def _target(item: Incoming, router: Router, known, shared, threads):
         # as its ancestor (it came first) or sharing an ancestor with it; else the tag.
         ref = next((known[(item.channel, c)] for c in candidates if (item.channel, c) in known), None)
         if ref is None:
-            ref = next((shared[c] for c in [item.external_id, *candidates] if c in shared), None)
+            ref = next((shared[c] for c in [item.external_id, *candidates] if c is not None and c in shared), None)
         target = router.target(ref) if ref is not None else None
         if target is None:
             target = next(filter(None, (router.target(int(t)) for t in TAG.findall(item.subject or ""))), None)
