@@ -6,7 +6,6 @@ import logging
 import sys
 
 import click
-from sqlalchemy import select
 
 from deskctl import clock, term
 from deskctl.commands import _complete
@@ -14,7 +13,6 @@ from deskctl.commands._options import LIMIT, emit, output_options
 from deskctl.errors import INTERNAL, DeskError, Forbidden, UsageError
 from deskctl.jobs import access, registry, runner
 from deskctl.jobs import daemon as daemon_module
-from deskctl.models import JobRun
 from deskctl.output import Column, notice
 
 
@@ -76,26 +74,8 @@ def list_jobs(app):
     """Each job's schedule, last run and outcome, and next run."""
 
     now = app.now()
-    settings = app.settings
-    rows = []
     with app.read() as session:
-        for name in registry.names():
-            schedule = runner.schedule_for(name, settings)
-            trigger = runner.trigger_for(schedule, settings.timezone)
-            last = session.scalars(select(JobRun).where(JobRun.job == name)
-                                   .order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(1)).first()
-            next_run = None
-            if trigger is not None:
-                if runner.is_due(trigger, runner.last_scheduled(session, name, now), now):
-                    next_run = now
-                else:
-                    next_run = runner.next_fire_time(trigger, now)
-            description = registry.get(name).description
-            if not registry.available(name):
-                description += " [not installed]"
-            rows.append({"job": name, "schedule": schedule.describe(), "last_run": last.started_at if last else None,
-                         "outcome": last.outcome if last else None, "next_run": next_run,
-                         "description": description})
+        rows = runner.overview(session, app.settings, now)
     emit(app, rows, _columns("list"), id_key="job")
 
 
@@ -167,12 +147,7 @@ def history(app, name, limit, outcome):
     if name:
         registry.get(name)
     with app.read() as session:
-        stmt = select(JobRun).order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(limit)
-        if name:
-            stmt = stmt.where(JobRun.job == name)
-        if outcome:
-            stmt = stmt.where(JobRun.outcome.in_(outcome))
-        rows = [runner.run_record(r) for r in session.scalars(stmt)]
+        rows = runner.history(session, name=name, outcomes=outcome, limit=limit)
     count = emit(app, rows, _columns("run"))
     if count == 0:
         notice("no job runs recorded")
