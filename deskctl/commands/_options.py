@@ -66,6 +66,23 @@ def emit(app, rows, columns, *, id_key: str = "id") -> int:
                          width=table_width())
 
 
+def emit_read(app, columns, fetch, *, id_key: str = "id") -> int:
+    """A read-only command: the acting user is checked, `fetch(session, actor)` returns the
+    records, printed in the command's format. Returns how many were printed."""
+    with app.read() as session:
+        rows = fetch(session, app.actor(session))
+    return emit(app, rows, columns, id_key=id_key)
+
+
+def emit_change(app, columns, change, done: str, *, id_key: str = "id") -> None:
+    """A command that changes one thing: `change(session, actor)` runs in one transaction and
+    returns the records as they are after it; they are printed, then `done` on stderr."""
+    with app.transaction() as session:
+        rows = change(session, app.actor(session))
+    emit(app, rows, columns, id_key=id_key)
+    output.notice(done)
+
+
 def _csv_values(values) -> tuple[str, ...]:
     """Repeated options that also accept commas: --status new,open --status pending."""
     out: list[str] = []
