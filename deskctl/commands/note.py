@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from deskctl.commands._options import emit, output_options
+from deskctl.commands._options import emit, emit_change, output_options
 from deskctl.errors import NotFound, UsageError
 from deskctl.output import Column, notice
 from deskctl.services.conversations import notes
@@ -40,6 +40,20 @@ def _read_text(text: str | None, file_) -> str:
     return text
 
 
+def _text_options(file_help: str):
+    """TEXT (`-`: stdin) or --file F: read them with `_read_text`."""
+    def decorate(func):
+        func = click.option("--file", "file_", type=click.File("r", encoding="utf-8"), metavar="F",
+                            help=file_help)(func)
+        return click.argument("text", required=False)(func)
+
+    return decorate
+
+
+def _emit(app, record) -> None:
+    emit(app, [record], _columns(), id_key="conversation_id")
+
+
 @click.group(cls=NoteGroup)
 def note():
     """Internal notes: `note ID TEXT` adds one (TEXT `-` reads stdin; or --file F);
@@ -49,9 +63,7 @@ def note():
 
 @note.command("add")
 @click.argument("conversation_id", metavar="ID")
-@click.argument("text", required=False)
-@click.option("--file", "file_", type=click.File("r", encoding="utf-8"), metavar="F",
-              help="Read the note from this file (`-`: stdin).")
+@_text_options("Read the note from this file (`-`: stdin).")
 @output_options
 @click.pass_obj
 def add(app, conversation_id, text, file_):
@@ -60,8 +72,7 @@ def add(app, conversation_id, text, file_):
     body = _read_text(text, file_)
     with app.transaction() as session:
         record = notes.add_note(session, app.actor(session), cid, body, now=app.now(), settings=app.settings)
-    emit(app, [record], _columns(), id_key="conversation_id")
-
+    _emit(app, record)
     notice(f"note {record['id']} added to #{cid}")
 
 
@@ -77,9 +88,7 @@ def _note_id(value: str) -> int:
 
 @note.command("edit")
 @click.argument("note_id", metavar="NOTE_ID")
-@click.argument("text", required=False)
-@click.option("--file", "file_", type=click.File("r", encoding="utf-8"), metavar="F",
-              help="Read the new text from this file (`-`: stdin).")
+@_text_options("Read the new text from this file (`-`: stdin).")
 @output_options
 @click.pass_obj
 def edit(app, note_id, text, file_):
@@ -89,7 +98,7 @@ def edit(app, note_id, text, file_):
     with app.transaction() as session:
         record, changed = notes.edit_note(session, app.actor(session), nid, body, now=app.now(),
                                           settings=app.settings)
-    emit(app, [record], _columns(), id_key="conversation_id")
+    _emit(app, record)
     notice(f"note {nid} edited" if changed else f"note {nid} already has this text; nothing changed")
 
 
@@ -100,7 +109,6 @@ def edit(app, note_id, text, file_):
 def delete(app, note_id):
     """Delete note NOTE_ID from the thread; its versions stay in the audit trail."""
     nid = _note_id(note_id)
-    with app.transaction() as session:
-        record = notes.delete_note(session, app.actor(session), nid, now=app.now(), settings=app.settings)
-    emit(app, [record], _columns(), id_key="conversation_id")
-    notice(f"note {nid} deleted")
+    emit_change(app, _columns(),
+                lambda session, actor: [notes.delete_note(session, actor, nid, now=app.now(), settings=app.settings)],
+                f"note {nid} deleted", id_key="conversation_id")
