@@ -53,6 +53,27 @@ def run_bulk(app, targets, *, verb: str, past: str, dry_run: bool, yes: bool, ac
     return records
 
 
+def _run_verb(app, targets, change, *, verb: str, past: str, dry_run: bool, yes: bool, **options) -> list[dict]:
+    """`run_bulk` of a lifecycle service verb: `change(session, actor, targets, **options)`
+    with the desk's clock and settings."""
+    return run_bulk(app, targets, verb=verb, past=past, dry_run=dry_run, yes=yes,
+                    action=lambda session, actor: change(session, actor, targets, now=app.now(),
+                                                         settings=app.settings, dry_run=dry_run, **options))
+
+
+def _plain_verb(name: str, past: str, change, doc: str):
+    """A verb with TARGETS and no option of its own (release, reopen)."""
+    @click.command(name, help=doc)
+    @targets_argument
+    @bulk_options
+    @output_options
+    @click.pass_obj
+    def command(app, targets, dry_run, yes):
+        _run_verb(app, targets, change, verb=name, past=past, dry_run=dry_run, yes=yes)
+
+    return command
+
+
 def when_option(name: str, help_text: str):
     return click.option(name, "until", metavar="WHEN", help=help_text)
 
@@ -64,16 +85,8 @@ def parse_until(app, value):
     return parse_when(value, now=app.now(), tz=app.settings.timezone)
 
 
-@click.command()
-@targets_argument
-@bulk_options
-@output_options
-@click.pass_obj
-def release(app, targets, dry_run, yes):
-    """Give claimed conversations back to their group: assignee cleared, status new."""
-    run_bulk(app, targets, verb="release", past="released", dry_run=dry_run, yes=yes,
-             action=lambda session, actor: lifecycle.release(
-                 session, actor, targets, now=app.now(), settings=app.settings, dry_run=dry_run))
+release = _plain_verb("release", "released", lifecycle.release,
+                      "Give claimed conversations back to their group: assignee cleared, status new.")
 
 
 @click.command()
@@ -87,10 +100,8 @@ def release(app, targets, dry_run, yes):
 def pending(app, targets, until, note, dry_run, yes):
     """Status pending: wait for the contact's reply (and, with --until, a boomerang)."""
     when = parse_until(app, until)
-    run_bulk(app, targets, verb="put pending", past="put pending", dry_run=dry_run, yes=yes,
-             action=lambda session, actor: lifecycle.pending(
-                 session, actor, targets, until=when, note=note, now=app.now(), settings=app.settings,
-                 dry_run=dry_run))
+    _run_verb(app, targets, lifecycle.pending, verb="put pending", past="put pending", dry_run=dry_run, yes=yes,
+              until=when, note=note)
 
 
 @click.command()
@@ -102,9 +113,8 @@ def pending(app, targets, until, note, dry_run, yes):
 def resolve(app, targets, until, dry_run, yes):
     """Status resolved: answered; a contact reply brings it back to new."""
     when = parse_until(app, until)
-    run_bulk(app, targets, verb="resolve", past="resolved", dry_run=dry_run, yes=yes,
-             action=lambda session, actor: lifecycle.resolve(
-                 session, actor, targets, until=when, now=app.now(), settings=app.settings, dry_run=dry_run))
+    _run_verb(app, targets, lifecycle.resolve, verb="resolve", past="resolved", dry_run=dry_run, yes=yes,
+              until=when)
 
 
 def targets_argument_without(*excluded: str):
@@ -152,10 +162,8 @@ def close(app, targets, tags, reason, note, csat, status, transcript_to, dry_run
 
     Here --status and --tag are the new values, not filters: to select by status or tag,
     pipe `deskctl list --status resolved --format ids | deskctl close -`."""
-    run_bulk(app, targets, verb="close", past="closed", dry_run=dry_run, yes=yes,
-             action=lambda session, actor: lifecycle.close(
-                 session, actor, targets, tags=tags, reason=reason, note=note, csat=csat, status=status,
-                 transcript_to=transcript_to, now=app.now(), settings=app.settings, dry_run=dry_run))
+    _run_verb(app, targets, lifecycle.close, verb="close", past="closed", dry_run=dry_run, yes=yes,
+              tags=tags, reason=reason, note=note, csat=csat, status=status, transcript_to=transcript_to)
 
 
 @click.command()
@@ -175,22 +183,11 @@ def qualify(app, targets, tags, untags, reason, new_priority, note, dry_run, yes
 
     Here --tag and --priority are the new values, not filters (pipe ids from `list` to
     select by them)."""
-    run_bulk(app, targets, verb="qualify", past="qualified", dry_run=dry_run, yes=yes,
-             action=lambda session, actor: lifecycle.qualify(
-                 session, actor, targets, tags=tags, untags=untags, reason=reason, priority=new_priority,
-                 note=note, now=app.now(), settings=app.settings, dry_run=dry_run))
+    _run_verb(app, targets, lifecycle.qualify, verb="qualify", past="qualified", dry_run=dry_run, yes=yes,
+              tags=tags, untags=untags, reason=reason, priority=new_priority, note=note)
 
 
-@click.command()
-@targets_argument
-@bulk_options
-@output_options
-@click.pass_obj
-def reopen(app, targets, dry_run, yes):
-    """Back to new (from pending, resolved or closed)."""
-    run_bulk(app, targets, verb="reopen", past="reopened", dry_run=dry_run, yes=yes,
-             action=lambda session, actor: lifecycle.reopen(
-                 session, actor, targets, now=app.now(), settings=app.settings, dry_run=dry_run))
+reopen = _plain_verb("reopen", "reopened", lifecycle.reopen, "Back to new (from pending, resolved or closed).")
 
 
 @click.command()
