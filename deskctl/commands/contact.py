@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from deskctl import output, term
-from deskctl.commands._options import LIMIT, emit, output_options
+from deskctl.commands._options import LIMIT, emit, emit_read, output_options
 from deskctl.db.engine import truncate_wal
 from deskctl.errors import UsageError
 from deskctl.output import Column, notice
@@ -87,10 +87,7 @@ def find(app, query, email, phone, account_id, vip, attrs, limit):
 @click.pass_obj
 def show(app, ref):
     """Show one contact (REF: id or email)."""
-    with app.read() as session:
-        app.actor(session)
-        record = contacts.record_for(session, contacts.get_contact(session, ref))
-    emit(app, [record], _columns())
+    emit_read(app, _columns(), lambda session, actor: [contacts.record_for(session, contacts.get_contact(session, ref))])
 
 
 @contact.command("set")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from deskctl.commands import _complete
-from deskctl.commands._options import emit, output_options
+from deskctl.commands._options import emit, emit_read, output_options
 from deskctl.errors import UsageError
 from deskctl.output import Column, notice
 from deskctl.services.outbound import templates
@@ -50,9 +50,7 @@ def add(app, name, body, file_, personal):
 @click.pass_obj
 def list_(app, personal):
     """List the templates you can use: the team's and your own."""
-    with app.read() as session:
-        records = templates.visible(session, app.actor(session), personal_only=personal)
-    emit(app, records, _columns())
+    emit_read(app, _columns(), lambda session, actor: templates.visible(session, actor, personal_only=personal))
 
 
 @template.command("show")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from deskctl.commands import _complete
-from deskctl.commands._options import emit, output_options
+from deskctl.commands._options import emit, emit_read, output_options
 from deskctl.errors import Forbidden
 from deskctl.output import Column
 from deskctl.services.directory import staff as directory
@@ -51,10 +51,8 @@ def add(app, handle, name, email, role, location, groups):
 @click.pass_obj
 def list_(app, group, role):
     """List users."""
-    with app.read() as session:
-        app.actor(session)
-        records = [directory.user_record(session, u) for u in directory.list_users(session, group=group, role=role)]
-    emit(app, records, _columns())
+    emit_read(app, _columns(), lambda session, actor: [
+        directory.user_record(session, u) for u in directory.list_users(session, group=group, role=role)])
 
 
 @user.command("show")
@@ -63,10 +61,8 @@ def list_(app, group, role):
 @click.pass_obj
 def show(app, handle):
     """Show one user."""
-    with app.read() as session:
-        app.actor(session)
-        record = directory.user_record(session, directory.get_user(session, handle))
-    emit(app, [record], _columns())
+    emit_read(app, _columns(), lambda session, actor: [
+        directory.user_record(session, directory.get_user(session, handle))])
 
 
 @user.command("set")
