@@ -15,11 +15,24 @@ def _columns():
     return [Column("handle"), Column("availability"), Column("default_availability")]
 
 
+def _user_options(default_help: str):
+    """--user H and --default STATE, on `availability` and on `availability set`."""
+    def decorate(func):
+        func = click.option("--default", "default", metavar="STATE", shell_complete=_complete.availability_states,
+                            help=default_help)(func)
+        return click.option("--user", "handle", metavar="H", shell_complete=_complete.users,
+                            help="Another user (supervisor or admin).")(func)
+
+    return decorate
+
+
+def _record(user) -> dict:
+    return {"handle": user.handle, "availability": user.availability,
+            "default_availability": user.default_availability}
+
+
 @click.group(invoke_without_command=True)
-@click.option("--user", "handle", metavar="H", shell_complete=_complete.users,
-              help="Another user (supervisor or admin).")
-@click.option("--default", "default", metavar="STATE", shell_complete=_complete.availability_states,
-              help="Set the default applied at the next `login`.")
+@_user_options("Set the default applied at the next `login`.")
 @output_options
 @click.pass_context
 def availability(ctx, handle, default):
@@ -32,10 +45,7 @@ def availability(ctx, handle, default):
 
 @availability.command("set")
 @click.argument("state", shell_complete=_complete.availability_states)
-@click.option("--user", "handle", metavar="H", shell_complete=_complete.users,
-              help="Another user (supervisor or admin).")
-@click.option("--default", "default", metavar="STATE", shell_complete=_complete.availability_states,
-              help="Also set the default availability.")
+@_user_options("Also set the default availability.")
 @output_options
 @click.pass_context
 def set_(ctx, state, handle, default):
@@ -54,8 +64,7 @@ def _apply(app, handle, state, default):
             user = directory.set_availability(session, actor, handle, state, default=default,
                                               states=app.settings.availability_states)
             _route_if_available(app, session, user)
-        record = {"handle": user.handle, "availability": user.availability,
-                  "default_availability": user.default_availability}
+        record = _record(user)
     emit(app, [record], _columns(), id_key="handle")
 
 
@@ -67,8 +76,7 @@ def login(app):
     with app.transaction() as session:
         user = directory.login(session, app.actor(session))
         _route_if_available(app, session, user)
-        record = {"handle": user.handle, "availability": user.availability,
-                  "default_availability": user.default_availability}
+        record = _record(user)
     emit(app, [record], _columns(), id_key="handle")
 
 
