@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import case, delete, func, insert, select, update
 
+from deskctl.db.dml import insert_ignore
 from deskctl.errors import BulkError, Conflict, DeskError, Forbidden, NotFound, UsageError
 from deskctl.models import (
     Conversation,
@@ -286,25 +287,28 @@ def _notify_watchers(session, actor, kind: str, changed: Sequence[Snap], *, now:
 # -- helpers shared by several verbs -------------------------------------------------------
 
 def _add_watchers(session, conversation_ids: Sequence[int], user_id: int, now: datetime) -> None:
-    """Make `user_id` a watcher of each conversation (set-based, existing ones kept)."""
-    for chunk in chunks(list(conversation_ids), CHUNK):
-        have = set(session.scalars(select(Watcher.conversation_id)
-                                   .where(Watcher.user_id == user_id, Watcher.conversation_id.in_(chunk))))
-        rows = [{"conversation_id": cid, "user_id": user_id, "created_at": now} for cid in chunk if cid not in have]
-        if rows:
-            session.execute(insert(Watcher), rows)
+    """Make `user_id` a watcher of each conversation (existing ones kept: ON CONFLICT DO NOTHING)."""
+    table = Watcher.__table__
+    rows = [{"conversation_id": cid, "user_id": user_id, "created_at": now} for cid in dict.fromkeys(conversation_ids)]
+    if rows:
+        insert_ignore(session, table, rows, (table.c.conversation_id,))
 
 
 def _add_tags(session, conversation_ids: Sequence[int], tags: Sequence[str]) -> None:
-    if not tags:
-        return
-    for chunk in chunks(list(conversation_ids), CHUNK):
-        have = {(cid, tag) for cid, tag in session.execute(
-            select(ConversationTag.conversation_id, ConversationTag.tag)
-            .where(ConversationTag.conversation_id.in_(chunk), ConversationTag.tag.in_(tags)))}
-        rows = [{"conversation_id": cid, "tag": t} for cid in chunk for t in tags if (cid, t) not in have]
-        if rows:
-            session.execute(insert(ConversationTag), rows)
+    """Tag each conversation with each tag (existing ones kept: ON CONFLICT DO NOTHING)."""
+    table = ConversationTag.__table__
+    rows = [{"conversation_id": cid, "tag": t} for cid in dict.fromkeys(conversation_ids) for t in dict.fromkeys(tags)]
+    if rows:
+        insert_ignore(session, table, rows, (table.c.conversation_id,))
+
+
+# The column each qualification value of `close` and `qualify` is stored in.
+_QUALIFICATION_COLUMNS = {"reason": "reason", "priority": "priority", "note": "closing_note", "csat": "csat"}
+
+
+def _qualification(**given) -> dict:
+    """UPDATE values for the qualification given (None: left as it is)."""
+    return {_QUALIFICATION_COLUMNS[name]: value for name, value in given.items() if value is not None}
 
 
 def _remove_tags(session, conversation_ids: Sequence[int], tags: Sequence[str]) -> None:
@@ -732,12 +736,7 @@ def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason:
     else:  # open: somebody must hold it
         values.update(assignee_id=func.coalesce(C.assignee_id, actor.id), pending_since=None,
                       claimed_at=func.coalesce(C.claimed_at, now))
-    if reason is not None:
-        values["reason"] = reason
-    if note is not None:
-        values["closing_note"] = note
-    if csat is not None:
-        values["csat"] = csat
+    values.update(_qualification(reason=reason, note=note, csat=csat))
 
     def after(s: Snap):
         assignee = s.assignee_id if status != "open" or s.assignee_id is not None else actor.id
@@ -770,13 +769,7 @@ def qualify(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), untag
     if both:
         raise UsageError(f"tag {sorted(both)[0]!r} is both added and removed")
     check_reason(reason, settings)
-    values: dict = {}
-    if reason is not None:
-        values["reason"] = reason
-    if priority is not None:
-        values["priority"] = priority
-    if note is not None:
-        values["closing_note"] = note
+    values = _qualification(reason=reason, priority=priority, note=note)
 
     def after_write(changed):
         ids = [s.id for s in changed]
