@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import and_, false, or_, select
 
-from deskctl.errors import Forbidden
+from deskctl.errors import Forbidden, NotFound
 from deskctl.models import Conversation
 from deskctl.services.actor import Actor
 from deskctl.services.conversations.selection import chunks
@@ -42,6 +42,17 @@ def forbidden_ids(session, actor: Actor, ids: Sequence[int], settings) -> list[i
     for chunk in chunks(list(ids)):
         allowed.update(session.scalars(select(Conversation.id).where(Conversation.id.in_(chunk), clause)))
     return [i for i in ids if i not in allowed]
+
+
+def conversation_for(session, actor: Actor, conversation_id: int, settings) -> Conversation:
+    """The conversation `actor` acts on: not found (3) when there is none, forbidden (5)
+    when it is outside their scope."""
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None:
+        raise NotFound(f"conversation not found: #{conversation_id}")
+    if forbidden_ids(session, actor, [conversation_id], settings):
+        raise forbidden_error(actor)
+    return conversation
 
 
 def forbidden_error(actor: Actor) -> Forbidden:

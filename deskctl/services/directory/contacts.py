@@ -234,11 +234,7 @@ def attach(session, actor: Actor, conversation_id: int, ref: str, *, now: dateti
 
     Returns (contact record, changed, created). Attaching the contact it already has
     changes nothing and records no event."""
-    conversation = session.get(Conversation, conversation_id)
-    if conversation is None:
-        raise NotFound(f"conversation not found: #{conversation_id}")
-    if permissions.forbidden_ids(session, actor, [conversation_id], settings):
-        raise permissions.forbidden_error(actor)
+    conversation = permissions.conversation_for(session, actor, conversation_id, settings)
     contact, created = resolve_or_create(session, ref, now=now, name=name)
     if conversation.contact_id == contact.id:
         return record_for(session, contact), False, created

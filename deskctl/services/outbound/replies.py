@@ -24,8 +24,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from deskctl.errors import Conflict, NotFound, UsageError
-from deskctl.models import Attachment, Contact, Conversation, Message, Outbox
+from deskctl.errors import Conflict, UsageError
+from deskctl.models import Attachment, Contact, Message, Outbox
 from deskctl.services.actor import Actor
 from deskctl.services.addresses import check_address, is_address
 from deskctl.services.conversations import permissions
@@ -152,11 +152,7 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
         raise UsageError("give the reply text or a template (exactly one)", option="template")
     cc = [check_address(a, "cc", option="cc") for a in cc]
     bcc = [check_address(a, "bcc", option="bcc") for a in bcc]
-    conversation = session.get(Conversation, conversation_id)
-    if conversation is None:
-        raise NotFound(f"conversation not found: #{conversation_id}")
-    if permissions.forbidden_ids(session, actor, [conversation_id], settings):
-        raise permissions.forbidden_error(actor)
+    conversation = permissions.conversation_for(session, actor, conversation_id, settings)
     if conversation.status == "closed":
         raise Conflict(f"#{conversation_id} is closed: reopen it first, or start a new conversation")
     if template is not None:
