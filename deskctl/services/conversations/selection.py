@@ -111,25 +111,24 @@ def _check_choices(values: Sequence[str], allowed: Sequence[str], what: str) -> 
             raise UsageError(f"invalid {what} {value!r} (choose from {', '.join(allowed)})")
 
 
+def _id_named(session, model, column, value: str, what: str) -> int:
+    """The id of the `model` row whose `column` is `value`; not found (3) when there is none."""
+    row_id = session.scalar(select(model.id).where(column == value))
+    if row_id is None:
+        raise NotFound(f"{what} not found: {value}")
+    return row_id
+
+
 def user_id_by_handle(session, handle: str) -> int:
-    user_id = session.scalar(select(User.id).where(User.handle == handle))
-    if user_id is None:
-        raise NotFound(f"user not found: {handle}")
-    return user_id
+    return _id_named(session, User, User.handle, handle, "user")
 
 
 def group_id_by_name(session, name: str) -> int:
-    group_id = session.scalar(select(Group.id).where(Group.name == name))
-    if group_id is None:
-        raise NotFound(f"group not found: {name}")
-    return group_id
+    return _id_named(session, Group, Group.name, name, "group")
 
 
 def location_id_by_name(session, name: str) -> int:
-    location_id = session.scalar(select(Location.id).where(Location.name == name))
-    if location_id is None:
-        raise NotFound(f"location not found: {name}")
-    return location_id
+    return _id_named(session, Location, Location.name, name, "location")
 
 
 def apply_filter(stmt: Select, session, flt: ConversationFilter, *, actor_id: int | None,
