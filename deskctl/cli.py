@@ -52,6 +52,7 @@ COMMANDS: dict[str, str] = {
     "daemon": "deskctl.commands.jobs:daemon",
     "jobs": "deskctl.commands.jobs:jobs",
     "config": "deskctl.commands.config:config",
+    "automation": "deskctl.commands.automation:automation",
 }
 
 

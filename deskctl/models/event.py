@@ -16,6 +16,8 @@ EVENT_KINDS = (
     "transcript_sent",
     # Routing (SPEC §10).
     "routed", "offered", "declined", "offer_expired",
+    # Automations (SPEC §11): one per rule firing.
+    "automation",
 )
 
 

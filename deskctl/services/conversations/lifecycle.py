@@ -526,6 +526,20 @@ def resolve_ref(session, ref: str) -> TransferTarget:
     return found[0]
 
 
+def transfer_values(assignee_id: int | None, group_id: int | None = None,
+                    location_id: int | None = None) -> dict:
+    """The SET values of a transfer (also automations' `group` and `assign`): status
+    `new`, claim, boomerang and pending cleared, any offer withdrawn, the assignee set
+    (None: cleared); to a group, the group and, when it has one, its location."""
+    values: dict = {"status": "new", "assignee_id": assignee_id, "claimed_at": None, "boomerang_at": None,
+                    "pending_since": None, **routing.withdraw_offer_values()}
+    if group_id is not None:
+        values["group_id"] = group_id
+        if location_id is not None:
+            values["location_id"] = location_id
+    return values
+
+
 def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None = None,
              keep_informed: bool = True, reason: str | None = None, now: datetime, settings,
              dry_run: bool = False, warn: Callable[[str], None] | None = None) -> list[dict]:
@@ -550,16 +564,12 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
             return Conflict("claim it first (rules.transfer_requires_claim)")
         return None
 
-    values: dict = {"status": "new", "claimed_at": None, "boomerang_at": None, "pending_since": None,
-                    **routing.withdraw_offer_values()}
     if target.kind == "user":
-        values["assignee_id"] = target.id
+        values = transfer_values(target.id)
         after = lambda s: ("new", target.id, s.group_id)  # noqa: E731
         to_user, to_group = target.name, None
     else:
-        values.update(assignee_id=None, group_id=target.id)
-        if target.location_id is not None:
-            values["location_id"] = target.location_id
+        values = transfer_values(None, target.id, target.location_id)
         after = lambda s: ("new", None, target.id)  # noqa: E731
         to_user, to_group = None, target.name
 
@@ -746,6 +756,10 @@ def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason:
             from deskctl.services.outbound import transcripts as mail
             for cid in ids:
                 mail.queue_transcript(session, cid, transcript_to, actor=actor.handle, now=now, settings=settings)
+        if status == "closed":
+            from deskctl.services import automations
+
+            automations.on_events(session, "closed", ids, now=now, settings=settings)
 
     plan = Plan(kind="closed", check=check, values=values, after=after,
                 data=lambda s: {"status": status, "tags": tags, "reason": reason, "csat": csat, "note": note})

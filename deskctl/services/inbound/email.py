@@ -108,6 +108,8 @@ class ParsedEmail:
     references: list[str] = field(default_factory=list)
     cc: list[str] = field(default_factory=list)
     attachments: list[tuple[str, str, bytes]] = field(default_factory=list)  # filename, type, bytes
+    # TEMPORARY (automations, until the pipeline lands): the RFC 3834 headers, lower-case keys.
+    headers: dict[str, str] = field(default_factory=dict)
 
     def thread_candidates(self) -> list[str]:
         """Message-IDs that may name the parent, most specific first."""
@@ -192,6 +194,8 @@ def _parse_message(msg, raw: bytes) -> ParsedEmail:
         date=date, in_reply_to=_safe(_first_id(_unfold(raw_headers.get("in-reply-to")))),
         references=[_safe(r) for r in references], cc=[_safe(c) for c in cc],
         attachments=[(_safe(name), _safe(ctype), data) for name, ctype, data in attachments],
+        headers={k: _unfold(raw_headers[k]) for k in ("auto-submitted", "precedence", "list-id")
+                 if k in raw_headers},
     )
 
 
@@ -536,6 +540,14 @@ def _store(session, parsed, results, *, now, settings, group_id, store_attachmen
         ids = sorted({*new_ids, *touched})
         if ids:
             sla.refresh(session, ids, now=now, settings=settings)
+    # TEMPORARY (automations): the pipeline's single call site replaces this.
+    from deskctl.services import automations
+
+    automations.on_arrivals(session, [
+        automations.Arrival(real(ref), mid, ("created",) if isinstance(ref, tuple) else
+                            ("message_in", "reopened") if touched.get(ref, {}).get("reopened") else ("message_in",),
+                            CHANNEL, p.subject, p.text, p.sender, p.headers)
+        for (_, p, ref), mid in zip(to_store, message_ids, strict=True)], now=now, settings=settings)
     return rejected
 
 

@@ -480,6 +480,15 @@ def _store(session, items: list[Item], results: dict, *, groups, now, settings, 
     touched_ids = sorted({*new_ids, *(ref for ref, _ in existing)})
     if touched_ids and refresh:
         sla.refresh(session, touched_ids, now=now, settings=settings)
+    # TEMPORARY (automations): the pipeline's single call site replaces this.
+    from deskctl.services import automations
+
+    automations.on_arrivals(session, [
+        automations.Arrival(real(ref), mid, ("created",) if isinstance(ref, tuple) else
+                            ("message_in", "reopened") if touched.get(ref, {}).get("reopened") else ("message_in",),
+                            item.channel, item.subject, item.text, item.email, {})
+        for (item, ref, _), mid in zip([x for x in planned if x[2] != "duplicate"], message_ids, strict=True)],
+        now=now, settings=settings)
     return rejected
 
 

@@ -70,4 +70,9 @@ def create(session, actor: Actor, *, channel: str, contact_ref: str, text: str, 
         session.execute(update(Event).where(Event.conversation_id == cid, Event.kind == "message_in")
                         .values(actor=actor.handle))
     sla.refresh(session, [cid], now=now, settings=settings)
+    # TEMPORARY (automations): the pipeline's single call site replaces this.
+    from deskctl.services import automations
+
+    automations.on_arrivals(session, [automations.Arrival(cid, None, ("created",), channel, subject, text,
+                                                          contact.email, {})], now=now, settings=settings)
     return cid, contacts.record_for(session, contact), created
