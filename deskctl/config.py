@@ -926,6 +926,9 @@ def _automations(raw: Any, report: _Report, channels: tuple[str, ...],
         return ()
     rules: list[AutomationRule] = []
     for index, item in enumerate(raw):
+        if isinstance(item, dict) and True in item and "on" not in item:
+            # YAML 1.1 reads a bare `on:` key as the boolean true; `config show` writes 'on'.
+            item = raw[index] = {("on" if k is True else k): v for k, v in item.items()}
         rule = _automation(index, item, report, channels, business_hours)
         if rule is None:
             continue
@@ -941,8 +944,6 @@ def _automation(index: int, raw: Any, report: _Report, channels: tuple[str, ...]
     key = f"automations[{index}]"
     if not report.check(isinstance(raw, dict), key, "must be a mapping (name, on, if, then, stop)"):
         return None
-    if True in raw and "on" not in raw:  # YAML 1.1 reads a bare `on:` key as the boolean true
-        raw = {("on" if k is True else k): v for k, v in raw.items()}
     allowed = ("name", "on", "if", "then", "stop")
     for unknown in set(raw) - set(allowed):
         report.add(f"{key}.{unknown}", f"unknown key (known: {', '.join(allowed)})")
