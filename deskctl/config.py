@@ -994,6 +994,20 @@ def _name_list(value: Any, key: str, report: _Report, known: tuple[str, ...] | N
     return good
 
 
+_TAG = re.compile(r"^[^,\s][^,]{0,99}$")
+_HANDLE = re.compile(r"^[a-z0-9._-]{1,64}$")  # as services/directory/staff
+
+
+def _word_list(value: Any, key: str, report: _Report, pattern: re.Pattern, what: str) -> tuple[str, ...] | None:
+    """A word or a list of words, each matching `pattern` (tags, handles)."""
+    values = value if isinstance(value, list) else [value]
+    bad = [v for v in values if not (isinstance(v, str) and pattern.match(v.strip()))]
+    if bad or not values:
+        report.wrong_type(bad[0] if bad else value, key, f"must be {what} or a list of them")
+        return None
+    return tuple(dict.fromkeys(v.strip() for v in values))
+
+
 def _automation_conditions(raw: Any, key: str, report: _Report, channels: tuple[str, ...],
                            business_hours: dict[str, BusinessHours]) -> dict[str, Any] | None:
     if raw is None:
@@ -1052,7 +1066,8 @@ def _automation_actions(raw: Any, key: str, report: _Report) -> dict[str, Any] |
             continue
         parsed: Any = None
         if action in ("tag", "watch"):
-            parsed = _name_list(value, akey, report)
+            parsed = _word_list(value, akey, report, _TAG if action == "tag" else _HANDLE,
+                                "a tag (no commas, at most 100 characters)" if action == "tag" else "a user handle")
         elif action == "priority":
             if report.check(value in PRIORITIES, akey, f"must be one of {', '.join(PRIORITIES)}, not {value!r}"):
                 parsed = value
@@ -1060,9 +1075,10 @@ def _automation_actions(raw: Any, key: str, report: _Report) -> dict[str, Any] |
             if value is None:
                 out[action] = None
                 continue
-            parsed = _name_list(value, akey, report) if isinstance(value, str) else report.wrong_type(
-                value, akey, "must be a user handle, or null to unassign")
-            parsed = parsed[0] if parsed else None
+            if isinstance(value, str) and _HANDLE.match(value):
+                parsed = value
+            else:
+                report.wrong_type(value, akey, "must be a user handle, or null to unassign")
         elif action in ("group", "reply"):
             pattern = _NAME if action == "group" else _TEMPLATE_NAME
             if isinstance(value, str) and pattern.match(value):

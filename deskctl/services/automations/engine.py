@@ -67,7 +67,7 @@ class Arrival:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Case:
     """One conversation under evaluation: what triggered it and its current state."""
 
@@ -228,60 +228,91 @@ def _last_inbound_texts(session, ids: list[int]) -> dict[int, str]:
     return out
 
 
-def _holds(rule, case: _Case, directory: _Directory, now: datetime, settings) -> bool:
-    if case.stopped or not case.kinds.intersection(rule.on):
-        return False
-    for cond, value in rule.conditions.items():
-        if cond == "channel":
-            ok = case.channel in value
-        elif cond == "subject":
-            ok = value.search(case.subject) is not None
-        elif cond == "text":
-            ok = value.search(case.text or "") is not None
-        elif cond == "from":
-            ok = case.sender is not None and fnmatch.fnmatchcase(case.sender, value)
-        elif cond == "vip":
-            ok = case.vip == value
-        elif cond == "group":
-            ok = directory.group_names.get(case.group_id) in value
-        else:  # hours
-            from deskctl.services.sla.business_hours import calendar_for
+# Cheap tests first: each narrows the list the next one scans.
+_ORDER = {"channel": 0, "vip": 1, "group": 2, "from": 3, "subject": 4, "text": 5}
 
-            mode, calendar = value
-            ok = calendar_for(settings, calendar).is_open(now) == (mode == "inside")
-        if not ok:
-            return False
-    return True
+
+def _matching(rule, cases: list[_Case], directory: _Directory, now: datetime, settings) -> list[_Case]:
+    """The cases the rule fires on: triggered by one of its events, not stopped, every
+    condition holding. One pass over the list per condition (no per-case call chain:
+    this runs for every rule over every conversation of a batch)."""
+    if "hours" in rule.conditions:  # the same for the whole batch
+        from deskctl.services.sla.business_hours import calendar_for
+
+        mode, calendar = rule.conditions["hours"]
+        if calendar_for(settings, calendar).is_open(now) != (mode == "inside"):
+            return []
+    on = set(rule.on)
+    matched = [c for c in cases if not c.stopped and not on.isdisjoint(c.kinds)]
+    for cond in sorted((c for c in rule.conditions if c != "hours"), key=_ORDER.__getitem__):
+        if not matched:
+            break
+        value = rule.conditions[cond]
+        if cond == "channel":
+            matched = [c for c in matched if c.channel in value]
+        elif cond == "vip":
+            matched = [c for c in matched if c.vip == value]
+        elif cond == "group":
+            ids = {directory.groups[name][0] for name in value}
+            matched = [c for c in matched if c.group_id in ids]
+        elif cond == "from":
+            matched = [c for c in matched if c.sender is not None and fnmatch.fnmatchcase(c.sender, value)]
+        elif cond == "subject":
+            search = value.search
+            matched = [c for c in matched if search(c.subject) is not None]
+        else:  # text
+            search = value.search
+            matched = [c for c in matched if search(c.text or "") is not None]
+    return matched
+
+
+# Conversation columns each action writes (what the SLA may depend on).
+_COLUMNS = {"priority": ("priority",), "group": ("group_id", "location_id", "status", "assignee_id"),
+            "assign": ("assignee_id", "status")}
 
 
 def _run(session, cases: list[_Case], *, now: datetime, settings) -> list[dict]:
+    from deskctl.services.conversations.lifecycle import _insert_events
+
     directory = load_directory(session, settings)
     firings: list[dict] = []
+    initial = {case.id: case.status for case in cases}
     changed: set[int] = set()
+    columns: set[str] = set()
     for rule in settings.automations:
-        matched = [case for case in cases if _holds(rule, case, directory, now, settings)]
+        matched = _matching(rule, cases, directory, now, settings)
         if not matched:
             continue
+        on = set(rule.on)
+        triggers: dict[frozenset, list[str]] = {}
         changes: dict[int, dict] = {case.id: {} for case in matched}
         _apply(session, rule, matched, changes, directory, now=now, settings=settings)
+        for action, written in _COLUMNS.items():
+            if action in rule.actions:
+                done = [cid for cid, change in changes.items() if action in change]
+                if done:
+                    changed.update(done)
+                    columns.update(written)
         for case in matched:
             if rule.stop:
                 case.stopped = True
-            firings.append({"rule": rule.name, "id": case.id, "on": sorted(case.kinds.intersection(rule.on)),
-                            "changes": changes[case.id]})
-            if any(k in changes[case.id] for k in ("priority", "group", "assign", "reply")):
-                changed.add(case.id)
+            kinds = frozenset(case.kinds)
+            if kinds not in triggers:
+                triggers[kinds] = sorted(on.intersection(kinds))
+            firings.append({"rule": rule.name, "id": case.id, "on": triggers[kinds], "changes": changes[case.id]})
     if not firings:
         return firings
-    events.record_many(session, [{"conversation_id": f["id"], "actor": events.SYSTEM, "kind": "automation",
-                                  "at": now, "data": {"rule": f["rule"], "on": f["on"], "changes": f["changes"]}}
-                                 for f in firings])
+    _insert_events(session, events.SYSTEM, now, [
+        (f["id"], "automation", {"rule": f["rule"], "on": f["on"], "changes": f["changes"]}) for f in firings])
     if changed:
         from deskctl.services.sla import deadlines as sla
 
-        sla.refresh(session, sorted(changed), now=now, settings=settings)
+        by_id = {case.id: case for case in cases}
+        sla.after_change(session, [(cid, initial[cid], by_id[cid].status) for cid in sorted(changed)],
+                         frozenset(columns), now=now, settings=settings)
+    fired = {f["id"] for f in firings}
     for obj in list(session.identity_map.values()):  # Core wrote under the ORM's feet
-        if isinstance(obj, Conversation) and obj.id in {f["id"] for f in firings}:
+        if isinstance(obj, Conversation) and obj.id in fired:
             session.expire(obj)
     collected = session.info.get(FIRINGS)
     if collected is not None:
@@ -487,7 +518,7 @@ def _reply(session, rule, matched: list[_Case], changes: dict[int, dict], direct
         references.append(ancestors(in_reply_to, refs, external_id) if refs or in_reply_to else [])
         message_rows.append({
             "conversation_id": case.id, "direction": "outbound", "author_user_id": None, "author_contact_id": None,
-            "author_name": None, "channel": case.channel, "message_type": AUTOMATIC, "url": None,
+            "author_name": events.SYSTEM, "channel": case.channel, "message_type": AUTOMATIC, "url": None,
             "subject": subject, "text": text, "html": None, "external_id": external_id, "in_reply_to": in_reply_to,
             "references": " ".join(f"<{r}>" for r in refs) or None, "cc": [], "bcc": [], "created_at": now,
             "sent_at": None, "body_sha256": None})

@@ -295,15 +295,16 @@ def _add_watchers(session, conversation_ids: Sequence[int], user_id: int, now: d
 
 
 def _add_tags(session, conversation_ids: Sequence[int], tags: Sequence[str]) -> None:
+    """Add the tags (set-based; ones already there kept): one INSERT ... ON CONFLICT DO
+    NOTHING executemany per chunk, no read first."""
     if not tags:
         return
+    from deskctl.db.dml import dialect_insert
+
+    stmt = dialect_insert(session)(ConversationTag.__table__).on_conflict_do_nothing()
+    conn = session.connection()
     for chunk in chunks(list(conversation_ids), CHUNK):
-        have = {(cid, tag) for cid, tag in session.execute(
-            select(ConversationTag.conversation_id, ConversationTag.tag)
-            .where(ConversationTag.conversation_id.in_(chunk), ConversationTag.tag.in_(tags)))}
-        rows = [{"conversation_id": cid, "tag": t} for cid in chunk for t in tags if (cid, t) not in have]
-        if rows:
-            session.execute(insert(ConversationTag), rows)
+        conn.execute(stmt, [{"conversation_id": cid, "tag": t} for cid in chunk for t in tags])
 
 
 def _remove_tags(session, conversation_ids: Sequence[int], tags: Sequence[str]) -> None:
