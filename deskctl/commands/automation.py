@@ -54,11 +54,12 @@ def list_(app):
 @click.pass_obj
 def test(app, mail, jsonl):
     """Dry run: ingest the input in a transaction that is rolled back and print each
-    rule that would fire (conversation, rule, event, changes). Nothing is stored or sent."""
+    rule that would fire (conversation, rule, event, changes). Nothing is stored or sent.
+    Exit 65 when an input would be quarantined."""
     import os
 
-    from deskctl.errors import UsageError
-    from deskctl.output import notice
+    from deskctl.errors import DataError, UsageError
+    from deskctl.output import notice, warn
     from deskctl.services.automations import FIRINGS
     from deskctl.services.inbound import intake
 
@@ -98,12 +99,14 @@ def test(app, mail, jsonl):
     finally:
         if path != "-":
             stream.close()
-    for r in results:
-        if r["action"] == "quarantined":
-            notice(f"{r.get('message_id') or 'line ' + str(r.get('line'))}: would be quarantined: {r['reason']}")
+    bad = [r for r in results if r["action"] == "quarantined"]
+    for r in bad:
+        warn(f"{r.get('message_id') or 'line ' + str(r.get('line'))}: would be quarantined: {r['reason']}")
     records = [{"input": inputs.get(f["id"], (None, None))[0], "id": f["id"],
                 "action": inputs.get(f["id"], (None, None))[1], "rule": f["rule"], "on": f["on"],
                 "changes": f["changes"]} for f in firings]
     if not records:
         notice("no rule would fire")
     emit(app, records, _test_columns())
+    if bad:
+        raise DataError(f"{len(bad)} input(s) would be quarantined (nothing was stored)")

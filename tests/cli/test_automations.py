@@ -231,4 +231,23 @@ def test_automation_test_changes_nothing(seeded, configure, tmp_path):
     assert (record["rule"], record["input"]) == ("facturation", "line 1")
     result = seeded.run("automation", "test", "--jsonl", lines, "--mail", path)
     assert result.exit_code == 2
+    lines.write_text("not json\n")
+    result = seeded.run("automation", "test", "--jsonl", lines)
+    assert result.exit_code == 65 and "line 1: would be quarantined" in result.stderr
     assert seeded.dump() == before
+
+
+def test_auto_close_runs_the_closed_rules(seeded, configure, tmp_path):
+    configure("""
+automations:
+  - {name: archive, on: [closed], if: {text: "(?i)merci"}, then: {tag: [thanked]}}
+""")
+    msg = email_message("ty1", sender="lea@example.fr", subject="Thanks", date=DATE, body="Merci beaucoup !")
+    [result] = ingest_mail(seeded, tmp_path, msg).json()
+    cid = result["id"]
+    seeded.ok("resolve", cid)
+    seeded.now = "2026-11-25T10:00:00+00:00"  # auto-close.after is 4 days
+    seeded.ok("jobs", "run", "auto-close")
+    shown = seeded.json("show", cid)[0]
+    assert shown["status"] == "closed" and shown["tags"] == ["thanked"]
+    assert [data["on"] for _, data in automation_events(seeded)] == [["closed"]]
