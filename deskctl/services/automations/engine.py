@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
@@ -166,7 +167,7 @@ def on_arrivals(session, arrivals: Sequence, *, now: datetime, settings) -> list
     relevant = [a for a in arrivals if wanted.intersection(a.kinds)]
     if not relevant:
         return []
-    by_conversation: dict[int, object] = {}
+    by_conversation: dict[int, Any] = {}
     kinds: dict[int, set[str]] = {}
     for arrival in relevant:  # several messages to one conversation: it is evaluated once, on the last
         by_conversation[arrival.conversation_id] = arrival
