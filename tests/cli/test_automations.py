@@ -251,3 +251,17 @@ automations:
     shown = seeded.json("show", cid)[0]
     assert shown["status"] == "closed" and shown["tags"] == ["thanked"]
     assert [data["on"] for _, data in automation_events(seeded)] == [["closed"]]
+
+
+def test_list_and_config_show_round_trip(seeded, configure, tmp_path, monkeypatch):
+    configure(ROUTING)
+    rules = seeded.json("automation", "list")
+    assert [(r["position"], r["name"], r["on"], r["stop"]) for r in rules] == [
+        (1, "facturation", ["created", "message_in"], True), (2, "catch-all", ["created"], False),
+        (3, "on-close", ["closed"], False)]
+    assert rules[0]["if"] == {"subject": "(?i)facture|invoice", "channel": ["chat", "email"]}
+    # `config show` writes the bare YAML 1.1 `on` key so that it reads back as "on"
+    shown = tmp_path / "shown.yaml"
+    shown.write_text(seeded.ok("config", "show").stdout)
+    monkeypatch.setenv("DESKCTL_CONFIG", str(shown))
+    assert seeded.json("automation", "list") == rules
