@@ -49,8 +49,10 @@ demo: install ## Build a sample SQLite desk (desk.db) and show it working
 test: lint ## Lint, then every test on SQLite and PostgreSQL
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
-lint: install-test ## ruff, and the migrations match the models
+lint: install-test ## ruff, import contracts, mypy on the lower layers, migrations match models
 	$(VENV)/bin/ruff check deskctl tests bench
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(PY) -m tests.check_migrations
 
 bench: install-test ## Benchmarks on SQLite (BENCH_N conversations); figures and ratios

@@ -6,6 +6,8 @@ the exit code. Nothing else in the package knows exit codes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import click
 
 OK = 0
@@ -75,10 +77,11 @@ class ConfigError(DeskError):
 
     exit_code = CONFIG_ERROR
 
-    def __init__(self, file: str | None, key: str | None, problem: str, *, line: int | None = None):
+    def __init__(self, file: str | None, key: str | None, problem: str, *, line: int | None = None,
+                 problems: Sequence[ConfigError] = ()):
         self.file, self.key, self.problem, self.line = file, key, problem, line
-        self.problems: tuple[ConfigError, ...] = (self,)
-        super().__init__(self._describe())
+        self.problems: tuple[ConfigError, ...] = tuple(problems) or (self,)
+        super().__init__("\n".join(p._describe() for p in self.problems))
 
     def _describe(self) -> str:
         where = self.file or "built-in defaults"
@@ -90,10 +93,8 @@ class ConfigError(DeskError):
 
     @classmethod
     def several(cls, problems: list[ConfigError]) -> ConfigError:
-        error = cls(problems[0].file, problems[0].key, problems[0].problem, line=problems[0].line)
-        error.problems = tuple(problems)
-        error.message = "\n".join(p._describe() for p in problems)
-        return error
+        first = problems[0]
+        return cls(first.file, first.key, first.problem, line=first.line, problems=problems)
 
     def show(self, file=None) -> None:
         for problem in self.problems:
@@ -111,7 +112,8 @@ class BulkError(DeskError):
 
     def __init__(self, failures: list[tuple[int, DeskError]]):
         self.failures = failures
-        self.exit_code = failures[0][1].exit_code
+        # Click declares exit_code a class variable; a bulk failure takes its first target's.
+        self.exit_code = failures[0][1].exit_code  # type: ignore[misc]
         super().__init__(f"{len(failures)} target(s) failed; nothing was changed")
 
     def show(self, file=None) -> None:

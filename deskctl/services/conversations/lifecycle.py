@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case, delete, func, insert, select, update
 
@@ -333,7 +334,7 @@ def _check_until(until: datetime | None, now: datetime) -> None:
         raise UsageError(f"--until {until.isoformat()} is not in the future")
 
 
-def _rules_by_id(session, actor, spec: TargetSpec, settings) -> Callable[[int], object]:
+def _rules_by_id(session, actor, spec: TargetSpec, settings) -> Callable[[int], Any]:
     """The rules of §8 for each target, as its channel makes them (`rules.channels`,
     SPEC §10); without per-channel rules, the global ones and no query."""
     if not settings.channel_rules:
@@ -553,6 +554,7 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
         raise UsageError("--message is empty")
     names = Names(session)
     rules_of = _rules_by_id(session, actor, spec, settings)
+    after: Callable[[Snap], tuple[str, int | None, int | None]]  # (status, assignee, group) once moved
 
     def check(s: Snap):
         rules = rules_of(s.id)

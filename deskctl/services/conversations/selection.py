@@ -10,7 +10,8 @@ from datetime import datetime
 
 from sqlalchemy import Select, case, exists, select
 
-from deskctl.errors import NotFound, UsageError
+from deskctl.db.bulk import chunks  # IN lists in slices; imported from here by other services
+from deskctl.errors import DeskError, NotFound, UsageError
 from deskctl.models import (
     PRIORITIES,
     SLA_STATES,
@@ -244,7 +245,7 @@ def select_conversations(session, flt: ConversationFilter, *, actor_id: int | No
     return stmt
 
 
-def resolve_target_ids(session, spec: TargetSpec, *, actor_id: int | None) -> tuple[list[int], list[tuple[int, Exception]]]:
+def resolve_target_ids(session, spec: TargetSpec, *, actor_id: int | None) -> tuple[list[int], list[tuple[int, DeskError]]]:
     """The ids a verb acts on, in order, and the explicit ids that do not exist.
 
     Explicit ids keep their order (duplicates dropped); filters select in `--sort`
@@ -257,16 +258,11 @@ def resolve_target_ids(session, spec: TargetSpec, *, actor_id: int | None) -> tu
         found: set[int] = set()
         for chunk in chunks(wanted):
             found.update(session.scalars(select(Conversation.id).where(Conversation.id.in_(chunk))))
-        missing = [(i, NotFound(f"conversation not found: #{i}")) for i in wanted if i not in found]
+        missing: list[tuple[int, DeskError]] = [
+            (i, NotFound(f"conversation not found: #{i}")) for i in wanted if i not in found]
         return [i for i in wanted if i in found], missing
     if spec.filter.is_empty() and not spec.all:
         raise UsageError("no targets: give conversation ids, `-` to read them from stdin, a filter, or --all")
     sort = spec.sort or ("created" if spec.filter.assigned_from else None)
     stmt = select_conversations(session, spec.filter, actor_id=actor_id, sort=sort, limit=spec.limit)
     return list(session.scalars(stmt)), []
-
-
-def chunks(items: Sequence, size: int = 5000):
-    """Slices of `items`: IN lists stay under every engine's parameter limit."""
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -177,6 +177,7 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
             who = f"contact #{contact.id}" if contact else "it has no contact, which"
             raise Conflict(f"cannot email #{conversation_id}: {who} has no email address "
                            "(attach a contact with one: deskctl attach)")
+        assert contact is not None  # the address came from it
         if not is_address(to_address):  # stored before addresses were checked
             raise Conflict(f"cannot email #{conversation_id}: contact #{contact.id} has an invalid address "
                            f"{to_address!r} (fix it: deskctl contact set {contact.id} --email ADDRESS)")
@@ -203,6 +204,7 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
     session.add_all(stored)
     outbox_id = None
     if is_email:
+        assert contact is not None and to_address is not None and external_id is not None  # set above
         key = f"email:{external_id}"
         raw = to_bytes(build_email(
             settings, message_id=external_id, to=contact_address(contact), subject=subject, text=text, now=now,
@@ -220,11 +222,13 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
 
 def contact_address(contact: Contact) -> str:
     """`Léa Dubois <lea@example.fr>` (quoted and encoded as needed), else the bare address."""
+    email = contact.email
+    assert email is not None  # only contacts with an address are written to
     name = (contact.name or "").strip()
     if not name:
-        return contact.email
-    local, _, domain = contact.email.rpartition("@")
+        return email
+    local, _, domain = email.rpartition("@")
     try:
         return str(Address(display_name=name, username=local, domain=domain))
     except (ValueError, TypeError):
-        return contact.email
+        return email

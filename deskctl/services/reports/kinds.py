@@ -39,7 +39,7 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from deskctl.errors import UsageError
 from deskctl.models import Conversation, ConversationTag, Event, Group, Location, User
@@ -168,7 +168,7 @@ def next_period(day: date, by: str) -> date:
 
 @dataclass
 class _Ctx:
-    session: object
+    session: Session
     dialect: str
     kind: str
     by: str
@@ -198,9 +198,9 @@ class _Ctx:
         if isinstance(value, int) and self.by in ("agent", "group", "location"):
             names = self.__dict__.get("_names")
             if names is None:
-                model, column = {"agent": (User, User.handle), "group": (Group, Group.name),
-                                 "location": (Location, Location.name)}[self.by]
-                names = self.__dict__["_names"] = dict(self.session.execute(select(model.id, column)).all())
+                key, column = {"agent": (User.id, User.handle), "group": (Group.id, Group.name),
+                               "location": (Location.id, Location.name)}[self.by]
+                names = self.__dict__["_names"] = dict(self.session.execute(select(key, column)).all())
             return names.get(value, str(value))
         return value
 
@@ -218,7 +218,9 @@ def _offset_segments(zone: ZoneInfo, since: datetime, until: datetime) -> list[t
     """[(segment end or None for the last, UTC offset seconds)] over [since, until)."""
 
     def offset(ts: int) -> int:
-        return int(datetime.fromtimestamp(ts, zone).utcoffset().total_seconds())
+        utcoffset = datetime.fromtimestamp(ts, zone).utcoffset()
+        assert utcoffset is not None  # an aware datetime always has one
+        return int(utcoffset.total_seconds())
 
     start, end = int(since.timestamp()), int(until.timestamp()) + 1
     current = offset(start)

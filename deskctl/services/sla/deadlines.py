@@ -45,8 +45,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, bindparam, case, exists, func, insert, null, or_, select, update
+from sqlalchemy.sql.expression import ColumnElement
 
 from deskctl.db.dml import insert_ignore
 from deskctl.db.planner import not_indexed
@@ -80,7 +82,7 @@ _SLA_COLUMNS = ("sla_policy", "sla_state", "first_response_due", "next_response_
 
 def _facts_select(ids):
     c = Conversation
-    cycle_start = (
+    cycle_start: ColumnElement[Any] = (
         select(func.min(Message.created_at))
         .where(Message.conversation_id == c.id, Message.direction == "inbound",
                Message.created_at > c.last_outbound_at)
@@ -400,7 +402,7 @@ def sweep(session, *, now: datetime, settings) -> dict:
 def compact_duration(seconds: float) -> str:
     """2h10m, 35m, 3d4h, 45s: the two largest units."""
     seconds = int(max(seconds, 0))
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size or (unit == "s" and not parts):
             parts.append(f"{seconds // size}{unit}")
@@ -412,7 +414,7 @@ def compact_duration(seconds: float) -> str:
 
 # -- reading -----------------------------------------------------------------------------
 
-def running_late(now) -> dict[str, object]:
+def running_late(now) -> dict[str, ColumnElement[bool]]:
     """Per target, the SQL condition "still running and past its due time at `now`".
 
     `refresh` runs after every change to what the SLA depends on, so the stored due

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, literal_column, select, text, union_all
+from sqlalchemy import ColumnClause, bindparam, func, literal_column, select, text, union_all
 from sqlalchemy.orm import aliased
 
 from deskctl.errors import UsageError
@@ -104,13 +104,13 @@ def documents(term: Term, dialect: str):
 
 # Constants written into the SQL, not bound: PostgreSQL uses an expression index only for
 # a query expression equal to the indexed one, and migration 0004 indexes these.
-_SIMPLE = literal_column("'simple'::regconfig")
-_EMPTY = literal_column("''")
-_SPACE = literal_column("' '")
+_SIMPLE: ColumnClause[str] = literal_column("'simple'::regconfig")
+_EMPTY: ColumnClause[str] = literal_column("''")
+_SPACE: ColumnClause[str] = literal_column("' '")
 
 
-_PUNCT = literal_column("'[[:punct:]]+'")
-_GLOBAL = literal_column("'g'")
+_PUNCT: ColumnClause[str] = literal_column("'[[:punct:]]+'")
+_GLOBAL: ColumnClause[str] = literal_column("'g'")
 
 
 def tsvector(document):
