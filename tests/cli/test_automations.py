@@ -131,7 +131,7 @@ def test_routing_by_keyword_stop_and_closed(seeded, configure, tmp_path):
     assert [(cid, d["rule"]) for cid, d in automation_events(seeded)] == [(routed, "facturation"),
                                                                            (other, "catch-all")]
     fired = automation_events(seeded)[0][1]
-    assert fired["on"] == ["created"] and fired["changes"]["group"] == "billing"
+    assert fired["on"] == ["created", "message_in"] and fired["changes"]["group"] == "billing"
 
     # closing runs the `closed` rules
     seeded.ok("close", routed, other, "--tag", "done")

@@ -2,7 +2,6 @@
 
 from deskctl.services.automations.engine import (
     FIRINGS,
-    Arrival,
     load_directory,
     loop_reason,
     on_arrivals,
@@ -10,4 +9,4 @@ from deskctl.services.automations.engine import (
     rule_record,
 )
 
-__all__ = ["FIRINGS", "Arrival", "load_directory", "loop_reason", "on_arrivals", "on_events", "rule_record"]
+__all__ = ["FIRINGS", "load_directory", "loop_reason", "on_arrivals", "on_events", "rule_record"]

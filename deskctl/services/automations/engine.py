@@ -37,10 +37,10 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 
+from deskctl.db.bulk import chunks, insert_ids
 from deskctl.errors import ConfigError
 from deskctl.models import Contact, Conversation, Group, Message, Note, NoteVersion, Template, User
 from deskctl.services.conversations import events
-from deskctl.services.conversations.selection import chunks
 
 C = Conversation
 ARRIVAL_KINDS = ("created", "message_in", "reopened")
@@ -51,21 +51,6 @@ AUTOMATIC = "automatic"  # messages.message_type of an automatic reply
 FIRINGS = "deskctl.automations.firings"
 _DIRECTORY = "deskctl.automations.directory"
 _NO_LOOP_PRECEDENCE = ("bulk", "junk", "list")
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """A stored inbound message, as the pipeline hands it over (lower-case header keys:
-    auto-submitted, precedence, list-id)."""
-
-    conversation_id: int
-    message_id: int | None
-    kinds: tuple[str, ...]
-    channel: str
-    subject: str | None
-    text: str | None
-    sender: str | None
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -160,7 +145,9 @@ def rule_record(rule) -> dict:
 # -- entry points ------------------------------------------------------------------------
 
 def on_arrivals(session, arrivals: Sequence, *, now: datetime, settings) -> list[dict]:
-    """Run the rules for messages just stored (the pipeline's batch). Returns the firings."""
+    """Run the rules for messages just stored: `arrivals` are the inbound pipeline's
+    `Arrival`s (conversation_id, message_id, kinds, channel, subject, text, sender,
+    headers). Returns the firings."""
     if not settings.automations or not arrivals:
         return []
     wanted = {kind for rule in settings.automations for kind in rule.on}
@@ -448,7 +435,6 @@ def _recently_answered(session, contact_ids: list[int], since: datetime) -> set[
 def _reply(session, rule, matched: list[_Case], changes: dict[int, dict], directory: _Directory, *,
            now: datetime, settings) -> None:
     from deskctl.services.addresses import is_address
-    from deskctl.services.inbound.jsonl import insert_ids
     from deskctl.services.inbound.messages import ancestors, store_references
     from deskctl.services.outbound import notifications, templates
     from deskctl.services.outbound.replies import (
