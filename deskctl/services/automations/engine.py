@@ -463,7 +463,7 @@ def _reply(session, rule, matched: list[_Case], changes: dict[int, dict], direct
             why = loop_reason(case.headers, case.sender, own)
             if why is None and case.contact_id in recent:
                 why = "answered automatically within automation_reply_interval"
-        if why is None:
+        if why is None and case.contact_id is not None:
             recent.add(case.contact_id)  # one per contact, also within this batch
             todo.append(case)
             changes[case.id]["reply"] = name
@@ -478,9 +478,11 @@ def _reply(session, rule, matched: list[_Case], changes: dict[int, dict], direct
     if missing:
         agents.update({uid: (h, n) for uid, h, n in session.execute(
             select(User.id, User.handle, User.name).where(User.id.in_(missing)))})
-    message_rows, outbox_rows, references = [], [], []
+    message_rows: list[dict] = []
+    outbox_rows: list[dict] = []
+    references: list[list[str]] = []
     for case in todo:
-        agent_handle, agent_name = agents.get(case.assignee_id, ("", ""))
+        agent_handle, agent_name = agents.get(case.assignee_id, ("", "")) if case.assignee_id else ("", "")
         text = templates.render(body, {
             "contact.name": case.contact_name or case.contact_email or "", "contact.email": case.contact_email or "",
             "agent.name": agent_name or agent_handle, "agent.handle": agent_handle,
@@ -495,7 +497,7 @@ def _reply(session, rule, matched: list[_Case], changes: dict[int, dict], direct
                 in_reply_to = parent.external_id
                 refs = _references_of(parent)
             key = f"email:{external_id}"
-            contact = _ContactLike(case.contact_name, case.contact_email)
+            contact = Contact(name=case.contact_name, email=case.contact_email)  # transient: for the To header
             raw = to_bytes(build_email(settings, message_id=external_id, to=contact_address(contact),
                                        subject=subject, text=text, now=now, dedupe_key=key,
                                        in_reply_to=in_reply_to, references=refs, automatic="auto-replied"))
@@ -520,12 +522,6 @@ def _reply(session, rule, matched: list[_Case], changes: dict[int, dict], direct
     table = C.__table__
     for chunk in chunks([c.id for c in todo]):
         conn.execute(update(table).where(table.c.id.in_(chunk)).values(updated_at=now))
-
-
-@dataclass(frozen=True)
-class _ContactLike:
-    name: str | None
-    email: str | None
 
 
 def _parents(session, cases: list[_Case]):
