@@ -521,6 +521,51 @@ class Bench:
                          lambda url: self.dk("--as", "admin", "ingest", "jsonl", lines, "--format", "tsv"),
                          lambda url: self.baseline("parse-jsonl", lines), rows=count, fresh=True)
 
+    def _automations_config(self, rules: int) -> Path:
+        """A configuration with `rules` automation rules of the usual kinds: keyword
+        tagging and prioritising, routing to a group, sender and channel conditions."""
+        import json as _json
+
+        keywords = ("refund", "invoice", "broken", "cancel", "urgent", "password", "delivery", "order", "help",
+                    "bill")
+        lines = ["timezone: UTC", "clock: {override: true}", "automations:"]
+        for i in range(rules):
+            word = keywords[i % len(keywords)]
+            rule = {"name": f"rule-{i}", "on": ["created", "message_in"]}
+            if i % 4 == 0:
+                rule.update({"if": {"text": f"(?i){word}"}, "then": {"tag": [word], "priority": "medium"}})
+            elif i % 4 == 1:
+                rule.update({"if": {"subject": f"(?i)\\b{word}\\b", "channel": ["chat", "sms"]},
+                             "then": {"tag": [f"{word}-subject"]}})
+            elif i % 4 == 2:
+                rule.update({"if": {"from": f"*{word}*", "vip": False}, "then": {"priority": "high"}})
+            else:
+                rule.update({"if": {"text": f"(?i){word}", "channel": ["web", "social"]},
+                             "then": {"group": "support", "tag": ["routed"]}})
+            lines.append("  - " + _json.dumps(rule).replace('"on"', "'on'"))
+        path = self.work / f"automations-{rules}.yaml"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
+    def bench_automations(self) -> None:
+        """`ingest jsonl` with 20 automation rules against the same ingest without any:
+        the baseline column is deskctl itself, so the ratio is the rules' cost (target
+        at most 1.25)."""
+        count = self.args.ingest_messages
+        if not self.has("automation", "list"):
+            self.skip("ingest jsonl + 20 automations", "`deskctl automation` is not in this checkout")
+            return
+        from bench.samples import write_jsonl
+
+        lines = self.work / "bench-automations.jsonl"
+        write_jsonl(lines, count, now=self.now)
+        with_rules = self._automations_config(20)
+        self.measure(f"ingest jsonl + 20 automations ({count})",
+                     lambda url: self.dk("--config", with_rules, "--as", "admin", "ingest", "jsonl", lines,
+                                         "--format", "tsv"),
+                     lambda url: self.dk("--as", "admin", "ingest", "jsonl", lines, "--format", "tsv"),
+                     rows=count, fresh=True, note="baseline: the same ingest without automations")
+
     def run(self) -> dict:
         print(f"deskctl bench: {self.engine}, N={self.n}, repeat {self.repeat}, work dir {self.work}",
               file=sys.stderr, flush=True)
@@ -532,7 +577,7 @@ class Bench:
         self.build()
         for step in (self.bench_help, self.bench_claim, self.bench_list, self.bench_transfer, self.bench_bulk,
                      self.bench_search, self.bench_sweeps, self.bench_route,
-                     self.bench_reports, self.bench_ingest):
+                     self.bench_reports, self.bench_ingest, self.bench_automations):
             if self.args.only and not any(word in step.__name__ for word in self.args.only):
                 continue
             step()
@@ -602,7 +647,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ingest-messages", type=int, default=10_000, help="messages in the generated mbox/jsonl")
     parser.add_argument("--out-dir", default=str(ROOT / "bench" / "results"), help="where the JSON result goes")
     parser.add_argument("--only", nargs="*", help="run only these steps: help claim list transfer bulk "
-                                                  "search sweeps route reports ingest")
+                                                  "search sweeps route reports ingest automations")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, samples)")
     args = parser.parse_args(argv)
     if args.n < 1 or args.repeat < 1:

@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "daemon": ("deskctl.commands.jobs:daemon", "Run the scheduler."),
     "jobs": ("deskctl.commands.jobs:jobs", "Scheduled jobs: list, run one now, history."),
     "config": ("deskctl.commands.config:config", "Check and show the configuration."),
+    "automation": ("deskctl.commands.automation:automation", "Automation rules: list them, test what they would do."),
 }
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from deskctl.errors import ConfigError
 from deskctl.vocab import (
+    AUTOMATION_TRIGGERS,
     AVAILABILITY_STATES,
     BUILTIN_AVAILABILITY,
     CHANNELS,
@@ -88,6 +89,9 @@ DEFAULTS: dict[str, Any] = {
     "service_user": None,
     # SPEC §12: erase the content of conversations closed longer ago than this (e.g. 2y).
     "retention": {"closed_after": None},
+    # SPEC §11: rules run in order on arrivals and events (docs/automations.md).
+    "automations": [],
+    "automation_reply_interval": "1h",
     "limits": {
         "message_bytes": "25MB",
         "recipients": 500,
@@ -177,6 +181,31 @@ class Limits:
     query_chars: int
 
 
+AUTOMATION_CONDITIONS = ("channel", "subject", "text", "from", "vip", "group", "hours")
+AUTOMATION_ACTIONS = ("tag", "priority", "group", "assign", "watch", "note", "reply")
+
+
+@dataclass(frozen=True)
+class AutomationRule:
+    """One rule of `automations:` (SPEC §11), checked at load. Groups, users and
+    templates live in the database: the engine checks those names when it loads the
+    rules against it (services/automations)."""
+
+    name: str
+    index: int                       # position in the list, for messages (automations[i])
+    on: tuple[str, ...]
+    # channel/group: names; subject/text: compiled patterns; from: a glob (lower case);
+    # vip: bool; hours: ("inside" | "outside", business_hours name)
+    conditions: dict[str, Any]
+    # only the keys given: tag/watch tuples, priority/group/note/reply text, assign handle or None
+    actions: dict[str, Any]
+    stop: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"automations[{self.index}]"
+
+
 @dataclass(frozen=True)
 class Settings:
     source: str | None
@@ -201,6 +230,8 @@ class Settings:
         default_factory=lambda: RoutingSettings("pull", timedelta(minutes=2), {"default": 5}))
     reasons: tuple[str, ...] | None = None
     channel_rules: dict[str, Rules] = field(default_factory=dict)
+    automations: tuple[AutomationRule, ...] = ()
+    automation_reply_interval: timedelta = timedelta(hours=1)
     # top-level key → where its value came from: "default", the file, "--db", an env var
     origins: dict = field(repr=False, compare=False, default_factory=dict)
 
@@ -344,6 +375,7 @@ class _Report:
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # as services/outbound/templates
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SUPPORTED_ENGINES = ("sqlite", "postgresql")
 
@@ -535,6 +567,9 @@ def _build(cfg: dict, report: _Report, database_url: str | None, database_origin
         routing=_routing(cfg["routing"], channels, report),
         reasons=None if cfg["reasons"] is None else report.names(cfg["reasons"], "reasons", ()),
         channel_rules=channel_rules,
+        automations=_automations(cfg["automations"], report, channels, business_hours),
+        automation_reply_interval=(report.duration(cfg["automation_reply_interval"], "automation_reply_interval")
+                                   or timedelta(hours=1)),
     )
 
 
@@ -883,3 +918,178 @@ def _job(name: str, raw: dict, report: _Report, timezone: str) -> JobSettings:
         enabled = False  # SPEC §5: off unless `after` is set
     return JobSettings(name=name, every=every, cron=cron, after=after,
                        reports=tuple(r for r in reports if r in REPORT_KINDS), enabled=enabled)
+
+
+def _automations(raw: Any, report: _Report, channels: tuple[str, ...],
+                 business_hours: dict[str, BusinessHours]) -> tuple[AutomationRule, ...]:
+    """`automations:` (SPEC §11): a list of rules {name, on, if, then, stop}."""
+    if not report.check(isinstance(raw, list), "automations", "must be a list of rules"):
+        return ()
+    rules: list[AutomationRule] = []
+    for index, item in enumerate(raw):
+        if isinstance(item, dict) and True in item and "on" not in item:
+            # YAML 1.1 reads a bare `on:` key as the boolean true; `config show` writes 'on'.
+            item = raw[index] = {("on" if k is True else k): v for k, v in item.items()}
+        rule = _automation(index, item, report, channels, business_hours)
+        if rule is None:
+            continue
+        if any(r.name == rule.name for r in rules):
+            report.add(f"{rule.key}.name", f"rule {rule.name!r} is defined twice")
+            continue
+        rules.append(rule)
+    return tuple(rules)
+
+
+def _automation(index: int, raw: Any, report: _Report, channels: tuple[str, ...],
+                business_hours: dict[str, BusinessHours]) -> AutomationRule | None:
+    key = f"automations[{index}]"
+    if not report.check(isinstance(raw, dict), key, "must be a mapping (name, on, if, then, stop)"):
+        return None
+    allowed = ("name", "on", "if", "then", "stop")
+    for unknown in set(raw) - set(allowed):
+        report.add(f"{key}.{unknown}", f"unknown key (known: {', '.join(allowed)})")
+    name = report.text(raw.get("name"), f"{key}.name", "is required: a rule name", optional=False)
+    if name is not None and not _NAME.match(name):
+        report.add(f"{key}.name", f"invalid name {name!r} (letters, digits, - and _ only)")
+        name = None
+    on_raw = raw.get("on")
+    on_values = on_raw if isinstance(on_raw, list) else [on_raw] if isinstance(on_raw, str) else None
+    on: tuple[str, ...] = ()
+    if on_values is None or not on_values:
+        report.add(f"{key}.on", f"is required: a list of events ({', '.join(AUTOMATION_TRIGGERS)})")
+    else:
+        bad = [v for v in on_values if v not in AUTOMATION_TRIGGERS]
+        if report.check(not bad, f"{key}.on", f"unknown event {bad[0] if bad else ''!r} "
+                                              f"(known: {', '.join(AUTOMATION_TRIGGERS)})"):
+            on = tuple(dict.fromkeys(on_values))
+    conditions = _automation_conditions(raw.get("if"), f"{key}.if", report, channels, business_hours)
+    actions = _automation_actions(raw.get("then"), f"{key}.then", report)
+    stop = report.flag(raw.get("stop", False), f"{key}.stop")
+    if name is None or not on or conditions is None or actions is None:
+        return None
+    return AutomationRule(name=name, index=index, on=on, conditions=conditions, actions=actions, stop=stop)
+
+
+def _pattern(value: Any, key: str, report: _Report):
+    """A regular expression, compiled now: a bad one is a load error, not a failed ingest."""
+    if not isinstance(value, str) or not value:
+        report.wrong_type(value, key, "must be a regular expression")
+        return None
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        report.add(key, f"invalid regular expression {value!r}: {exc}")
+        return None
+
+
+def _name_list(value: Any, key: str, report: _Report, known: tuple[str, ...] | None = None,
+               what: str = "name") -> tuple[str, ...] | None:
+    """A name or a list of names; `known` (when given) is what they must be one of."""
+    values = value if isinstance(value, list) else [value]
+    good = report.names(values, key, ())
+    if len(good) != len(values):
+        return None
+    bad = [v for v in good if known is not None and v not in known]
+    if not report.check(not bad, key, f"unknown {what} {bad[0] if bad else ''!r} (known: {', '.join(known or ())})"):
+        return None
+    return good
+
+
+_TAG = re.compile(r"^[^,\s][^,]{0,99}$")
+_HANDLE = re.compile(r"^[a-z0-9._-]{1,64}$")  # as services/directory/staff
+
+
+def _word_list(value: Any, key: str, report: _Report, pattern: re.Pattern, what: str) -> tuple[str, ...] | None:
+    """A word or a list of words, each matching `pattern` (tags, handles)."""
+    values = value if isinstance(value, list) else [value]
+    bad = [v for v in values if not (isinstance(v, str) and pattern.match(v.strip()))]
+    if bad or not values:
+        report.wrong_type(bad[0] if bad else value, key, f"must be {what} or a list of them")
+        return None
+    return tuple(dict.fromkeys(v.strip() for v in values))
+
+
+def _automation_conditions(raw: Any, key: str, report: _Report, channels: tuple[str, ...],
+                           business_hours: dict[str, BusinessHours]) -> dict[str, Any] | None:
+    if raw is None:
+        return {}
+    if not report.check(isinstance(raw, dict), key, "must be a mapping of conditions"):
+        return None
+    ok = True
+    out: dict[str, Any] = {}
+    for cond, value in raw.items():
+        ckey = f"{key}.{cond}"
+        if cond not in AUTOMATION_CONDITIONS:
+            report.add(ckey, f"unknown condition (known: {', '.join(AUTOMATION_CONDITIONS)})")
+            ok = False
+            continue
+        if cond in ("subject", "text"):
+            parsed = _pattern(value, ckey, report)
+        elif cond == "from":
+            parsed = value.strip().lower() if isinstance(value, str) and value.strip() else None
+            if parsed is None:
+                report.wrong_type(value, ckey, "must be an address pattern such as *@bigcorp.example")
+        elif cond == "vip":
+            parsed = value if isinstance(value, bool) else report.wrong_type(value, ckey, "must be true or false")
+        elif cond == "channel":
+            parsed = _name_list(value, ckey, report, channels, "channel")
+        elif cond == "group":
+            parsed = _name_list(value, ckey, report)
+        else:  # hours
+            parsed = None
+            if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("inside", "outside"):
+                mode, calendar = next(iter(value.items()))
+                if calendar == "24x7" or (isinstance(calendar, str) and calendar in business_hours):
+                    parsed = (mode, calendar)
+                else:
+                    report.add(f"{ckey}.{mode}", f"unknown calendar {calendar!r} (24x7 or a business_hours name"
+                                                 f"{': ' + ', '.join(business_hours) if business_hours else ''})")
+            else:
+                report.add(ckey, "must be {inside: NAME} or {outside: NAME} (a business_hours name)")
+        if parsed is None:
+            ok = False
+        else:
+            out[cond] = parsed
+    return out if ok else None
+
+
+def _automation_actions(raw: Any, key: str, report: _Report) -> dict[str, Any] | None:
+    if not report.check(isinstance(raw, dict) and bool(raw), key,
+                        f"is required: a mapping of actions ({', '.join(AUTOMATION_ACTIONS)})"):
+        return None
+    ok = True
+    out: dict[str, Any] = {}
+    for action, value in raw.items():
+        akey = f"{key}.{action}"
+        if action not in AUTOMATION_ACTIONS:
+            report.add(akey, f"unknown action (known: {', '.join(AUTOMATION_ACTIONS)})")
+            ok = False
+            continue
+        parsed: Any = None
+        if action in ("tag", "watch"):
+            parsed = _word_list(value, akey, report, _TAG if action == "tag" else _HANDLE,
+                                "a tag (no commas, at most 100 characters)" if action == "tag" else "a user handle")
+        elif action == "priority":
+            if report.check(value in PRIORITIES, akey, f"must be one of {', '.join(PRIORITIES)}, not {value!r}"):
+                parsed = value
+        elif action == "assign":
+            if value is None:
+                out[action] = None
+                continue
+            if isinstance(value, str) and _HANDLE.match(value):
+                parsed = value
+            else:
+                report.wrong_type(value, akey, "must be a user handle, or null to unassign")
+        elif action in ("group", "reply"):
+            pattern = _NAME if action == "group" else _TEMPLATE_NAME
+            if isinstance(value, str) and pattern.match(value):
+                parsed = value
+            else:
+                report.wrong_type(value, akey, f"must be a {'group' if action == 'group' else 'team template'} name")
+        else:  # note
+            parsed = report.text(value, akey, "must be the note's text")
+        if parsed is None:
+            ok = False
+        else:
+            out[action] = parsed
+    return out if ok else None

@@ -296,15 +296,16 @@ def _add_watchers(session, conversation_ids: Sequence[int], user_id: int, now: d
 
 
 def _add_tags(session, conversation_ids: Sequence[int], tags: Sequence[str]) -> None:
+    """Add the tags (set-based; ones already there kept): one INSERT ... ON CONFLICT DO
+    NOTHING executemany per chunk, no read first."""
     if not tags:
         return
+    from deskctl.db.dml import dialect_insert
+
+    stmt = dialect_insert(session)(ConversationTag.__table__).on_conflict_do_nothing()
+    conn = session.connection()
     for chunk in chunks(list(conversation_ids), CHUNK):
-        have = {(cid, tag) for cid, tag in session.execute(
-            select(ConversationTag.conversation_id, ConversationTag.tag)
-            .where(ConversationTag.conversation_id.in_(chunk), ConversationTag.tag.in_(tags)))}
-        rows = [{"conversation_id": cid, "tag": t} for cid in chunk for t in tags if (cid, t) not in have]
-        if rows:
-            session.execute(insert(ConversationTag), rows)
+        conn.execute(stmt, [{"conversation_id": cid, "tag": t} for cid in chunk for t in tags])
 
 
 def _remove_tags(session, conversation_ids: Sequence[int], tags: Sequence[str]) -> None:
@@ -534,6 +535,20 @@ def resolve_ref(session, ref: str) -> TransferTarget:
     return found[0]
 
 
+def transfer_values(assignee_id: int | None, group_id: int | None = None,
+                    location_id: int | None = None) -> dict:
+    """The SET values of a transfer (also automations' `group` and `assign`): status
+    `new`, claim, boomerang and pending cleared, any offer withdrawn, the assignee set
+    (None: cleared); to a group, the group and, when it has one, its location."""
+    values: dict = {"status": "new", "assignee_id": assignee_id, "claimed_at": None, "boomerang_at": None,
+                    "pending_since": None, **routing.withdraw_offer_values()}
+    if group_id is not None:
+        values["group_id"] = group_id
+        if location_id is not None:
+            values["location_id"] = location_id
+    return values
+
+
 def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None = None,
              keep_informed: bool = True, reason: str | None = None, now: datetime, settings,
              dry_run: bool = False, warn: Callable[[str], None] | None = None) -> list[dict]:
@@ -560,16 +575,12 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
             return Conflict("claim it first (rules.transfer_requires_claim)")
         return None
 
-    values: dict = {"status": "new", "claimed_at": None, "boomerang_at": None, "pending_since": None,
-                    **routing.withdraw_offer_values()}
     if target.kind == "user":
-        values["assignee_id"] = target.id
+        values = transfer_values(target.id)
         after = lambda s: ("new", target.id, s.group_id)  # noqa: E731
         to_user, to_group = target.name, None
     else:
-        values.update(assignee_id=None, group_id=target.id)
-        if target.location_id is not None:
-            values["location_id"] = target.location_id
+        values = transfer_values(None, target.id, target.location_id)
         after = lambda s: ("new", None, target.id)  # noqa: E731
         to_user, to_group = None, target.name
 
@@ -750,6 +761,10 @@ def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason:
             from deskctl.services.outbound import transcripts as mail
             for cid in ids:
                 mail.queue_transcript(session, cid, transcript_to, actor=actor.handle, now=now, settings=settings)
+        if status == "closed":
+            from deskctl.services import automations
+
+            automations.on_events(session, "closed", ids, now=now, settings=settings)
 
     plan = Plan(kind="closed", check=check, values=values, after=after,
                 data=lambda s: {"status": status, "tags": tags, "reason": reason, "csat": csat, "note": note})

@@ -59,7 +59,7 @@ def tagged_subject(conversation_id: int, subject: str | None, prefix: str) -> st
 def build_email(settings, *, message_id: str, to: str, subject: str, text: str, now: datetime,
                 dedupe_key: str, cc: Sequence[str] = (), bcc: Sequence[str] = (),
                 in_reply_to: str | None = None, references: Sequence[str] = (),
-                attachments: Sequence[tuple[str, bytes]] = (), automatic: bool = False) -> EmailMessage:
+                attachments: Sequence[tuple[str, bytes]] = (), automatic: bool | str = False) -> EmailMessage:
     """A complete message. Bcc stays in the stored copy: smtplib's send_message turns it
     into envelope recipients and strips the header before transmission."""
     msg = EmailMessage(policy=policy.default)
@@ -79,8 +79,9 @@ def build_email(settings, *, message_id: str, to: str, subject: str, text: str, 
     # Receivers (and we, on a re-send after a crash) can recognise a duplicate.
     msg["X-Deskctl-Dedupe"] = dedupe_key
     if automatic:
-        # RFC 3834: vacation responders must not answer transcripts and notifications.
-        msg["Auto-Submitted"] = "auto-generated"
+        # RFC 3834: vacation responders must not answer transcripts and notifications
+        # (auto-generated), nor our automatic replies (automatic="auto-replied").
+        msg["Auto-Submitted"] = automatic if isinstance(automatic, str) else "auto-generated"
     msg.set_content(text if text.endswith("\n") else text + "\n")
     for filename, data in attachments:
         ctype = mimetypes.guess_type(filename)[0] or "application/octet-stream"
