@@ -45,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "note": "deskctl.commands.note:note",
     "audit": "deskctl.commands.audit:audit",
     "new": "deskctl.commands.new:new",
+    "outbox": "deskctl.commands.outbox:outbox",
     "reply": "deskctl.commands.reply:reply",
     "template": "deskctl.commands.template:template",
     "ingest": "deskctl.commands.ingest:ingest",
