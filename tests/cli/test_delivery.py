@@ -428,3 +428,17 @@ def test_a_good_delivery_configuration_loads(seeded, tmp_path, hook):
     assert run(seeded, "config", "check").exit_code == 0
     shown = ok(seeded, "config", "show").stdout
     assert "secret_env: DESKCTL_SMS_SECRET" in shown and SECRET not in shown
+
+
+def test_a_reply_erased_before_it_left_is_never_sent(chat):
+    """contact forget (SPEC §12) erases the queued JSON too: the row fails, nothing is sent."""
+    desk, connector = chat, chat.connector
+    cid = chat_conversation(desk)
+    ok(desk, "reply", cid, "Votre adresse: 1 rue de la Paix")
+    ok(desk, "contact", "forget", "lea@example.fr", "--yes")
+    [row] = outbox(desk)
+    assert row["to"] == "[erased]"
+    notify(desk, 6)
+    [row] = outbox(desk)
+    assert (row["status"], row["last_error"]) == ("failed", "nothing to send: the reply's content was erased")
+    assert connector.received() == []
