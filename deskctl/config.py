@@ -643,6 +643,10 @@ def _delivery(raw: Any, channels: tuple[str, ...], report: _Report) -> dict[str,
                                 and not any(c in webhook for c in "\r\n "), f"{key}.webhook",
                                 f"must be an http:// or https:// URL, not {webhook!r}"):
                 ok = False
+            elif parts is not None and parts.username is not None:
+                report.add(f"{key}.webhook", "must not carry credentials (user:password@): the receiver "
+                                             "checks the X-Deskctl-Signature header instead")
+                ok = False
             if secret_env is None:
                 report.add(f"{key}.secret_env", "is required with webhook: the environment variable "
                                                 "holding the signing secret")

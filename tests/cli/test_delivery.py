@@ -103,10 +103,10 @@ def hook(monkeypatch):
     server.close()
 
 
-def configure(desk, tmp_path, delivery: dict) -> None:
+def configure(desk, tmp_path, delivery: dict, extra: str = "") -> None:
     """A replay desk with this `delivery:` section (JSON is YAML)."""
     path = tmp_path / "delivery.yaml"
-    path.write_text("clock: {override: true}\n" + "delivery: " + json.dumps(delivery) + "\n")
+    path.write_text("clock: {override: true}\n" + extra + "delivery: " + json.dumps(delivery) + "\n")
     desk.config = path
 
 
@@ -409,12 +409,13 @@ def test_delivery_configuration_problems_are_all_reported_at_load(seeded, tmp_pa
         "social": {"command": ["/bin/true"], "webhook": "https://x.example/", "secret_env": "X"},
         "web": {"command": [str(tmp_path / "missing-program")], "timeout": "10m"},
         "phone": {"webhook": "https://pbx.example/hook", "tiemout": "5s"},
-    })
+        "sms_backup": {"webhook": "https://user:pw@sms.example/", "secret_env": "S"},
+    }, extra="channels: [email, chat, sms, social, web, phone, sms_backup]\n")
     result = run(seeded, "config", "check")
     assert result.exit_code == 78
     for key in ("delivery.email", "delivery.pager", "delivery.chat.command", "delivery.sms.webhook",
                 "delivery.social", "delivery.social.secret_env", "delivery.web.command", "delivery.web.timeout",
-                "delivery.phone.tiemout", "delivery.phone.secret_env"):
+                "delivery.phone.tiemout", "delivery.phone.secret_env", "delivery.sms_backup.webhook"):
         assert f": {key}:" in result.stderr, key
     assert result.stdout == ""
     # Every other command refuses to start as well, with the same problems.
@@ -442,3 +443,32 @@ def test_a_reply_erased_before_it_left_is_never_sent(chat):
     [row] = outbox(desk)
     assert (row["status"], row["last_error"]) == ("failed", "nothing to send: the reply's content was erased")
     assert connector.received() == []
+
+
+def test_a_row_whose_runs_never_finish_is_given_up_and_a_crashed_claim_is_taken_again(chat):
+    """A run that died after claiming (lease expired) leaves the row to the next run; one
+    claimed more than 8 times without a result fails instead of taking runs down forever."""
+    from sqlalchemy import update
+
+    from deskctl.models import Outbox
+
+    desk, connector = chat, chat.connector
+    connector.set(code=0)
+    first, second = (chat_conversation(desk, thread=t) for t in ("t-1", "t-2"))
+    ok(desk, "reply", first, "un")
+    ok(desk, "reply", second, "deux")
+    claimed = T0 + timedelta(minutes=5)
+    with desk.session() as session:
+        session.execute(update(Outbox).where(Outbox.conversation_id == first)
+                        .values(status="sending", attempts=1, claimed_at=claimed))
+        session.execute(update(Outbox).where(Outbox.conversation_id == second)
+                        .values(status="sending", attempts=8, claimed_at=claimed))
+    notify(desk, 10)  # leases (10m) not expired: nobody touches them
+    assert {r["status"] for r in outbox(desk)} == {"queued", "retrying"} and connector.received() == []
+    [run_record] = notify(desk, 16).json()
+    assert run_record["counts"]["recovered"] == 2
+    rows = {r["conversation_id"]: r for r in outbox(desk)}
+    assert (rows[first]["status"], rows[first]["attempts"]) == ("sent", 2)
+    assert rows[second]["status"] == "failed"
+    assert rows[second]["last_error"] == "gave up after 8 attempts that never finished"
+    assert [p["conversation_id"] for p in connector.received()] == [first]

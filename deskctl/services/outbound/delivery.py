@@ -197,7 +197,7 @@ def post_webhook(url: str, body: bytes, secret: str, timeout: float, delivery_id
         reason = getattr(exc, "reason", None) or exc
         if isinstance(reason, TimeoutError) or "timed out" in str(reason):
             return RETRY, f"timed out after {timeout:g}s"
-        return RETRY, f"cannot reach {url}: {reason}"
+        return RETRY, f"cannot reach {shown_url(url)}: {reason}"
     if 200 <= status < 300:
         return SENT, None
     detail = _with(f"HTTP {status}", _tail(answer))
@@ -206,6 +206,16 @@ def post_webhook(url: str, body: bytes, secret: str, timeout: float, delivery_id
     if 300 <= status < 400:
         detail += " (redirects are not followed: fix the webhook URL)"
     return RETRY, detail
+
+
+def shown_url(url: str) -> str:
+    """The URL without credentials or query (a token may hide there), for messages."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return parts._replace(netloc=netloc, query="", fragment="").geturl()
 
 
 def _no_redirect_opener():
@@ -256,7 +266,7 @@ class ChannelRuns:
     def start(self, session) -> None:
         """Claim each configured channel's due rows and start one worker per channel."""
         from deskctl.errors import ConfigError
-        from deskctl.services.outbound.notifications import claim
+        from deskctl.services.outbound.notifications import MAX_ATTEMPTS, claim
 
         channels = sorted(session.scalars(select(Outbox.channel).where(due_messages(self.now)).distinct()))
         for channel in channels:
@@ -284,6 +294,10 @@ class ChannelRuns:
                 self.pending[row_id] = channel
                 if not raw:  # erased (SPEC §12) before it could leave
                     self.results.put((row_id, PERMANENT, "nothing to send: the reply's content was erased"))
+                elif attempts > MAX_ATTEMPTS:
+                    # Claimed again and again without a result: each try took the run down.
+                    self.results.put((row_id, PERMANENT,
+                                      f"gave up after {attempts - 1} attempts that never finished"))
                 else:
                     work.append((row_id, raw, attempts))
             deadline = time.monotonic() + CHANNEL_BUDGET
