@@ -472,3 +472,27 @@ def test_a_row_whose_runs_never_finish_is_given_up_and_a_crashed_claim_is_taken_
     assert rows[second]["status"] == "failed"
     assert rows[second]["last_error"] == "gave up after 8 attempts that never finished"
     assert [p["conversation_id"] for p in connector.received()] == [first]
+
+
+def test_a_contact_known_by_handle_gets_it_in_to(chat):
+    desk, connector = chat, chat.connector
+    connector.set(code=0)
+    cid = chat_conversation(desk, thread="anon", sender={"name": "Anon", "handle": "anon7"})
+    [record] = ok(desk, "reply", cid, "hello", fmt="json").json()
+    assert record["to"] == "anon7"
+    notify(desk, 6)
+    [payload] = connector.received()
+    assert payload["to"] == {**payload["to"], "name": "Anon", "email": None, "phone": None, "handle": "anon7"}
+
+
+def test_a_channel_with_time_left_takes_batch_after_batch(chat, monkeypatch):
+    from deskctl.services.outbound import delivery
+
+    desk, connector = chat, chat.connector
+    connector.set(code=0)
+    monkeypatch.setattr(delivery, "CHANNEL_BATCH", 2)
+    for n in range(5):
+        ok(desk, "reply", chat_conversation(desk, thread=f"t-{n}"), f"r{n}")
+    [run_record] = notify(desk, 6).json()
+    assert run_record["counts"]["sent"] == 5 and len(connector.received()) == 5
+    assert {r["status"] for r in outbox(desk)} == {"sent"}

@@ -159,3 +159,12 @@ def test_only_supervisors_and_admins(box):
         assert result.stdout == "" and "supervisors and admins" in result.stderr
     assert box.dump() == before
     assert listing(box, as_="root") and listing(box, as_="carol")
+
+
+def test_de_duplication_keys_hold_whatever_the_status(box):
+    """Enqueueing an occurrence again (a job rerun) never adds a row, retrying or failed alike."""
+    for key in ("n-retrying", "n-failed", "n-sent"):
+        with box.session() as session:
+            assert notifications.enqueue(session, kind="notification", dedupe_key=key, recipient="x@desk.example",
+                                         subject="again", now=T0) is False
+    assert box.scalar("SELECT count(*) FROM outbox") == 5

@@ -36,6 +36,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, case, select, update
 
@@ -48,6 +49,9 @@ KIND = "message"
 # job runs every minute by default); a delivery started before it ends may take its
 # timeout more.
 CHANNEL_BUDGET = 50.0
+# Rows claimed at a time per channel; a worker done with a full batch before its budget
+# is used gets the next one.
+CHANNEL_BATCH = 100
 # Exit status of a command meaning "this message will never go through" (EX_DATAERR).
 PERMANENT_EXIT = 65
 # How much of a connector's answer (stderr, HTTP body) is kept in last_error.
@@ -242,6 +246,9 @@ class _Worker:
     channel: str
     thread: threading.Thread
     deadline: float  # time.monotonic() after which it starts nothing new
+    config: Any
+    secret: str | None
+    full: bool       # its batch was full: more rows may be due
 
 
 def due_messages(now: datetime):
@@ -253,11 +260,10 @@ def due_messages(now: datetime):
 class ChannelRuns:
     """The channel deliveries of one `notify` run (see the module's docstring)."""
 
-    def __init__(self, settings, *, now: datetime, counts: dict, batch: int = 100):
+    def __init__(self, settings, *, now: datetime, counts: dict):
         self.settings = settings
         self.now = now
         self.counts = counts
-        self.batch = batch
         self.results: queue.Queue = queue.Queue()
         self.workers: list[_Worker] = []
         self.pending: dict[int, str] = {}   # claimed row id → channel, until its result is recorded
@@ -266,7 +272,6 @@ class ChannelRuns:
     def start(self, session) -> None:
         """Claim each configured channel's due rows and start one worker per channel."""
         from deskctl.errors import ConfigError
-        from deskctl.services.outbound.notifications import MAX_ATTEMPTS, claim
 
         channels = sorted(session.scalars(select(Outbox.channel).where(due_messages(self.now)).distinct()))
         for channel in channels:
@@ -283,31 +288,43 @@ class ChannelRuns:
                         f"the environment variable {config.secret_env!r} holding the webhook secret is not set; "
                         f"replies on {channel} wait in the outbox"))
                     continue
-            ids = claim(session, now=self.now, batch=self.batch,
-                        where=and_(Outbox.kind == KIND, Outbox.channel == channel))
-            if not ids:
-                continue
-            rows = session.execute(select(Outbox.id, Outbox.raw, Outbox.attempts).where(Outbox.id.in_(ids))
-                                   .order_by(Outbox.next_attempt_at, Outbox.id)).all()
-            work = []
-            for row_id, raw, attempts in rows:
-                self.pending[row_id] = channel
-                if not raw:  # erased (SPEC §12) before it could leave
-                    self.results.put((row_id, PERMANENT, "nothing to send: the reply's content was erased"))
-                elif attempts > MAX_ATTEMPTS:
-                    # Claimed again and again without a result: each try took the run down.
-                    self.results.put((row_id, PERMANENT,
-                                      f"gave up after {attempts - 1} attempts that never finished"))
-                else:
-                    work.append((row_id, raw, attempts))
-            deadline = time.monotonic() + CHANNEL_BUDGET
-            thread = threading.Thread(target=self._work, args=(config, secret, work, deadline),
-                                      name=f"deskctl-delivery-{channel}", daemon=True)
-            self.workers.append(_Worker(channel, thread, deadline))
-            thread.start()
+            self._launch(session, config, secret, time.monotonic() + CHANNEL_BUDGET)
+
+    def _launch(self, session, config, secret, deadline: float) -> None:
+        """Claim a batch of the channel's due rows (commit) and start its worker on them."""
+        from deskctl.services.outbound.notifications import MAX_ATTEMPTS, claim
+
+        channel = config.channel
+        batch = CHANNEL_BATCH
+        ids = claim(session, now=self.now, batch=batch, where=and_(Outbox.kind == KIND, Outbox.channel == channel))
+        if not ids:
+            return
+        rows = session.execute(select(Outbox.id, Outbox.raw, Outbox.attempts).where(Outbox.id.in_(ids))
+                               .order_by(Outbox.next_attempt_at, Outbox.id)).all()
+        work = []
+        for row_id, raw, attempts in rows:
+            self.pending[row_id] = channel
+            if not raw:  # erased (SPEC §12) before it could leave
+                self.results.put((row_id, PERMANENT, "nothing to send: the reply's content was erased"))
+            elif attempts > MAX_ATTEMPTS:
+                # Claimed again and again without a result: each try took the run down.
+                self.results.put((row_id, PERMANENT, f"gave up after {attempts - 1} attempts that never finished"))
+            else:
+                work.append((row_id, raw))
+        thread = threading.Thread(target=self._work, args=(config, secret, work, deadline),
+                                  name=f"deskctl-delivery-{channel}", daemon=True)
+        self.workers.append(_Worker(channel, thread, deadline, config, secret, full=len(ids) >= batch))
+        thread.start()
+
+    def _refill(self, session) -> None:
+        """A worker that finished a full batch with time left gets the next batch."""
+        for worker in list(self.workers):
+            if worker.full and not worker.thread.is_alive() and time.monotonic() < worker.deadline:
+                worker.full = False  # once
+                self._launch(session, worker.config, worker.secret, worker.deadline)
 
     def _work(self, config, secret, work, deadline) -> None:
-        for row_id, raw, _ in work:
+        for row_id, raw in work:
             if time.monotonic() >= deadline:
                 self.results.put((row_id, DEFERRED, None))
                 continue
@@ -329,15 +346,23 @@ class ChannelRuns:
             self._record(session, row_id, outcome, detail)
             session.commit()
 
+    def step(self, session) -> None:
+        """Between two mails: record what has arrived, hand out the next batches."""
+        self.drain(session)
+        self._refill(session)
+
     def finish(self, session) -> None:
         """Wait for every worker (each bounded by its deadline plus its timeout), recording
-        results as they come. A row whose worker is stuck past that stays `sending` and is
-        claimed again once its lease expires, like a row of a crashed run."""
-        for worker in self.workers:
-            config = self.settings.delivery[worker.channel]
-            limit = worker.deadline + config.timeout + 5
-            while worker.thread.is_alive() and time.monotonic() < limit:
-                self.drain(session, wait=0.2)
+        results as they come and handing out further batches while a channel has time. A
+        row whose worker is stuck past that stays `sending` and is claimed again once its
+        lease expires, like a row of a crashed run."""
+        while True:
+            self.drain(session)
+            self._refill(session)
+            alive = [w for w in self.workers if w.thread.is_alive()]
+            if not alive or all(time.monotonic() >= w.deadline + w.config.timeout + 5 for w in alive):
+                break
+            self.drain(session, wait=0.2)
         self.drain(session)
         for row_id, channel in sorted(self.pending.items()):
             log.error("outbox %s on %s: the connector did not finish; the row will be claimed again", row_id,

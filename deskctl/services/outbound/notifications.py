@@ -320,7 +320,7 @@ def deliver(session, *, now: datetime, settings, batch: int = 100) -> dict:
     from deskctl.services.outbound.delivery import KIND, ChannelRuns
 
     counts = {"sent": 0, "logged": 0, "retried": 0, "failed": 0, "recovered": 0, "deferred": 0}
-    channels = ChannelRuns(settings, now=now, counts=counts, batch=batch)
+    channels = ChannelRuns(settings, now=now, counts=counts)
     try:
         password = _password(settings)  # before any mail is claimed
     except ConfigError as exc:
@@ -344,7 +344,7 @@ def deliver(session, *, now: datetime, settings, batch: int = 100) -> dict:
             for row in rows:
                 _deliver_one(session, row, transport, now=now, settings=settings, counts=counts)
                 session.commit()
-                channels.drain(session)
+                channels.step(session)
     finally:
         if transport is not None:
             transport.close()
