@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
+from deskctl.clitypes import CommaChoice
 from deskctl.commands import _complete
 from deskctl.commands._options import LIMIT, _csv_values, _not_empty, emit, output_options
-
-OUTBOX_STATUSES = ("queued", "retrying", "sent", "failed")
+from deskctl.vocab import OUTBOX_STATUSES
 
 
 def _columns(detail: bool = False):
@@ -37,18 +37,14 @@ def _ids(values) -> list[int]:
     return out
 
 
-def _statuses(ctx, param, incomplete):
-    return _complete.matching(OUTBOX_STATUSES, incomplete, comma_list=True)
-
-
 @click.group()
 def outbox():
     """Mail, notifications and channel replies waiting to leave the desk (supervisor or admin)."""
 
 
 @outbox.command("list")
-@click.option("--status", multiple=True, callback=_not_empty, shell_complete=_statuses,
-              help="queued, retrying, sent, failed (comma list or repeated).")
+@click.option("--status", multiple=True, callback=_not_empty, type=CommaChoice(OUTBOX_STATUSES),
+              help="Status (comma list or repeated).")
 @click.option("--channel", multiple=True, callback=_not_empty, shell_complete=_complete.channels,
               help="email or a channel name (comma list or repeated).")
 @click.option("--limit", type=LIMIT, default=None, help="At most N rows (newest first).")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from deskctl.commands import _complete
 from deskctl.commands._options import emit, output_options
+from deskctl.errors import UsageError
+from deskctl.output import Column, notice, warn
+from deskctl.services.conversations.read_state import unread_latest
+from deskctl.services.conversations.selection import parse_conversation_id
+from deskctl.services.outbound import replies as outbound
 
 
 def _columns():
-    from deskctl.output import Column
-
     return [Column("id", "int"), Column("message_id", "int"), Column("channel"), Column("to"),
             Column("cc", "list"), Column("bcc", "list"), Column("subject"), Column("attachments", "list"),
             Column("queued", "bool"), Column("external_id")]
@@ -39,11 +44,6 @@ def reply(app, conversation_id, text, template_name, file_, cc, bcc, attach, via
     channels go through their `delivery:` connector (command or webhook), both delivered
     by the `notify` job. A channel without delivery keeps the reply in the conversation
     only, and says so on stderr."""
-    import os
-
-    from deskctl.errors import UsageError
-    from deskctl.services.conversations.selection import parse_conversation_id
-    from deskctl.services.outbound import replies as outbound
 
     cid = parse_conversation_id(conversation_id)
     if (text is not None) + (template_name is not None) + (file_ is not None) != 1:
@@ -56,8 +56,6 @@ def reply(app, conversation_id, text, template_name, file_, cc, bcc, attach, via
     for path in attach:
         with open(path, "rb") as fh:
             files.append((os.path.basename(path), fh.read()))
-    from deskctl.output import notice, warn
-    from deskctl.services.conversations.read_state import unread_latest
 
     with app.transaction() as session:
         actor = app.actor(session)
@@ -73,8 +71,8 @@ def reply(app, conversation_id, text, template_name, file_, cc, bcc, attach, via
     if not record["queued"]:
         # SPEC §11: said every time, not only on a terminal: the contact gets nothing.
         notice(f"#{cid}: no delivery is configured for {record['channel']}: the reply is stored in the "
-             f"conversation only, not sent (set delivery.{record['channel']} in the configuration, or "
-             "answer with --via email)")
+               f"conversation only, not sent (set delivery.{record['channel']} in the configuration, or "
+               "answer with --via email)")
         return
     notice(f"replied on #{cid} (queued for "
            + ("email delivery)" if record["channel"] == "email" else f"delivery on {record['channel']})"))

@@ -379,6 +379,7 @@ class ChannelRuns:
 
         channel = self.pending.pop(row_id, "?")
         row = Outbox.__table__.c
+        values: dict[str, Any]
         if outcome == DEFERRED:
             # Not tried: back as it was, first in line next run.
             values = {"status": case((row.attempts <= 1, "queued"), else_="retrying"),
@@ -391,11 +392,10 @@ class ChannelRuns:
         else:
             attempts = session.scalar(select(Outbox.attempts).where(Outbox.id == row_id)) or 1
             if outcome == RETRY and attempts < MAX_ATTEMPTS:
-                values = {"status": "retrying", "next_attempt_at": self.now + backoff(attempts),
-                          "last_error": detail, "claimed_at": None}
+                next_at = self.now + backoff(attempts)
+                values = {"status": "retrying", "next_attempt_at": next_at, "last_error": detail, "claimed_at": None}
                 self.counts["retried"] += 1
-                log.warning("outbox %s on %s: retry at %s: %s", row_id, channel,
-                            values["next_attempt_at"].isoformat(), detail)
+                log.warning("outbox %s on %s: retry at %s: %s", row_id, channel, next_at.isoformat(), detail)
             else:
                 if outcome == RETRY:
                     detail = f"gave up after {attempts} attempts: {detail}"

@@ -20,8 +20,9 @@ from sqlalchemy import case, delete, select, update
 from deskctl.errors import BulkError, Conflict, DeskError, Forbidden, NotFound, UsageError
 from deskctl.models import Outbox
 from deskctl.services.actor import Actor
+from deskctl.vocab import OUTBOX_STATUSES
 
-STATUSES = ("queued", "retrying", "sent", "failed")
+STATUSES = OUTBOX_STATUSES
 
 
 def shown_status(status: str, attempts: int) -> str:
@@ -67,15 +68,15 @@ def detail(row: Outbox) -> dict:
 def _check_values(values: Sequence[str], known: Sequence[str], option: str) -> None:
     bad = [v for v in values if v not in known]
     if bad:
-        raise UsageError(f"{option}: unknown value {bad[0]!r} (one of: {', '.join(known)})")
+        raise UsageError(f"unknown {option} {bad[0]!r} (one of: {', '.join(known)})", option=option)
 
 
 def list_records(session, actor: Actor, *, settings, statuses: Sequence[str] = (), channels: Sequence[str] = (),
                  limit: int | None = None) -> list[dict]:
     """Newest first; filtered by shown status and by channel."""
     require_supervisor(actor)
-    _check_values(statuses, STATUSES, "--status")
-    _check_values(channels, settings.channels, "--channel")
+    _check_values(statuses, STATUSES, "status")
+    _check_values(channels, settings.channels, "channel")
     query = select(Outbox).order_by(Outbox.id.desc())
     if statuses:
         query = query.where(_shown_status_sql().in_(sorted(set(statuses))))
@@ -125,7 +126,7 @@ def retry(session, actor: Actor, ids: Sequence[int] = (), *, failed: bool = Fals
     Sent rows and rows being delivered are refused (4)."""
     require_supervisor(actor)
     if failed == bool(ids):
-        raise UsageError("give outbox ids or --failed (exactly one)")
+        raise UsageError("give outbox ids or ask for every failed row (exactly one)", option="failed")
     if failed:
         ids = list(session.scalars(select(Outbox.id).where(Outbox.status == "failed").order_by(Outbox.id)))
         if not ids:

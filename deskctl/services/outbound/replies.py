@@ -159,11 +159,11 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
     (else it is stored only: record["queued"] is False). `attachments` are (filename,
     bytes) pairs. Returns the reply record."""
     if via not in (None, "email"):
-        raise UsageError(f"--via {via}: only email is supported")
+        raise UsageError(f"a reply can be sent by email only, not by {via}", option="via")
     if (text is None) == (template is None):
-        raise UsageError("give the reply text or --template NAME (exactly one)")
-    cc = [check_address(a, "--cc") for a in cc]
-    bcc = [check_address(a, "--bcc") for a in bcc]
+        raise UsageError("give the reply text or a template (exactly one)", option="template")
+    cc = [check_address(a, "cc", option="cc") for a in cc]
+    bcc = [check_address(a, "bcc", option="bcc") for a in bcc]
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:
         raise NotFound(f"conversation not found: #{conversation_id}")
@@ -179,24 +179,27 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
     via_email = via == "email" and conversation.channel != "email"
     is_email = conversation.channel == "email" or via_email
     if (cc or bcc) and not is_email:
-        raise UsageError(f"--cc/--bcc apply to email only (#{conversation_id} is {conversation.channel}; "
-                         "add --via email to answer by email)")
+        raise UsageError(f"cc and bcc apply to email only (#{conversation_id} is {conversation.channel}; "
+                         "answer by email instead to copy someone)", option=("cc", "bcc", "via"))
     contact = session.get(Contact, conversation.contact_id) if conversation.contact_id else None
     to_address = None
     if via_email and not (contact and contact.email):
         # Nothing to send to: the address is what is missing (3), not the conversation's state.
-        who = f"its contact #{contact.id}" if contact else "it has no contact, which"
-        raise NotFound(f"cannot email #{conversation_id}: {who} has no email address "
-                       f"(add one: deskctl contact set {contact.id if contact else 'REF'} --email ADDRESS)")
+        if contact is None:
+            raise NotFound(f"cannot email #{conversation_id}: it has no contact, hence no email address "
+                           "(attach a contact with one first)", option="via")
+        raise NotFound(f"cannot email #{conversation_id}: its contact #{contact.id} has no email address "
+                       f"(give contact #{contact.id} one first)", option="via")
     if is_email:
         to_address = contact.email if contact else None
         if not to_address:
             who = f"contact #{contact.id}" if contact else "it has no contact, which"
             raise Conflict(f"cannot email #{conversation_id}: {who} has no email address "
                            "(attach a contact with one: deskctl attach)")
+        assert contact is not None  # the address came from it
         if not is_address(to_address):  # stored before addresses were checked
             raise Conflict(f"cannot email #{conversation_id}: contact #{contact.id} has an invalid address "
-                           f"{to_address!r} (fix it: deskctl contact set {contact.id} --email ADDRESS)")
+                           f"{to_address!r} (fix contact #{contact.id}'s email address)")
 
     subject = tagged_subject(conversation_id, conversation.subject, "Re: ")
     external_id = in_reply_to = None
@@ -225,6 +228,7 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
     session.add_all(stored)
     outbox_id = None
     if is_email:
+        assert contact is not None and to_address is not None and external_id is not None  # set above
         key = f"email:{external_id}"
         raw = to_bytes(build_email(
             settings, message_id=external_id, to=contact_address(contact), subject=subject, text=text, now=now,
@@ -251,11 +255,13 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
 
 def contact_address(contact: Contact) -> str:
     """`Léa Dubois <lea@example.fr>` (quoted and encoded as needed), else the bare address."""
+    email = contact.email
+    assert email is not None  # only contacts with an address are written to
     name = (contact.name or "").strip()
     if not name:
-        return contact.email
-    local, _, domain = contact.email.rpartition("@")
+        return email
+    local, _, domain = email.rpartition("@")
     try:
         return str(Address(display_name=name, username=local, domain=domain))
     except (ValueError, TypeError):
-        return contact.email
+        return email
