@@ -51,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
     # SPEC §10: pull (agents take work with `next`), offer or assign.
     "routing": {"mode": "pull", "offer_timeout": "2m", "capacity": {"default": 5}},
     "business_hours": {},
+    # SPEC §11, docs/outbound.md: how replies on non-email channels leave the desk, e.g.
+    # chat: {command: [/usr/local/bin/send-chat], timeout: 10s}.
+    "delivery": {},
     "sla": {
         "warning": 0.75,
         "policies": [
@@ -171,6 +174,18 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class ChannelDelivery:
+    """How replies on one non-email channel are delivered (SPEC §11): a local command
+    reading the JSON on stdin, or a signed HTTP POST. Exactly one of the two is set."""
+
+    channel: str
+    command: tuple[str, ...] | None
+    webhook: str | None
+    secret_env: str | None
+    timeout: float  # seconds, per delivery attempt
+
+
+@dataclass(frozen=True)
 class Limits:
     """Size caps on what outsiders send (SPEC §13); byte sizes are in bytes."""
 
@@ -232,6 +247,7 @@ class Settings:
     channel_rules: dict[str, Rules] = field(default_factory=dict)
     automations: tuple[AutomationRule, ...] = ()
     automation_reply_interval: timedelta = timedelta(hours=1)
+    delivery: dict[str, ChannelDelivery] = field(default_factory=dict)
     # top-level key → where its value came from: "default", the file, "--db", an env var
     origins: dict = field(repr=False, compare=False, default_factory=dict)
 
@@ -472,7 +488,8 @@ def _merge(defaults: dict, given: dict, report: _Report, prefix: str) -> dict:
             report.add(dotted, f"unknown key (known keys: {known})")
             continue
         # Free-form mappings and lists are replaced whole; fixed mappings merge key by key.
-        if isinstance(defaults[key], dict) and key not in ("business_hours", "jobs", "channels", "capacity"):
+        if isinstance(defaults[key], dict) and key not in ("business_hours", "jobs", "channels", "capacity",
+                                                                       "delivery"):
             if report.check(isinstance(value, dict), dotted, "must be a mapping"):
                 result[key] = _merge(defaults[key], value, report, dotted + ".")
         elif key == "jobs":
@@ -570,6 +587,7 @@ def _build(cfg: dict, report: _Report, database_url: str | None, database_origin
         automations=_automations(cfg["automations"], report, channels, business_hours),
         automation_reply_interval=(report.duration(cfg["automation_reply_interval"], "automation_reply_interval")
                                    or timedelta(hours=1)),
+        delivery=_delivery(cfg["delivery"], channels, report),
     )
 
 
@@ -607,6 +625,79 @@ def _channel_rules(raw: Any, rules: Rules, channels: tuple[str, ...], report: _R
                             f"unknown rule (known: {', '.join(sorted(global_rules))})"):
                 good[name] = report.flag(value, f"{key}.{name}", global_rules[name])
         out[channel] = Rules(**{**global_rules, **good})
+    return out
+
+
+DELIVERY_KEYS = ("command", "webhook", "secret_env", "timeout")
+# A delivery attempt longer than this would overlap the next `notify` run.
+MAX_DELIVERY_TIMEOUT = timedelta(minutes=5)
+
+
+def _delivery(raw: Any, channels: tuple[str, ...], report: _Report) -> dict[str, ChannelDelivery]:
+    """`delivery.<channel>`: a command or a webhook per non-email channel, checked now
+    (the executable exists, the URL is http(s), the secret's variable is named) so that
+    a typo fails at load rather than in every `notify` run."""
+    import shutil
+    from urllib.parse import urlsplit
+
+    if not report.check(isinstance(raw, dict), "delivery", "must be a mapping of channel names"):
+        return {}
+    out = {}
+    for channel, value in raw.items():
+        key = f"delivery.{channel}"
+        if channel == "email":
+            report.add(key, "email is delivered by smtp (see smtp:), not by delivery")
+            continue
+        if not report.check(channel in channels, key,
+                            f"unknown channel {channel!r} (channels: {', '.join(channels)})"):
+            continue
+        if not report.check(isinstance(value, dict), key, "must be a mapping with command or webhook"):
+            continue
+        for unknown in set(value) - set(DELIVERY_KEYS):
+            report.add(f"{key}.{unknown}", f"unknown key (known: {', '.join(DELIVERY_KEYS)})")
+        command, webhook, secret_env = value.get("command"), value.get("webhook"), value.get("secret_env")
+        ok = report.check((command is None) != (webhook is None), key,
+                          "needs exactly one of command (a program) or webhook (a URL)")
+        argv: tuple[str, ...] | None = None
+        if command is not None:
+            if not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
+                report.add(f"{key}.command", "must be a list: the program and its arguments, e.g. "
+                                             "[/usr/local/bin/send-chat, --account, acme] (no shell)")
+                ok = False
+            elif shutil.which(command[0]) is None:
+                report.add(f"{key}.command", f"{command[0]!r} is not an executable file"
+                                             + ("" if "/" in command[0] else " on PATH"))
+                ok = False
+            else:
+                argv = tuple(command)
+            if secret_env is not None:
+                report.add(f"{key}.secret_env", "applies to webhook only (a command gets no signature)")
+                ok = False
+        if webhook is not None:
+            parts = urlsplit(webhook) if isinstance(webhook, str) else None
+            if not report.check(parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+                                and not any(c in webhook for c in "\r\n "), f"{key}.webhook",
+                                f"must be an http:// or https:// URL, not {webhook!r}"):
+                ok = False
+            elif parts is not None and parts.username is not None:
+                report.add(f"{key}.webhook", "must not carry credentials (user:password@): the receiver "
+                                             "checks the X-Deskctl-Signature header instead")
+                ok = False
+            if secret_env is None:
+                report.add(f"{key}.secret_env", "is required with webhook: the environment variable "
+                                                "holding the signing secret")
+                ok = False
+            elif not isinstance(secret_env, str) or not _ENV_NAME.match(secret_env):
+                report.add(f"{key}.secret_env", f"{secret_env!r} is not an environment variable name "
+                                                "(the secret itself never goes in the file)")
+                ok = False
+        timeout = report.duration(value.get("timeout", "10s"), f"{key}.timeout", timedelta(seconds=10))
+        if timeout is None or not timedelta(0) < timeout <= MAX_DELIVERY_TIMEOUT:
+            report.add(f"{key}.timeout", "must be a duration above 0 and at most 5m (e.g. 10s)")
+            ok = False
+        if ok:
+            out[channel] = ChannelDelivery(channel=channel, command=argv, webhook=webhook if webhook else None,
+                                           secret_env=secret_env, timeout=timeout.total_seconds())
     return out
 
 
