@@ -152,7 +152,10 @@ def email(app, file_, mbox, maildir, move, group_name):
 
     Prints one result per message (message_id, id, action). Exit 65 if any message was
     quarantined (the others are kept); any other failure exits 75 (temporary: the mail
-    server retries), never a code that would bounce the mail."""
+    server retries), never a code that would bounce the mail.
+
+    With `mail: {maildir: D, spool: true}` in config, `-` only writes the message into
+    D/new (exit 0, or 75 if it cannot) and the mail-poll job stores it."""
     import os
 
     from deskctl.errors import UsageError
@@ -165,12 +168,34 @@ def email(app, file_, mbox, maildir, move, group_name):
         raise UsageError(f"--mbox: no such file: {mbox}")
     if file_ is not None and file_ != "-" and not os.path.isfile(file_):
         raise UsageError(f"no such file: {file_}")
+    if file_ == "-" and app.settings.mail.spool:
+        return _spool(app, group_name)
     group_id = _group_id(app, group_name)
     counts: dict[str, int] = {}
     sources = _email_sources(app.settings, file_, mbox, maildir, new_only=move)
     results = _ingest_emails(app, sources, group_id, counts)
     emit(app, _stored_first(_with_ids(app, results)), _email_columns(), id_key="id")
     _finish(counts, "message")
+
+
+def _spool(app, group_name) -> None:
+    """Spool mode (SPEC §11): the message goes into mail.maildir/new, nothing else; no
+    database code is loaded. Prints nothing on stdout (there is no result yet)."""
+    from deskctl.errors import UsageError
+    from deskctl.output import notice
+    from deskctl.services.inbound import spool
+
+    maildir = app.settings.mail.maildir
+    if group_name:
+        # The spooled file keeps only the mail; mail-poll could not know the group.
+        raise UsageError("--group cannot be used in spool mode (mail.spool: true): mail-poll stores spooled "
+                         "mail without a group; drop --group from the pipe command, or set mail.spool: false")
+    stream = click.open_file("-", "rb")
+    try:
+        path = spool.spool(stream, maildir)
+    except OSError as exc:
+        raise _retry_later(f"cannot write into the spool {maildir}: {exc.strerror or exc}") from exc
+    notice(f"spooled 1 message as {path} (the mail-poll job stores it)")
 
 
 def _stored_first(rows):
