@@ -182,7 +182,6 @@ def _spool(app, group_name) -> None:
     """Spool mode (SPEC §11): the message goes into mail.maildir/new, nothing else; no
     database code is loaded. Prints nothing on stdout (there is no result yet)."""
     from deskctl.errors import UsageError
-    from deskctl.output import notice
     from deskctl.services.inbound import spool
 
     maildir = app.settings.mail.maildir
@@ -195,7 +194,7 @@ def _spool(app, group_name) -> None:
         path = spool.spool(stream, maildir)
     except OSError as exc:
         raise _retry_later(f"cannot write into the spool {maildir}: {exc.strerror or exc}") from exc
-    notice(f"spooled 1 message as {path} (the mail-poll job stores it)")
+    click.echo(f"spooled 1 message as {path} (the mail-poll job stores it)", err=True)
 
 
 def _stored_first(rows):

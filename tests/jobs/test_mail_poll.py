@@ -105,7 +105,7 @@ def test_batches_are_committed_as_they_go(box, tmp_path, monkeypatch):
     from deskctl.services.inbound import email, maildir
 
     root = make_maildir(tmp_path, 7)
-    monkeypatch.setattr(maildir, "EMAIL_BATCH", 2)
+    monkeypatch.setattr(maildir, "POLL_BATCH", 2)
     real_batch = email.ingest_batch
     calls = []
 
