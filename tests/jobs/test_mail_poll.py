@@ -55,7 +55,8 @@ def test_mail_poll_stores_new_mail_moves_it_to_cur_and_records_counts(box, tmp_p
     assert result.exit_code == 0, result
     [run] = result.json()
     assert run["outcome"] == "ok"
-    assert run["counts"] == {"stored": 5, "created": 5, "appended": 0, "duplicate": 0, "quarantined": 1}
+    assert run["counts"] == {"stored": 5, "created": 5, "appended": 0, "duplicate": 0, "quarantined": 1,
+                             "unreadable": 0}
     assert os.listdir(root / "new") == [] and os.listdir(root / "tmp") == []
     moved = os.listdir(root / "cur")
     assert len(moved) == 6 and all(name.endswith(":2,S") for name in moved)
@@ -95,7 +96,8 @@ def test_replies_in_the_maildir_thread_onto_their_conversation(box, tmp_path):
     root = make_maildir(tmp_path, 1)
     mailbox.Maildir(root).add(mail(2, subject="Re: Question 1", headers="In-Reply-To: <poll1@example.fr>\n"))
     [run] = poll(box, root).json()
-    assert run["counts"] == {"stored": 2, "created": 1, "appended": 1, "duplicate": 0, "quarantined": 0}
+    assert run["counts"] == {"stored": 2, "created": 1, "appended": 1, "duplicate": 0, "quarantined": 0,
+                             "unreadable": 0}
     assert box.scalar("SELECT count(*) FROM conversations") == 1
 
 
@@ -126,6 +128,14 @@ def test_batches_are_committed_as_they_go(box, tmp_path, monkeypatch):
     [run] = poll(box, root).json()
     assert run["counts"]["stored"] == 3 and run["counts"]["duplicate"] == 0
     assert box.scalar("SELECT count(*) FROM messages") == 7 and os.listdir(root / "new") == []
+
+
+def test_a_file_that_cannot_be_read_is_left_in_new_and_does_not_hold_back_the_others(box, tmp_path):
+    root = make_maildir(tmp_path, 2)
+    (root / "new" / "0000000001.M1P1.odd").mkdir()  # sorts first; reading it fails
+    [run] = poll(box, root).json()
+    assert run["outcome"] == "ok" and run["counts"]["stored"] == 2 and run["counts"]["unreadable"] == 1
+    assert os.listdir(root / "new") == ["0000000001.M1P1.odd"] and len(os.listdir(root / "cur")) == 2
 
 
 def test_ingest_email_maildir_move_is_the_same_service(box, tmp_path):

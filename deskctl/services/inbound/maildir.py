@@ -12,6 +12,7 @@ next run reads it again and finds its Message-ID: `duplicate`, never stored twic
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from datetime import datetime
@@ -28,6 +29,7 @@ EMAIL_BATCH_BYTES = 32 << 20
 # the write lock is held only while a batch is stored (parsing comes before it).
 POLL_BATCH = 500
 INGEST_LOCK = "deskctl.ingest"
+log = logging.getLogger("deskctl.jobs.mail-poll")
 
 # (raw bytes or intake.Spilled, origin for the quarantine, Maildir file to move or None)
 Source = tuple[object, str | None, Path | None]
@@ -46,13 +48,21 @@ def take_ingest_turn(session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": INGEST_LOCK})
 
 
-def maildir_messages(files: Iterable[tuple[str, Path]], settings, *, move: bool) -> Iterator[Source]:
+def maildir_messages(files: Iterable[tuple[str, Path]], settings, *, move: bool,
+                     unreadable=None) -> Iterator[Source]:
     """The messages of `intake.maildir_files(...)`, read one at a time in bounded memory.
-    `move`: each comes with its file, to be moved to cur/ once committed."""
+    `move`: each comes with its file, to be moved to cur/ once committed.
+    `unreadable(path, error)`: called for a file that cannot be read, which is then left
+    where it is; without it the error is raised."""
     for key, path in files:
         try:
             raw = intake.read_path(path, settings)
         except FileNotFoundError:  # another run (mail-poll, ingest --move) took it first
+            continue
+        except OSError as exc:
+            if unreadable is None:
+                raise
+            unreadable(path, exc)
             continue
         yield raw, key, path if move else None
 
@@ -119,15 +129,22 @@ def mark_seen(path: Path) -> None:
 def poll(session, *, now: datetime, settings) -> dict:
     """The `mail-poll` job: every message in `mail.maildir`/new, stored a batch at a time
     and moved to cur/. Counts: stored (created + appended), created, appended,
-    duplicate, quarantined."""
+    duplicate, quarantined, and unreadable: files that could not be read (a directory, no
+    permission), left in new/ and logged, so that one of them does not hold back the
+    others; they are tried again on the next run."""
     from deskctl.errors import ConfigError
 
     root = settings.mail.maildir
     if root is None:
         raise ConfigError(settings.source, "mail.maildir", "is not set: mail-poll has no Maildir to read")
-    counts = {"stored": 0, "created": 0, "appended": 0, "duplicate": 0, "quarantined": 0}
+    counts = {"stored": 0, "created": 0, "appended": 0, "duplicate": 0, "quarantined": 0, "unreadable": 0}
+
+    def unreadable(path, exc):
+        counts["unreadable"] += 1
+        log.warning("mail-poll: cannot read %s, left in new/: %s", path, exc.strerror or exc)
+
     files = intake.maildir_files(root, new_only=True)
-    messages = maildir_messages(files, settings, move=True)
+    messages = maildir_messages(files, settings, move=True, unreadable=unreadable)
     for result in ingest_emails(session, messages, now=now, settings=settings, batch_size=POLL_BATCH):
         action = result["action"]
         counts[action] = counts.get(action, 0) + 1
