@@ -32,7 +32,7 @@ INGEST_LOCK = "deskctl.ingest"
 log = logging.getLogger("deskctl.jobs.mail-poll")
 
 # (raw bytes or intake.Spilled, origin for the quarantine, Maildir file to move or None)
-Source = tuple[object, str | None, Path | None]
+Source = tuple[bytes | intake.Spilled, str | None, Path | None]
 
 
 def take_ingest_turn(session) -> None:
