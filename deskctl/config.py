@@ -16,25 +16,26 @@ from pathlib import Path
 from typing import Any
 
 from deskctl.errors import ConfigError
+from deskctl.vocab import (
+    AVAILABILITY_STATES,
+    BUILTIN_AVAILABILITY,
+    CHANNELS,
+    JOB_NAMES,
+    PRIORITIES,
+    REPORT_KINDS,
+    ROUTING_MODES,
+    SLA_TARGETS,
+)
 
-JOB_NAMES = ("sla-sweep", "boomerang", "auto-close", "auto-unassign", "notify", "nightly-export", "route",
-             "retention", "mail-poll")
-REPORT_KINDS = ("volume", "sla", "agents", "tags", "csat", "backlog", "conversations")
-SLA_TARGETS = ("first_response", "next_response", "resolution")
-PRIORITIES = ("low", "medium", "high", "urgent")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-ROUTING_MODES = ("pull", "offer", "assign")
-# Built-in availability states beyond config's list: `rona` is where an agent who let an
-# offer expire lands (SPEC §10), whatever the desk's own list says.
-BUILTIN_AVAILABILITY = ("rona",)
 
 DEFAULTS: dict[str, Any] = {
     "timezone": "UTC",
     "database": {"url": None},
     "attachments_dir": None,
     "export_dir": None,
-    "channels": ["email", "chat", "sms", "social", "web", "phone"],
-    "availability_states": ["available", "away", "offline"],
+    "channels": list(CHANNELS),
+    "availability_states": list(AVAILABILITY_STATES),
     "rules": {
         "transfer_requires_claim": False,
         "transfer_to_user": True,

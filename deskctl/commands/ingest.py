@@ -5,6 +5,9 @@ that could be stored is kept even when another one is quarantined or the databas
 goes away mid-way; a rerun skips what is already in as `duplicate`). JSON lines are
 committed in batches. Exit 65 when anything was quarantined, 75 when the database is
 unreachable or locked (the root maps OperationalError), so an MTA retries later.
+
+The imports of the services stay inside the functions: `ingest email -` is the MTA's
+gateway, and its spool mode (SPEC §11) must load no database code.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from contextlib import contextmanager
 
 import click
 
+from deskctl.clitypes import CommaChoice
 from deskctl.commands._options import LIMIT, emit, output_options
+from deskctl.vocab import QUARANTINE_STATUSES
 
 JSONL_BATCH = 1000
 
@@ -319,8 +324,9 @@ def _supervisor(app, session, what):
 
 
 @quarantine.command("list")
-@click.option("--status", "status", default="held", show_default=True, metavar="S",
-              help="held, retried, dropped or all (comma list).")
+@click.option("--status", "status", default="held", show_default=True, metavar="S[,S]",
+              type=CommaChoice(QUARANTINE_STATUSES, also=("all",)),
+              help="Only these: " + ", ".join(QUARANTINE_STATUSES) + " (comma list), or all.")
 @click.option("--source", type=click.Choice(["email", "jsonl"]), help="Only this source.")
 @click.option("--limit", type=LIMIT, help="At most N entries.")
 @output_options
@@ -330,11 +336,10 @@ def quarantine_list(app, status, source, limit):
     from deskctl.errors import UsageError
     from deskctl.output import notice
     from deskctl.services.inbound import quarantine as service
-    statuses = service.STATUSES if status == "all" else tuple(s.strip() for s in status.split(",") if s.strip())
-    unknown = [s for s in statuses if s not in service.STATUSES]
-    if unknown or not statuses:
-        raise UsageError(f"--status: unknown value {', '.join(unknown) or status!r} "
-                         f"(choose from {', '.join(service.STATUSES)} or all)")
+
+    statuses = QUARANTINE_STATUSES if status == "all" else tuple(s.strip() for s in status.split(",") if s.strip())
+    if not statuses:
+        raise UsageError("--status: empty value")
     with app.read() as session:
         _supervisor(app, session, "ingest quarantine list")
         count = emit(app, service.list_rows(session, status=statuses, source=source, limit=limit),
@@ -352,6 +357,7 @@ def quarantine_show(app, quarantine_id, raw):
     """One quarantined input with its reason and raw text (`--raw`: the bytes only, to
     save, fix and `retry --file`)."""
     from deskctl.services.inbound import quarantine as service
+
     with app.read() as session:
         _supervisor(app, session, "ingest quarantine show")
         row = service.get(session, quarantine_id)
@@ -378,6 +384,7 @@ def quarantine_retry(app, ids, file_, group_name):
     marks the entry `retried`; a failure keeps it held with the new reason (exit 65)."""
     from deskctl.errors import UsageError
     from deskctl.services.inbound import quarantine as service
+
     if file_ is not None and len(ids) != 1:
         raise UsageError("--file replaces the bytes of one entry: give exactly one ID")
     replacement = _read_input(file_) if file_ is not None else None
@@ -434,6 +441,7 @@ def quarantine_drop(app, ids):
     """Give up on held inputs: marked `dropped` (the bytes stay for the record)."""
     from deskctl.output import notice
     from deskctl.services.inbound import quarantine as service
+
     with app.transaction() as session:
         _supervisor(app, session, "ingest quarantine drop")
         records = service.drop(session, list(ids))

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from deskctl.commands import _complete
 from deskctl.commands._options import emit, output_options
+from deskctl.errors import UsageError
+from deskctl.output import Column, notice, warn
+from deskctl.services.conversations.read_state import unread_latest
+from deskctl.services.conversations.selection import parse_conversation_id
+from deskctl.services.outbound import replies as outbound
 
 
 def _columns():
-    from deskctl.output import Column
-
     return [Column("id", "int"), Column("message_id", "int"), Column("channel"), Column("to"),
             Column("cc", "list"), Column("bcc", "list"), Column("subject"), Column("attachments", "list"),
             Column("queued", "bool"), Column("external_id")]
@@ -34,11 +39,6 @@ def reply(app, conversation_id, text, template_name, file_, cc, bcc, attach):
 
     Email conversations get a real email through the outbox (delivered by the `notify`
     job); on other channels the reply is stored in the conversation only."""
-    import os
-
-    from deskctl.errors import UsageError
-    from deskctl.services.conversations.selection import parse_conversation_id
-    from deskctl.services.outbound import replies as outbound
 
     cid = parse_conversation_id(conversation_id)
     if (text is not None) + (template_name is not None) + (file_ is not None) != 1:
@@ -51,8 +51,6 @@ def reply(app, conversation_id, text, template_name, file_, cc, bcc, attach):
     for path in attach:
         with open(path, "rb") as fh:
             files.append((os.path.basename(path), fh.read()))
-    from deskctl.output import notice, warn
-    from deskctl.services.conversations.read_state import unread_latest
 
     with app.transaction() as session:
         actor = app.actor(session)

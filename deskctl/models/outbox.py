@@ -26,7 +26,7 @@ class Outbox(Base):
     subject: Mapped[str] = mapped_column(String(998), default="")
     body: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)  # a complete RFC 5322 message
-    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|sending|sent|failed
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # see deskctl.vocab.OUTBOX_STATUSES
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     claimed_at: Mapped[utc_null]

@@ -77,7 +77,7 @@ def reminders(session, conversation_ids) -> dict[int, str]:
 def created_row(conversation_id: int, *, channel: str, source: str, at: datetime,
                 linked_to: int | None = None) -> dict:
     """A `created` event row for record_many (ingest, bulk creation)."""
-    data = {"channel": channel, "source": source}
+    data: dict[str, str | int] = {"channel": channel, "source": source}
     if linked_to is not None:
         data["linked_to"] = linked_to
     return {"conversation_id": conversation_id, "actor": SYSTEM, "kind": "created", "at": at, "data": data}

@@ -10,12 +10,16 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import CompoundSelect, Select, and_, func, or_, select, update
 
 from deskctl.db.dml import insert_ignore
 from deskctl.models import Conversation, Outbox, User, Watcher
 from deskctl.services.addresses import is_address
+
+if TYPE_CHECKING:
+    import smtplib
 
 # Above this many conversations from one command, a follower gets one summary
 # notification instead of one per conversation (a bulk transfer of an absent agent's
@@ -83,10 +87,11 @@ def notify_followers(session, keys: dict[int, str], *, event: str, now: datetime
     ids = sorted(keys)
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
-        watching = (select(Watcher.conversation_id.label("cid"), Watcher.user_id.label("uid"))
+        watchers = (select(Watcher.conversation_id.label("cid"), Watcher.user_id.label("uid"))
                     .where(Watcher.conversation_id.in_(chunk)))
+        watching: Select | CompoundSelect = watchers
         if assignee:
-            watching = watching.union(select(c.id, c.assignee_id)
+            watching = watchers.union(select(c.id, c.assignee_id)
                                       .where(c.id.in_(chunk), c.assignee_id.is_not(None)))
         followers = watching.subquery()
         for cid, uid, title, handle, email in session.connection().execute(
@@ -189,10 +194,10 @@ class _Smtp:
     def __init__(self, smtp, password: str | None):
         self.smtp = smtp
         self.password = password
-        self.conn = None
+        self.conn: smtplib.SMTP | None = None
         self.broken: Exception | None = None
 
-    def _connect(self):
+    def _connect(self) -> smtplib.SMTP:
         import smtplib
         import ssl
 
@@ -212,9 +217,10 @@ class _Smtp:
 
         if self.broken is not None:
             raise _Transient(f"not connected: {self.broken}")
-        if self.conn is None:
+        conn = self.conn
+        if conn is None:
             try:
-                self.conn = self._connect()
+                conn = self.conn = self._connect()
             except (OSError, smtplib.SMTPException) as exc:
                 # Whatever the code (even a 5xx greeting or a refused login), it is not
                 # this message's fault: keep the rows and retry with backoff.
@@ -222,7 +228,7 @@ class _Smtp:
                 raise _Transient(f"cannot connect to {self.smtp.host}:{self.smtp.port}: {_describe(exc)}") \
                     from exc
         try:
-            return self.conn.send_message(msg)
+            return conn.send_message(msg)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             text = "; ".join(f"{rcpt}: {code} {_text(resp)}" for rcpt, (code, resp) in exc.recipients.items())

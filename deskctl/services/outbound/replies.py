@@ -149,9 +149,9 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
     """Store an agent's reply and, on email, queue it for delivery. `attachments` are
     (filename, bytes) pairs. Returns the reply record."""
     if (text is None) == (template is None):
-        raise UsageError("give the reply text or --template NAME (exactly one)")
-    cc = [check_address(a, "--cc") for a in cc]
-    bcc = [check_address(a, "--bcc") for a in bcc]
+        raise UsageError("give the reply text or a template (exactly one)", option="template")
+    cc = [check_address(a, "cc", option="cc") for a in cc]
+    bcc = [check_address(a, "bcc", option="bcc") for a in bcc]
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:
         raise NotFound(f"conversation not found: #{conversation_id}")
@@ -166,8 +166,8 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
         raise UsageError("the reply is empty")
     is_email = conversation.channel == "email"
     if (cc or bcc) and not is_email:
-        raise UsageError(f"--cc/--bcc apply to email conversations only (#{conversation_id} is "
-                         f"{conversation.channel})")
+        raise UsageError(f"cc and bcc apply to email conversations only (#{conversation_id} is "
+                         f"{conversation.channel})", option=("cc", "bcc"))
     contact = session.get(Contact, conversation.contact_id) if conversation.contact_id else None
     to_address = None
     if is_email:
@@ -176,9 +176,10 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
             who = f"contact #{contact.id}" if contact else "it has no contact, which"
             raise Conflict(f"cannot email #{conversation_id}: {who} has no email address "
                            "(attach a contact with one: deskctl attach)")
+        assert contact is not None  # the address came from it
         if not is_address(to_address):  # stored before addresses were checked
             raise Conflict(f"cannot email #{conversation_id}: contact #{contact.id} has an invalid address "
-                           f"{to_address!r} (fix it: deskctl contact set {contact.id} --email ADDRESS)")
+                           f"{to_address!r} (fix contact #{contact.id}'s email address)")
 
     subject = tagged_subject(conversation_id, conversation.subject, "Re: ")
     external_id = in_reply_to = None
@@ -202,6 +203,7 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
     session.add_all(stored)
     outbox_id = None
     if is_email:
+        assert contact is not None and to_address is not None and external_id is not None  # set above
         key = f"email:{external_id}"
         raw = to_bytes(build_email(
             settings, message_id=external_id, to=contact_address(contact), subject=subject, text=text, now=now,
@@ -219,11 +221,13 @@ def reply(session, actor: Actor, conversation_id: int, *, now: datetime, setting
 
 def contact_address(contact: Contact) -> str:
     """`Léa Dubois <lea@example.fr>` (quoted and encoded as needed), else the bare address."""
+    email = contact.email
+    assert email is not None  # only contacts with an address are written to
     name = (contact.name or "").strip()
     if not name:
-        return contact.email
-    local, _, domain = contact.email.rpartition("@")
+        return email
+    local, _, domain = email.rpartition("@")
     try:
         return str(Address(display_name=name, username=local, domain=domain))
     except (ValueError, TypeError):
-        return contact.email
+        return email
