@@ -76,6 +76,7 @@ DEFAULTS: dict[str, Any] = {
         "nightly-export": {"cron": "0 2 * * *", "reports": ["volume", "sla", "agents", "tags", "csat"]},
         "route": {"every": "30s"},
         "retention": {"cron": "30 3 * * *"},
+        "mail-poll": {"every": "1m"},  # off unless mail.maildir is set
     },
     "smtp": {
         "host": None,
@@ -95,6 +96,8 @@ DEFAULTS: dict[str, Any] = {
     # SPEC §11: rules run in order on arrivals and events (docs/automations.md).
     "automations": [],
     "automation_reply_interval": "1h",
+    # SPEC §11: the Maildir `mail-poll` ingests; spool: `ingest email -` only writes into it.
+    "mail": {"maildir": None, "spool": False},
     "limits": {
         "message_bytes": "25MB",
         "recipients": 500,
@@ -222,6 +225,15 @@ class AutomationRule:
 
 
 @dataclass(frozen=True)
+class MailSettings:
+    """SPEC §11: `maildir` (absolute, with new/, cur/, tmp/) is polled by `mail-poll`;
+    with `spool`, `ingest email -` only writes the message into it."""
+
+    maildir: Path | None = None
+    spool: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     source: str | None
     timezone: str
@@ -248,6 +260,7 @@ class Settings:
     automations: tuple[AutomationRule, ...] = ()
     automation_reply_interval: timedelta = timedelta(hours=1)
     delivery: dict[str, ChannelDelivery] = field(default_factory=dict)
+    mail: MailSettings = field(default_factory=MailSettings)
     # top-level key → where its value came from: "default", the file, "--db", an env var
     origins: dict = field(repr=False, compare=False, default_factory=dict)
 
@@ -267,10 +280,10 @@ def default_database_url() -> str:
 
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL; None for PostgreSQL and in-memory SQLite."""
-    from sqlalchemy.engine import make_url
+    from deskctl.db.urls import parse
 
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    parsed = parse(url)
+    if parsed.backend != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database).expanduser()
 
@@ -560,6 +573,9 @@ def _build(cfg: dict, report: _Report, database_url: str | None, database_origin
     retention = report.duration(cfg["retention"]["closed_after"], "retention.closed_after")
     if retention is None:  # SPEC §12: off unless closed_after is set
         jobs["retention"] = replace(jobs["retention"], enabled=False)
+    mail = _mail(cfg["mail"], report)
+    if mail.maildir is None:  # SPEC §11: mail-poll runs only when mail.maildir is set
+        jobs["mail-poll"] = replace(jobs["mail-poll"], enabled=False)
 
     return Settings(
         source=report.source,
@@ -588,7 +604,36 @@ def _build(cfg: dict, report: _Report, database_url: str | None, database_origin
         automation_reply_interval=(report.duration(cfg["automation_reply_interval"], "automation_reply_interval")
                                    or timedelta(hours=1)),
         delivery=_delivery(cfg["delivery"], channels, report),
+        mail=mail,
     )
+
+
+MAILDIR_FOLDERS = ("new", "cur", "tmp")
+
+
+def _mail(raw: dict, report: _Report) -> MailSettings:
+    """`mail.maildir` must be an existing Maildir: an absolute path (the daemon, cron and
+    the mail server each run in their own directory) with new/, cur/ and tmp/. Nothing
+    is created here: a typo must not start a spool that nothing polls."""
+    spool = report.flag(raw["spool"], "mail.spool")
+    value = report.text(raw["maildir"], "mail.maildir", "must be the path of a Maildir directory")
+    if not value:
+        report.check(not spool, "mail.spool", "spool mode needs mail.maildir (the Maildir to write into)")
+        return MailSettings(None, False)
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        report.add("mail.maildir", f"{value} must be an absolute path (the daemon and the mail server do not "
+                                   "run in this directory)")
+    elif not path.exists():
+        report.add("mail.maildir", f"{path} does not exist (create it: mkdir -p {path}/new {path}/cur {path}/tmp)")
+    elif not path.is_dir():
+        report.add("mail.maildir", f"{path} is not a directory")
+    else:
+        missing = [name for name in MAILDIR_FOLDERS if not (path / name).is_dir()]
+        if missing:
+            report.add("mail.maildir", f"{path} is not a Maildir: no {', '.join(m + '/' for m in missing)} in it "
+                                       f"(create: mkdir -p {' '.join(f'{path}/{m}' for m in missing)})")
+    return MailSettings(path, spool)
 
 
 def _timezone(name: Any, key: str, report: _Report) -> str:
@@ -729,10 +774,7 @@ def _database_url(from_file: Any, given: str | None, origin: str, report: _Repor
     """The URL to use: --db / DESKCTL_DATABASE_URL, else database.url, else SQLite in the
     data directory. Only SQLite and PostgreSQL are supported; a SQLite file's directory
     must exist (a typo must not silently create a new, empty desk somewhere else)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from deskctl.db.engine import normalize_url, redact
+    from deskctl.db.urls import normalize_url, parse
 
     key = "database.url"
     if given:
@@ -748,8 +790,10 @@ def _database_url(from_file: Any, given: str | None, origin: str, report: _Repor
         return default_database_url()
 
     try:
-        parsed = make_url(normalize_url(url))
-    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        parsed = parse(normalize_url(url))  # without SQLAlchemy: config loads without it (SPEC §11 spool)
+    except ValueError:  # not a URL, or a port that is not a number
+        from deskctl.db.engine import redact
+
         reason = (f"invalid database URL {redact(url)!r} (e.g. sqlite:////var/lib/deskctl/desk.db "
                   "or postgresql://desk@db/desk)")
         if given:  # a malformed option value is a usage error (2), as for any option

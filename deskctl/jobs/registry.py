@@ -49,6 +49,8 @@ register("nightly-export", "deskctl.jobs.nightly_export:run",
 register("route", "deskctl.jobs.route:run", "offer or assign waiting conversations to available agents", every="30s")
 register("retention", "deskctl.jobs.retention:run",
          "erase the content of conversations closed longer ago than retention.closed_after", cron="30 3 * * *")
+register("mail-poll", "deskctl.jobs.mail_poll:run",
+         "ingest the Maildir's new/ (mail.maildir) and move each handled mail to cur/", every="1m")
 
 
 class JobUnavailable(Exception):
