@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "note": ("deskctl.commands.note:note", "Internal notes: add, edit, delete."),
     "audit": ("deskctl.commands.audit:audit", "The audit trail, oldest first."),
     "new": ("deskctl.commands.new:new", "Create a conversation yourself (phone call, walk-in)."),
+    "outbox": ("deskctl.commands.outbox:outbox", "Mail, notifications and channel replies waiting to leave."),
     "reply": ("deskctl.commands.reply:reply", "Reply to the contact."),
     "template": ("deskctl.commands.template:template", "Saved replies."),
     "ingest": ("deskctl.commands.ingest:ingest", "Bring messages in: email and JSON lines."),
@@ -53,6 +54,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "daemon": ("deskctl.commands.jobs:daemon", "Run the scheduler."),
     "jobs": ("deskctl.commands.jobs:jobs", "Scheduled jobs: list, run one now, history."),
     "config": ("deskctl.commands.config:config", "Check and show the configuration."),
+    "automation": ("deskctl.commands.automation:automation", "Automation rules: list them, test what they would do."),
 }
 
 

@@ -135,8 +135,9 @@ class BulkError(DeskError):
     failure, and every failing target gets its own line on stderr.
     """
 
-    def __init__(self, failures: list[tuple[int, DeskError]]):
+    def __init__(self, failures: list[tuple[int, DeskError]], *, label: str = "#{}"):
         self.failures = failures
+        self.label = label  # how a target is named: "#12" (a conversation), "outbox 12"
         # Click declares exit_code a class variable; a bulk failure takes its first target's.
         self.exit_code = failures[0][1].exit_code  # type: ignore[misc]
         super().__init__(f"{len(failures)} target(s) failed; nothing was changed")
@@ -146,6 +147,6 @@ class BulkError(DeskError):
             error.name_options(command)
 
     def show(self, file=None) -> None:
-        for conversation_id, error in self.failures:
-            click.echo(f"deskctl: #{conversation_id}: {error.format_message()}", err=True)
+        for target, error in self.failures:
+            click.echo(f"deskctl: {self.label.format(target)}: {error.format_message()}", err=True)
         click.echo(f"deskctl: {self.format_message()}", err=True)

@@ -40,7 +40,7 @@ REPORT_TIME_KEYS = ("day", "week", "month")
 
 # -- scheduler (SPEC §5, §10, §12) ----------------------------------------------------
 JOB_NAMES = ("sla-sweep", "boomerang", "auto-close", "auto-unassign", "notify", "nightly-export", "route",
-             "retention")
+             "retention", "mail-poll")
 
 # -- the audit trail (SPEC §7, §10, §12) ----------------------------------------------
 EVENT_KINDS = (

@@ -196,6 +196,9 @@ def _prepare_files(work: Path, home: Path) -> None:
         encoding="utf-8")
     (work / "contacts.csv").write_text("email,name,phone,account,vip,plan\nnew.customer@example.fr,New Customer,"
                                        "+33 1 02 03 04 05,ACME-9,no,gold\n", encoding="utf-8")
+    (work / "question.eml").write_text(  # docs/automations.md
+        "From: Lea Dubois <lea@example.fr>\nTo: support@desk.example\nSubject: Facture de novembre\n"
+        "Message-ID: <question-1@example.fr>\n\nBonjour\n", encoding="utf-8")
     (home / "sign-off.txt").write_text("Best regards,\nThe support team\n", encoding="utf-8")
 
 

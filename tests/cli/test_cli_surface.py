@@ -235,7 +235,7 @@ def test_completion_of_fixed_vocabularies(tmp_path):
     assert _complete("deskctl list --priority ", env) == ["low", "medium", "high", "urgent"]
     assert _complete("deskctl list --sla ", env) == ["ok", "warning", "breached", "none"]
     assert _complete("deskctl jobs run ", env) == ["sla-sweep", "boomerang", "auto-close", "auto-unassign",
-                                                   "notify", "nightly-export", "route", "retention"]
+                                                   "notify", "nightly-export", "route", "retention", "mail-poll"]
     assert _complete("deskctl list --format j", env) == ["json", "jsonl"]
     assert _complete("deskctl claim 3 --format ", env) == ["table", "csv", "tsv", "json", "jsonl", "ids"]
     assert "conversations" in _complete("deskctl report ", env)

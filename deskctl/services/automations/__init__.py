@@ -1,5 +1,12 @@
-"""Automation rules run on what the inbound pipeline stored (filled by the automations work)."""
+"""Automations (SPEC §11): see engine.py."""
 
+from deskctl.services.automations.engine import (
+    FIRINGS,
+    load_directory,
+    loop_reason,
+    on_arrivals,
+    on_events,
+    rule_record,
+)
 
-def on_arrivals(session, arrivals, *, now, settings) -> None:
-    """Hook: automation rules (filled by the automations work)."""
+__all__ = ["FIRINGS", "load_directory", "loop_reason", "on_arrivals", "on_events", "rule_record"]

@@ -24,6 +24,10 @@
   offered            {user, expires_at}                offer mode (actor system)
   declined           {user}                            the offered agent refused (actor: them)
   offer_expired      {user, expired_at}                withdrawn unanswered; the agent went to rona
+  automation         {rule, on, changes}               one per rule firing (actor system); changes: tag,
+                                                       priority, group, assign, watch, note, reply or
+                                                       reply_skipped (why RFC 3834 forbade it)
+  message_out        {message_id, automatic: true}     an automatic reply (actor system)
 A pending conversation's reminder is the `note` of its latest `pending` event
 (`reminders`): `show` prints it, the boomerang's notification repeats it.
 

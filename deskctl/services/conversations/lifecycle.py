@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import case, delete, func, insert, select, update
 
-from deskctl.db.dml import insert_ignore
+from deskctl.db.dml import dialect_insert
 from deskctl.errors import BulkError, Conflict, DeskError, Forbidden, NotFound, UsageError
 from deskctl.models import (
     Conversation,
@@ -286,20 +286,27 @@ def _notify_watchers(session, actor, kind: str, changed: Sequence[Snap], *, now:
 
 # -- helpers shared by several verbs -------------------------------------------------------
 
+def _insert_keeping_existing(session, table, rows: list[dict]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING (rows already there kept), one executemany per
+    chunk, no read first."""
+    if not rows:
+        return
+    stmt = dialect_insert(session)(table).on_conflict_do_nothing()
+    conn = session.connection()
+    for chunk in chunks(rows, CHUNK):
+        conn.execute(stmt, chunk)
+
+
 def _add_watchers(session, conversation_ids: Sequence[int], user_id: int, now: datetime) -> None:
-    """Make `user_id` a watcher of each conversation (existing ones kept: ON CONFLICT DO NOTHING)."""
-    table = Watcher.__table__
-    rows = [{"conversation_id": cid, "user_id": user_id, "created_at": now} for cid in dict.fromkeys(conversation_ids)]
-    if rows:
-        insert_ignore(session, table, rows, (table.c.conversation_id,))
+    """Make `user_id` a watcher of each conversation (set-based, existing ones kept)."""
+    _insert_keeping_existing(session, Watcher.__table__, [
+        {"conversation_id": cid, "user_id": user_id, "created_at": now} for cid in dict.fromkeys(conversation_ids)])
 
 
 def _add_tags(session, conversation_ids: Sequence[int], tags: Sequence[str]) -> None:
-    """Tag each conversation with each tag (existing ones kept: ON CONFLICT DO NOTHING)."""
-    table = ConversationTag.__table__
-    rows = [{"conversation_id": cid, "tag": t} for cid in dict.fromkeys(conversation_ids) for t in dict.fromkeys(tags)]
-    if rows:
-        insert_ignore(session, table, rows, (table.c.conversation_id,))
+    """Add the tags (set-based, ones already there kept)."""
+    _insert_keeping_existing(session, ConversationTag.__table__, [
+        {"conversation_id": cid, "tag": t} for cid in dict.fromkeys(conversation_ids) for t in dict.fromkeys(tags)])
 
 
 # The column each qualification value of `close` and `qualify` is stored in.
@@ -538,6 +545,20 @@ def resolve_ref(session, ref: str) -> TransferTarget:
     return found[0]
 
 
+def transfer_values(assignee_id: int | None, group_id: int | None = None,
+                    location_id: int | None = None) -> dict:
+    """The SET values of a transfer (also automations' `group` and `assign`): status
+    `new`, claim, boomerang and pending cleared, any offer withdrawn, the assignee set
+    (None: cleared); to a group, the group and, when it has one, its location."""
+    values: dict = {"status": "new", "assignee_id": assignee_id, "claimed_at": None, "boomerang_at": None,
+                    "pending_since": None, **routing.withdraw_offer_values()}
+    if group_id is not None:
+        values["group_id"] = group_id
+        if location_id is not None:
+            values["location_id"] = location_id
+    return values
+
+
 def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None = None,
              keep_informed: bool = True, reason: str | None = None, now: datetime, settings,
              dry_run: bool = False, warn: Callable[[str], None] | None = None) -> list[dict]:
@@ -564,16 +585,12 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
             return Conflict("claim it first (rules.transfer_requires_claim)")
         return None
 
-    values: dict = {"status": "new", "claimed_at": None, "boomerang_at": None, "pending_since": None,
-                    **routing.withdraw_offer_values()}
     if target.kind == "user":
-        values["assignee_id"] = target.id
+        values = transfer_values(target.id)
         after = lambda s: ("new", target.id, s.group_id)  # noqa: E731
         to_user, to_group = target.name, None
     else:
-        values.update(assignee_id=None, group_id=target.id)
-        if target.location_id is not None:
-            values["location_id"] = target.location_id
+        values = transfer_values(None, target.id, target.location_id)
         after = lambda s: ("new", None, target.id)  # noqa: E731
         to_user, to_group = None, target.name
 
@@ -749,6 +766,10 @@ def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason:
             from deskctl.services.outbound import transcripts as mail
             for cid in ids:
                 mail.queue_transcript(session, cid, transcript_to, actor=actor.handle, now=now, settings=settings)
+        if status == "closed":
+            from deskctl.services import automations
+
+            automations.on_events(session, "closed", ids, now=now, settings=settings)
 
     plan = Plan(kind="closed", check=check, values=values, after=after,
                 data=lambda s: {"status": status, "tags": tags, "reason": reason, "csat": csat, "note": note})

@@ -211,7 +211,7 @@ def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: 
     if new_marks:
         inserted = _insert_marks(session, new_marks)
         announce = [a for a in announce if (a[0].id, a[1], a[2]) in inserted]
-        _announce(session, announce, now=now, counts=counts)
+        _announce(session, announce, now=now, counts=counts, settings=settings)
 
 
 def _insert_marks(session, rows: list[dict]) -> set[tuple[int, str, str]]:
@@ -222,8 +222,9 @@ def _insert_marks(session, rows: list[dict]) -> set[tuple[int, str, str]]:
     return {(cid, target, level) for cid, target, level in inserted}
 
 
-def _announce(session, announce: list[tuple], *, now: datetime, counts: dict) -> None:
-    """Events and notifications for newly reached levels (bulk inserts)."""
+def _announce(session, announce: list[tuple], *, now: datetime, counts: dict, settings) -> None:
+    """Events and notifications for newly reached levels (bulk inserts), then the
+    automations `on` sla_warning / sla_breached (SPEC §11)."""
     if not announce:
         return
     event_rows = []
@@ -233,7 +234,17 @@ def _announce(session, announce: list[tuple], *, now: datetime, counts: dict) ->
                            "data": {"target": target, "due": due.isoformat() if due else None}})
         counts["warnings" if level == "warning" else "breaches"] += 1
     session.connection().execute(insert(Event.__table__), event_rows)
+    _notify_levels(session, announce, now=now, counts=counts)
+    if settings.automations:
+        from deskctl.services import automations
 
+        for kind in ("sla_warning", "sla_breached"):
+            ids = [r["conversation_id"] for r in event_rows if r["kind"] == kind]
+            automations.on_events(session, kind, ids, now=now, settings=settings)
+
+
+def _notify_levels(session, announce: list[tuple], *, now: datetime, counts: dict) -> None:
+    """Notifications for newly reached levels: the assignee, else the group's supervisors."""
     # Recipients: the assignee, else the group's supervisors (supervisor or admin members).
     # Only levels the sweep found on running targets: a late reply needs no alert.
     announce = [a for a in announce if a[4]]
@@ -360,7 +371,8 @@ def stop(session, conversation_ids: Sequence[int], *, now: datetime, settings) -
             inserted = _insert_marks(session, [{"conversation_id": row.id, "target": target, "level": lv, "at": now}
                                                for row in late for lv in ("warning", "breached")])
             _announce(session, [(row, target, "breached", row.due, False) for row in late
-                                if (row.id, target, "breached") in inserted], now=now, counts=counts)
+                                if (row.id, target, "breached") in inserted], now=now, counts=counts,
+                      settings=settings)
         conn.execute(update(c.__table__).where(c.id.in_(chunk), c.sla_policy.isnot(None))
                      .values(next_response_due=None, sla_next_check_at=None,
                              sla_state=case((breached, "breached"), else_="ok")))
