@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -1144,20 +1145,37 @@ def _word_list(value: Any, key: str, report: _Report, pattern: re.Pattern, what:
     return tuple(dict.fromkeys(v.strip() for v in values))
 
 
+_INVALID = object()  # a value that was reported as wrong (None can be a valid value)
+
+
+def _known_keys(raw: dict, key: str, report: _Report, known: tuple[str, ...], what: str,
+                parse: Callable[[str, Any, str], Any]) -> dict[str, Any] | None:
+    """A mapping whose keys come from `known`, each value parsed by parse(name, value,
+    its key) → the value or _INVALID; None when anything was wrong (every problem reported)."""
+    ok = True
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        item_key = f"{key}.{name}"
+        if name not in known:
+            report.add(item_key, f"unknown {what} (known: {', '.join(known)})")
+            ok = False
+            continue
+        parsed = parse(name, value, item_key)
+        if parsed is _INVALID:
+            ok = False
+        else:
+            out[name] = parsed
+    return out if ok else None
+
+
 def _automation_conditions(raw: Any, key: str, report: _Report, channels: tuple[str, ...],
                            business_hours: dict[str, BusinessHours]) -> dict[str, Any] | None:
     if raw is None:
         return {}
     if not report.check(isinstance(raw, dict), key, "must be a mapping of conditions"):
         return None
-    ok = True
-    out: dict[str, Any] = {}
-    for cond, value in raw.items():
-        ckey = f"{key}.{cond}"
-        if cond not in AUTOMATION_CONDITIONS:
-            report.add(ckey, f"unknown condition (known: {', '.join(AUTOMATION_CONDITIONS)})")
-            ok = False
-            continue
+
+    def condition(cond: str, value: Any, ckey: str) -> Any:
         if cond in ("subject", "text"):
             parsed = _pattern(value, ckey, report)
         elif cond == "from":
@@ -1181,50 +1199,39 @@ def _automation_conditions(raw: Any, key: str, report: _Report, channels: tuple[
                                                  f"{': ' + ', '.join(business_hours) if business_hours else ''})")
             else:
                 report.add(ckey, "must be {inside: NAME} or {outside: NAME} (a business_hours name)")
-        if parsed is None:
-            ok = False
-        else:
-            out[cond] = parsed
-    return out if ok else None
+        return _INVALID if parsed is None else parsed
+
+    return _known_keys(raw, key, report, AUTOMATION_CONDITIONS, "condition", condition)
 
 
 def _automation_actions(raw: Any, key: str, report: _Report) -> dict[str, Any] | None:
     if not report.check(isinstance(raw, dict) and bool(raw), key,
                         f"is required: a mapping of actions ({', '.join(AUTOMATION_ACTIONS)})"):
         return None
-    ok = True
-    out: dict[str, Any] = {}
-    for action, value in raw.items():
-        akey = f"{key}.{action}"
-        if action not in AUTOMATION_ACTIONS:
-            report.add(akey, f"unknown action (known: {', '.join(AUTOMATION_ACTIONS)})")
-            ok = False
-            continue
+
+    def action(name: str, value: Any, akey: str) -> Any:
         parsed: Any = None
-        if action in ("tag", "watch"):
-            parsed = _word_list(value, akey, report, _TAG if action == "tag" else _HANDLE,
-                                "a tag (no commas, at most 100 characters)" if action == "tag" else "a user handle")
-        elif action == "priority":
+        if name in ("tag", "watch"):
+            parsed = _word_list(value, akey, report, _TAG if name == "tag" else _HANDLE,
+                                "a tag (no commas, at most 100 characters)" if name == "tag" else "a user handle")
+        elif name == "priority":
             if report.check(value in PRIORITIES, akey, f"must be one of {', '.join(PRIORITIES)}, not {value!r}"):
                 parsed = value
-        elif action == "assign":
+        elif name == "assign":
             if value is None:
-                out[action] = None
-                continue
+                return None  # unassign
             if isinstance(value, str) and _HANDLE.match(value):
                 parsed = value
             else:
                 report.wrong_type(value, akey, "must be a user handle, or null to unassign")
-        elif action in ("group", "reply"):
-            pattern = _NAME if action == "group" else _TEMPLATE_NAME
+        elif name in ("group", "reply"):
+            pattern = _NAME if name == "group" else _TEMPLATE_NAME
             if isinstance(value, str) and pattern.match(value):
                 parsed = value
             else:
-                report.wrong_type(value, akey, f"must be a {'group' if action == 'group' else 'team template'} name")
+                report.wrong_type(value, akey, f"must be a {'group' if name == 'group' else 'team template'} name")
         else:  # note
             parsed = report.text(value, akey, "must be the note's text")
-        if parsed is None:
-            ok = False
-        else:
-            out[action] = parsed
-    return out if ok else None
+        return _INVALID if parsed is None else parsed
+
+    return _known_keys(raw, key, report, AUTOMATION_ACTIONS, "action", action)
