@@ -6,19 +6,33 @@ import click
 
 from deskctl.commands import _complete
 from deskctl.commands._options import emit, output_options
+from deskctl.output import Column
+from deskctl.services.conversations import routing
+from deskctl.services.directory import staff as directory
 
 
 def _columns():
-    from deskctl.output import Column
-
     return [Column("handle"), Column("availability"), Column("default_availability")]
 
 
+def _user_options(default_help: str):
+    """--user H and --default STATE, on `availability` and on `availability set`."""
+    def decorate(func):
+        func = click.option("--default", "default", metavar="STATE", shell_complete=_complete.availability_states,
+                            help=default_help)(func)
+        return click.option("--user", "handle", metavar="H", shell_complete=_complete.users,
+                            help="Another user (supervisor or admin).")(func)
+
+    return decorate
+
+
+def _record(user) -> dict:
+    return {"handle": user.handle, "availability": user.availability,
+            "default_availability": user.default_availability}
+
+
 @click.group(invoke_without_command=True)
-@click.option("--user", "handle", metavar="H", shell_complete=_complete.users,
-              help="Another user (supervisor or admin).")
-@click.option("--default", "default", metavar="STATE", shell_complete=_complete.availability_states,
-              help="Set the default applied at the next `login`.")
+@_user_options("Set the default applied at the next `login`.")
 @output_options
 @click.pass_context
 def availability(ctx, handle, default):
@@ -31,10 +45,7 @@ def availability(ctx, handle, default):
 
 @availability.command("set")
 @click.argument("state", shell_complete=_complete.availability_states)
-@click.option("--user", "handle", metavar="H", shell_complete=_complete.users,
-              help="Another user (supervisor or admin).")
-@click.option("--default", "default", metavar="STATE", shell_complete=_complete.availability_states,
-              help="Also set the default availability.")
+@_user_options("Also set the default availability.")
 @output_options
 @click.pass_context
 def set_(ctx, state, handle, default):
@@ -45,7 +56,6 @@ def set_(ctx, state, handle, default):
 
 
 def _apply(app, handle, state, default):
-    from deskctl.services.directory import staff as directory
     with app.transaction(dry_run=state is None and default is None) as session:
         actor = app.actor(session)
         if state is None and default is None:
@@ -54,8 +64,7 @@ def _apply(app, handle, state, default):
             user = directory.set_availability(session, actor, handle, state, default=default,
                                               states=app.settings.availability_states)
             _route_if_available(app, session, user)
-        record = {"handle": user.handle, "availability": user.availability,
-                  "default_availability": user.default_availability}
+        record = _record(user)
     emit(app, [record], _columns(), id_key="handle")
 
 
@@ -64,17 +73,14 @@ def _apply(app, handle, state, default):
 @click.pass_obj
 def login(app):
     """Start a shift: availability becomes your default availability."""
-    from deskctl.services.directory import staff as directory
     with app.transaction() as session:
         user = directory.login(session, app.actor(session))
         _route_if_available(app, session, user)
-        record = {"handle": user.handle, "availability": user.availability,
-                  "default_availability": user.default_availability}
+        record = _record(user)
     emit(app, [record], _columns(), id_key="handle")
 
 
 def _route_if_available(app, session, user) -> None:
     """SPEC §10: an agent who becomes available gets waiting work at once (offer/assign)."""
     if user.availability == "available":
-        from deskctl.services.conversations import routing
         routing.route_for_agent(session, user.id, now=app.now(), settings=app.settings)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
-from deskctl.commands._options import emit, output_options
+from deskctl.commands._options import emit_change, output_options
+from deskctl.commands.lifecycle import change_columns
+from deskctl.services.conversations import routing
+from deskctl.services.conversations.selection import parse_conversation_id
 
 
 @click.command()
@@ -13,13 +16,7 @@ from deskctl.commands._options import emit, output_options
 @click.pass_obj
 def decline(app, conversation_id):
     """Refuse an offer: the conversation goes to the next available agent, never back to you."""
-    from deskctl.commands.lifecycle import change_columns
-    from deskctl.output import notice
-    from deskctl.services.conversations import routing
-    from deskctl.services.conversations.selection import parse_conversation_id
-
     cid = parse_conversation_id(conversation_id)
-    with app.transaction() as session:
-        record = routing.decline(session, app.actor(session), cid, now=app.now(), settings=app.settings)
-    emit(app, [record], change_columns())
-    notice(f"declined #{cid}")
+    emit_change(app, change_columns(),
+                lambda session, actor: [routing.decline(session, actor, cid, now=app.now(), settings=app.settings)],
+                f"declined #{cid}")

@@ -5,31 +5,27 @@ from __future__ import annotations
 import click
 
 from deskctl.commands import _complete
-from deskctl.commands._options import emit, output_options
+from deskctl.commands._options import emit_change, emit_read, output_options
+from deskctl.output import Column
+from deskctl.services.directory import staff as directory
 
 
 def _group_columns():
-    from deskctl.output import Column
-
     return [Column("id", "int"), Column("name"), Column("location"), Column("members", "int")]
 
 
 def _location_columns():
-    from deskctl.output import Column
-
     return [Column("id", "int"), Column("name"), Column("groups", "int"), Column("users", "int")]
 
 
 def _change_group(app, name: str, change, done: str) -> None:
     """Run `change(session, actor)` in one transaction, then print the group's record
     as it is after the change, and `done` on stderr."""
-    from deskctl.output import notice
-    from deskctl.services.directory import staff as directory
-    with app.transaction() as session:
-        change(session, app.actor(session))
-        rows = directory.list_groups(session, name=name)
-    emit(app, rows, _group_columns())
-    notice(done)
+    def changed(session, actor):
+        change(session, actor)
+        return directory.list_groups(session, name=name)
+
+    emit_change(app, _group_columns(), changed, done)
 
 
 @click.group()
@@ -45,7 +41,6 @@ def group():
 @click.pass_obj
 def group_add(app, name, location):
     """Add a group; prints its record."""
-    from deskctl.services.directory import staff as directory
     _change_group(app, name, lambda session, actor: directory.add_group(session, actor, name, location, app.now()),
                   f"added group {name}")
 
@@ -55,37 +50,33 @@ def group_add(app, name, location):
 @click.pass_obj
 def group_list(app):
     """List groups with their member counts."""
-    from deskctl.services.directory import staff as directory
-    with app.read() as session:
-        app.actor(session)
-        rows = directory.list_groups(session)
-    emit(app, rows, _group_columns())
+    emit_read(app, _group_columns(), lambda session, actor: directory.list_groups(session))
 
 
-@group.command("add-member")
-@click.argument("group_name", metavar="GROUP", shell_complete=_complete.groups)
-@click.argument("handle", shell_complete=_complete.users)
-@output_options
-@click.pass_obj
-def add_member(app, group_name, handle):
-    """Add a user to a group; prints the group's record."""
-    from deskctl.services.directory import staff as directory
-    _change_group(app, group_name,
-                  lambda session, actor: directory.add_member(session, actor, group_name, handle),
-                  f"added {handle} to {group_name}")
+# add-member and remove-member: one command shape over two changes of the membership.
+_MEMBERSHIP = (
+    ("add-member", directory.add_member, "Add a user to a group; prints the group's record.",
+     "added {handle} to {group}"),
+    ("remove-member", directory.remove_member, "Remove a user from a group; prints the group's record.",
+     "removed {handle} from {group}"),
+)
 
 
-@group.command("remove-member")
-@click.argument("group_name", metavar="GROUP", shell_complete=_complete.groups)
-@click.argument("handle", shell_complete=_complete.users)
-@output_options
-@click.pass_obj
-def remove_member(app, group_name, handle):
-    """Remove a user from a group; prints the group's record."""
-    from deskctl.services.directory import staff as directory
-    _change_group(app, group_name,
-                  lambda session, actor: directory.remove_member(session, actor, group_name, handle),
-                  f"removed {handle} from {group_name}")
+def _membership_command(name: str, change, doc: str, done: str):
+    @group.command(name, help=doc)
+    @click.argument("group_name", metavar="GROUP", shell_complete=_complete.groups)
+    @click.argument("handle", shell_complete=_complete.users)
+    @output_options
+    @click.pass_obj
+    def command(app, group_name, handle):
+        _change_group(app, group_name,
+                      lambda session, actor: change(session, actor, group_name, handle),
+                      done.format(handle=handle, group=group_name))
+
+    return command
+
+
+add_member, remove_member = (_membership_command(*row) for row in _MEMBERSHIP)
 
 
 @click.group()
@@ -99,13 +90,11 @@ def location():
 @click.pass_obj
 def location_add(app, name):
     """Add a location; prints its record."""
-    from deskctl.output import notice
-    from deskctl.services.directory import staff as directory
-    with app.transaction() as session:
-        directory.add_location(session, app.actor(session), name, app.now())
-        rows = directory.list_locations(session, name=name)
-    emit(app, rows, _location_columns())
-    notice(f"added location {name}")
+    def added(session, actor):
+        directory.add_location(session, actor, name, app.now())
+        return directory.list_locations(session, name=name)
+
+    emit_change(app, _location_columns(), added, f"added location {name}")
 
 
 @location.command("list")
@@ -113,8 +102,4 @@ def location_add(app, name):
 @click.pass_obj
 def location_list(app):
     """List locations."""
-    from deskctl.services.directory import staff as directory
-    with app.read() as session:
-        app.actor(session)
-        rows = directory.list_locations(session)
-    emit(app, rows, _location_columns())
+    emit_read(app, _location_columns(), lambda session, actor: directory.list_locations(session))

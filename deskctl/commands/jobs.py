@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import click
 
+from deskctl import clock, term
 from deskctl.commands import _complete
 from deskctl.commands._options import LIMIT, emit, output_options
+from deskctl.errors import INTERNAL, DeskError, Forbidden, UsageError
+from deskctl.jobs import access, registry, runner
+from deskctl.jobs import daemon as daemon_module
+from deskctl.output import Column, notice
 
 
 def _columns(kind: str):
-    from deskctl.output import Column
-
     if kind == "run":
         return [Column("id", "int"), Column("job"), Column("scheduled_for", "datetime"),
                 Column("started_at", "datetime"), Column("finished_at", "datetime"), Column("outcome"),
@@ -22,9 +28,6 @@ def _columns(kind: str):
 def _setup_logging(app, *, quiet: bool = False) -> None:
     """Log lines on stderr: job outcomes at INFO for the daemon (its journal), only
     warnings and errors when `quiet` (cron would mail every line)."""
-    import logging
-    import sys
-
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.DEBUG if app.verbose else logging.WARNING, stream=sys.stderr,
@@ -38,24 +41,18 @@ def _setup_logging(app, *, quiet: bool = False) -> None:
 @click.option("--once", is_flag=True, help="Run every job that is due once, then exit (for cron).")
 @click.pass_obj
 def daemon(app, once):
-    """Run the scheduler: sla-sweep, boomerang, auto-close, auto-unassign, notify,
-    nightly-export on their configured schedules. SIGTERM/SIGINT let the running job
-    finish, then exit 0. A run missed while the daemon was down runs once at start."""
-    import sys
-
-    from deskctl.jobs import daemon as daemon_module
-    from deskctl.term import is_tty
+    """Run the scheduler: every job of `deskctl jobs list` on its configured schedule.
+    SIGTERM/SIGINT let the running job finish, then exit 0. A run missed while the daemon
+    was down runs once at start."""
 
     if once:
-        interactive = is_tty(sys.stderr)
+        interactive = term.is_tty(sys.stderr)
         _setup_logging(app, quiet=not interactive)
         results = daemon_module.run_once(app)
         failed = [r for r in results if r.outcome == "failed"]
         for r in failed:
             click.echo(f"deskctl: job {r.job} failed: {r.error}", err=True)
         if interactive or app.verbose:
-            from deskctl.output import notice
-
             notice(f"ran {len(results)} job(s): "
                    + (", ".join(f"{r.job} {r.outcome}" for r in results) or "none due"))
         if failed:
@@ -75,32 +72,10 @@ def jobs():
 @click.pass_obj
 def list_jobs(app):
     """Each job's schedule, last run and outcome, and next run."""
-    from sqlalchemy import select
-
-    from deskctl.jobs import registry, runner
-    from deskctl.models import JobRun
 
     now = app.now()
-    settings = app.settings
-    rows = []
     with app.read() as session:
-        for name in registry.names():
-            schedule = runner.schedule_for(name, settings)
-            trigger = runner.trigger_for(schedule, settings.timezone)
-            last = session.scalars(select(JobRun).where(JobRun.job == name)
-                                   .order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(1)).first()
-            next_run = None
-            if trigger is not None:
-                if runner.is_due(trigger, runner.last_scheduled(session, name, now), now):
-                    next_run = now
-                else:
-                    next_run = runner.next_fire_time(trigger, now)
-            description = registry.get(name).description
-            if not registry.available(name):
-                description += " [not installed]"
-            rows.append({"job": name, "schedule": schedule.describe(), "last_run": last.started_at if last else None,
-                         "outcome": last.outcome if last else None, "next_run": next_run,
-                         "description": description})
+        rows = runner.overview(session, app.settings, now)
     emit(app, rows, _columns("list"), id_key="job")
 
 
@@ -115,10 +90,6 @@ def run_job(app, name, now_text, force_future):
     """Run job NAME once now, recorded like a scheduled run (for cron). Needs the admin role,
     or no --as when run as the desk's service account. Exits non-zero when the job fails;
     a run skipped because another runner holds the job exits 0."""
-    import logging
-
-    from deskctl.jobs import access, registry, runner
-    from deskctl.output import notice
 
     registry.get(name)
     with app.read() as session:
@@ -143,9 +114,6 @@ def run_job(app, name, now_text, force_future):
 def _run_time(app, text: str, force_future: bool):
     """--now T: only on desks whose clock may be overridden (5), a valid instant (2), and
     not after the desk's current time unless --force-future (2) (SPEC §13)."""
-    from deskctl import clock
-    from deskctl.errors import Forbidden, UsageError
-
     if not app.settings.clock_override:
         raise Forbidden("--now is refused: this desk's clock cannot be overridden "
                         "(clock.override is for test, demo and replay desks)")
@@ -161,8 +129,6 @@ def _run_time(app, text: str, force_future: bool):
 
 
 def _exit_code(result) -> int:
-    from deskctl.errors import INTERNAL, DeskError
-
     exc = result.exception
     return exc.exit_code if isinstance(exc, DeskError) else INTERNAL
 
@@ -177,22 +143,11 @@ def _exit_code(result) -> int:
 @click.pass_obj
 def history(app, name, limit, outcome):
     """Past runs, newest first: scheduled time, start, end, outcome, counts, error."""
-    from sqlalchemy import select
-
-    from deskctl.jobs import registry, runner
-    from deskctl.models import JobRun
 
     if name:
         registry.get(name)
     with app.read() as session:
-        stmt = select(JobRun).order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(limit)
-        if name:
-            stmt = stmt.where(JobRun.job == name)
-        if outcome:
-            stmt = stmt.where(JobRun.outcome.in_(outcome))
-        rows = [runner.run_record(r) for r in session.scalars(stmt)]
+        rows = runner.history(session, name=name, outcomes=outcome, limit=limit)
     count = emit(app, rows, _columns("run"))
     if count == 0:
-        from deskctl.output import notice
-
         notice("no job runs recorded")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import click
 
-from deskctl.commands._options import emit, output_options
+from deskctl.commands._options import emit, emit_change, output_options
+from deskctl.errors import NotFound, UsageError
+from deskctl.output import Column, notice
+from deskctl.services.conversations import notes
+from deskctl.services.conversations.selection import MAX_ID, parse_conversation_id
 
 
 def _columns():
-    from deskctl.output import Column
-
     return [Column("id", "int"), Column("conversation_id", "int"), Column("author"), Column("at", "datetime"),
             Column("text"), Column("updated_at", "datetime"), Column("deleted_at", "datetime")]
 
@@ -29,8 +31,6 @@ class NoteGroup(click.Group):
 
 
 def _read_text(text: str | None, file_) -> str:
-    from deskctl.errors import UsageError
-
     if (text is not None) == (file_ is not None):
         raise UsageError("give the note as TEXT, --file F or - (exactly one)")
     if file_ is not None:
@@ -38,6 +38,20 @@ def _read_text(text: str | None, file_) -> str:
     if text == "-":
         return click.open_file("-", "r").read()
     return text
+
+
+def _text_options(file_help: str):
+    """TEXT (`-`: stdin) or --file F: read them with `_read_text`."""
+    def decorate(func):
+        func = click.option("--file", "file_", type=click.File("r", encoding="utf-8"), metavar="F",
+                            help=file_help)(func)
+        return click.argument("text", required=False)(func)
+
+    return decorate
+
+
+def _emit(app, record) -> None:
+    emit(app, [record], _columns(), id_key="conversation_id")
 
 
 @click.group(cls=NoteGroup)
@@ -49,35 +63,24 @@ def note():
 
 @note.command("add")
 @click.argument("conversation_id", metavar="ID")
-@click.argument("text", required=False)
-@click.option("--file", "file_", type=click.File("r", encoding="utf-8"), metavar="F",
-              help="Read the note from this file (`-`: stdin).")
+@_text_options("Read the note from this file (`-`: stdin).")
 @output_options
 @click.pass_obj
 def add(app, conversation_id, text, file_):
     """Add an internal note to conversation ID (the default action of `note`)."""
-    from deskctl.services.conversations import notes
-    from deskctl.services.conversations.selection import parse_conversation_id
-
     cid = parse_conversation_id(conversation_id)
     body = _read_text(text, file_)
     with app.transaction() as session:
         record = notes.add_note(session, app.actor(session), cid, body, now=app.now(), settings=app.settings)
-    emit(app, [record], _columns(), id_key="conversation_id")
-    from deskctl.output import notice
-
+    _emit(app, record)
     notice(f"note {record['id']} added to #{cid}")
 
 
 def _note_id(value: str) -> int:
-    from deskctl.errors import UsageError
-    from deskctl.services.conversations.selection import MAX_ID
-
     text = str(value).strip()
     if not text.isdigit() or len(text) > 18:
         raise UsageError(f"invalid note id {value!r} (expected a number, as printed by `note` or `show`)")
     if int(text) > MAX_ID:  # past the id column's range (int4 on PostgreSQL): cannot exist
-        from deskctl.errors import NotFound
 
         raise NotFound(f"note not found: {text}")
     return int(text)
@@ -85,21 +88,17 @@ def _note_id(value: str) -> int:
 
 @note.command("edit")
 @click.argument("note_id", metavar="NOTE_ID")
-@click.argument("text", required=False)
-@click.option("--file", "file_", type=click.File("r", encoding="utf-8"), metavar="F",
-              help="Read the new text from this file (`-`: stdin).")
+@_text_options("Read the new text from this file (`-`: stdin).")
 @output_options
 @click.pass_obj
 def edit(app, note_id, text, file_):
     """Replace the text of note NOTE_ID; the previous text stays in the audit trail."""
-    from deskctl.output import notice
-    from deskctl.services.conversations import notes
     nid = _note_id(note_id)
     body = _read_text(text, file_)
     with app.transaction() as session:
         record, changed = notes.edit_note(session, app.actor(session), nid, body, now=app.now(),
                                           settings=app.settings)
-    emit(app, [record], _columns(), id_key="conversation_id")
+    _emit(app, record)
     notice(f"note {nid} edited" if changed else f"note {nid} already has this text; nothing changed")
 
 
@@ -109,10 +108,7 @@ def edit(app, note_id, text, file_):
 @click.pass_obj
 def delete(app, note_id):
     """Delete note NOTE_ID from the thread; its versions stay in the audit trail."""
-    from deskctl.output import notice
-    from deskctl.services.conversations import notes
     nid = _note_id(note_id)
-    with app.transaction() as session:
-        record = notes.delete_note(session, app.actor(session), nid, now=app.now(), settings=app.settings)
-    emit(app, [record], _columns(), id_key="conversation_id")
-    notice(f"note {nid} deleted")
+    emit_change(app, _columns(),
+                lambda session, actor: [notes.delete_note(session, actor, nid, now=app.now(), settings=app.settings)],
+                f"note {nid} deleted", id_key="conversation_id")

@@ -7,7 +7,7 @@ more exchanges → maybe pending with or without a boomerang → resolved → cl
 reason and CSAT) and cut off at `now`, so old conversations are closed and recent ones are
 still new, open, pending or resolved, as on a real desk.
 
-The rows are written with Core `insert()` executemany in chunks (never the ORM unit of
+The rows are written with `db.bulk.Writer` (Core executemany in chunks, never the ORM unit of
 work), with ids assigned here so messages, notes and events can refer to them without a
 round trip; PostgreSQL sequences are moved past them at the end.
 
@@ -17,18 +17,16 @@ Fixed users other tools rely on (`make demo`, the docs): `admin` (role admin) an
 
 from __future__ import annotations
 
-import json
 import random
 from bisect import bisect
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from itertools import accumulate
 from types import SimpleNamespace
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select
 
-from deskctl.db.types import sqlite_text
+from deskctl.db import bulk
 from deskctl.errors import Conflict, Forbidden, UsageError
 from deskctl.models import (
     Contact,
@@ -181,11 +179,12 @@ def build(session, *, conversations: int, seed: int, now: datetime, settings, ac
     With `force` on a desk that has an admin, `actor_handle` must be an admin.
     `progress(done, total)` is called as conversations are written."""
     if conversations < 0 or conversations > MAX_CONVERSATIONS:
-        raise UsageError(f"--conversations must be between 0 and {MAX_CONVERSATIONS}")
+        raise UsageError(f"the number of conversations must be between 0 and {MAX_CONVERSATIONS}",
+                         option="conversations")
     existing = session.scalar(select(func.count()).select_from(Conversation))
     if existing and not force:
-        raise Conflict(f"the database already has {existing} conversations; "
-                       "pass --force to add demo conversations to it")
+        raise Conflict(f"the database already has {existing} conversations; adding demo conversations "
+                       "to it must be asked for", option="force")
     if force:
         _check_admin(session, actor_handle)
     rng = random.Random(seed)
@@ -195,11 +194,11 @@ def build(session, *, conversations: int, seed: int, now: datetime, settings, ac
         conn.exec_driver_sql("PRAGMA cache_size=-262144")
     counts = {"locations": 0, "groups": 0, "users": 0, "contacts": 0}
     directory = _build_directory(conn, rng, now, counts)
-    contacts = _build_contacts(conn, _Writer(conn), rng, now, conversations, counts)
+    contacts = _build_contacts(conn, bulk.Writer(conn), rng, now, conversations, counts)
     counts.update(_build_conversations(conn, rng, now, settings, conversations, directory, contacts,
                                        progress or (lambda done, total: None)))
     if conn.dialect.name == "postgresql":
-        _advance_sequences(conn)
+        bulk.advance_sequences(conn, ("conversations", "messages", "notes", "note_versions", "events"))
     return counts
 
 
@@ -209,7 +208,7 @@ def _check_admin(session, actor_handle: str | None) -> None:
         return
     role = session.scalar(select(User.role).where(User.handle == (actor_handle or ""), User.active))
     if role != "admin":
-        raise Forbidden("demo --force on a desk with users needs an admin actor (--as HANDLE)")
+        raise Forbidden("adding demo data to a desk with users needs an admin", option="as")
 
 
 # -- directory -----------------------------------------------------------------------------
@@ -300,7 +299,7 @@ def _build_contacts(conn, writer, rng: random.Random, now: datetime, conversatio
             "vip": vip, "attributes": attributes, "created_at": now - timedelta(days=90, seconds=i),
         })
     by_email = {}
-    for chunk in _chunks(rows, 10_000):
+    for chunk in bulk.chunks(rows, 10_000):
         emails = [r["email"] for r in chunk]
         have = dict(conn.execute(select(Contact.email, Contact.id).where(Contact.email.in_(emails))).all())
         new = [r for r in chunk if r["email"] not in have]
@@ -311,138 +310,14 @@ def _build_contacts(conn, writer, rng: random.Random, now: datetime, conversatio
     return [(by_email[r["email"]], r["name"], r["email"], r["phone"], r["vip"]) for r in rows]
 
 
-# The SQLite stored text of each second of a day (demo times are whole seconds), cut
-# from the one encoder so that the format is written once (db/types.py).
-@cache
-def _seconds_of_day() -> list[str]:
-    return [sqlite_text(datetime.fromtimestamp(s, UTC))[11:] for s in range(86_400)]
-
-
-_JSON_ENCODE = json.JSONEncoder(check_circular=False).encode
-
-
-class _Writer:
-    """Bulk INSERTs: each table's Core `insert()` is compiled once for the dialect and run
-    with the driver's executemany in chunks. Values are converted here the way the column
-    types would (UTC datetimes, JSON), which costs a fraction of SQLAlchemy's per-row
-    parameter processing; that processing was two thirds of the time of a 100k-desk build."""
-
-    CHUNK = 20_000
-
-    def __init__(self, conn):
-        self.conn = conn
-        self.sqlite = conn.dialect.name == "sqlite"
-        self._plans: dict = {}
-        self._days: dict[int, str] = {}
-        self._seconds = _seconds_of_day() if self.sqlite else []
-
-    def _plan(self, table, keys: tuple):
-        plan = self._plans.get((table.name, keys))
-        if plan is None:
-            from sqlalchemy import bindparam
-
-            from deskctl.db.types import JsonType, UTCDateTime
-
-            stmt = insert(table).values({k: bindparam(f"p_{k}") for k in keys})
-            compiled = stmt.compile(dialect=self.conn.dialect)
-            names = [name[2:] for name in compiled.positiontup] if compiled.positional else list(keys)
-            pairs = []
-            for k in names:
-                col_type = table.c[k].type
-                if isinstance(col_type, UTCDateTime):
-                    pairs.append((k, self.db_time))
-                elif isinstance(col_type, JsonType):
-                    pairs.append((k, self.db_json))
-                else:
-                    pairs.append((k, None))
-            plan = self._plans[(table.name, keys)] = (compiled.string, pairs, compiled.positional)
-        return plan
-
-    def db_time(self, value):
-        """Epoch seconds (what the simulation works in) or an aware datetime → the column's
-        stored form: aware datetime on PostgreSQL; on SQLite the text SQLAlchemy's DATETIME
-        writes for naive UTC ('2026-11-23 09:00:00.000000'), from a per-day prefix and a
-        table of the day's seconds (demo times are whole seconds)."""
-        if value.__class__ is int and self.sqlite:  # the hot path
-            day, second = divmod(value, 86_400)
-            prefix = self._days.get(day)
-            if prefix is not None:
-                return prefix + self._seconds[second]
-        if value is None:
-            return None
-        if isinstance(value, datetime):
-            if not self.sqlite:
-                return value
-            value = value.timestamp()
-        if not self.sqlite:
-            return datetime.fromtimestamp(value, UTC)
-        whole = int(value)
-        if whole != value:
-            return sqlite_text(datetime.fromtimestamp(value, UTC))
-        day, second = divmod(whole, 86_400)
-        prefix = self._days.get(day)
-        if prefix is None:
-            prefix = self._days[day] = sqlite_text(datetime.fromtimestamp(day * 86_400, UTC))[:11]
-        return prefix + self._seconds[second]
-
-    def db_json(self, value):
-        if self.sqlite:
-            return _JSON_ENCODE(value)
-        from psycopg.types.json import Jsonb
-
-        return Jsonb(value)
-
-    def insert_rows(self, table, columns: tuple, rows: list[tuple]) -> int:
-        """Rows already in stored form, as tuples in `columns` order."""
-        plan = self._plans.get((table.name, "rows", columns))
-        if plan is None:
-            from sqlalchemy import bindparam
-
-            dialect = self.conn.dialect
-            if not dialect.positional:  # psycopg takes %s as well as %(name)s
-                dialect = type(dialect)(paramstyle="format")
-            stmt = insert(table).values({k: bindparam(f"p_{k}") for k in columns})
-            compiled = stmt.compile(dialect=dialect)
-            order = [columns.index(name[2:]) for name in compiled.positiontup]
-            plan = self._plans[(table.name, "rows", columns)] = (
-                compiled.string, None if order == list(range(len(columns))) else order)
-        sql, order = plan
-        for chunk in _chunks(rows, self.CHUNK):
-            if order is not None:
-                chunk = [tuple(row[i] for i in order) for row in chunk]
-            self.conn.exec_driver_sql(sql, chunk)
-        return len(rows)
-
-    def insert(self, table, rows: list[dict]) -> int:
-        if not rows:
-            return 0
-        sql, pairs, positional = self._plan(table, tuple(rows[0]))
-        for chunk in _chunks(rows, self.CHUNK):
-            if positional:
-                params = [tuple([conv(row[k]) if conv else row[k] for k, conv in pairs]) for row in chunk]
-            else:
-                params = [{f"p_{k}": conv(row[k]) if conv else row[k] for k, conv in pairs} for row in chunk]
-            self.conn.exec_driver_sql(sql, params)
-        return len(rows)
-
-
-def _chunks(items, size):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 # -- conversations ---------------------------------------------------------------------------
-def _next_id(conn, model) -> int:
-    return (conn.execute(select(func.max(model.id))).scalar() or 0) + 1
-
-
 class _Ids:
     def __init__(self, conn):
-        self.conversation = _next_id(conn, Conversation)
-        self.message = _next_id(conn, Message)
-        self.note = _next_id(conn, Note)
-        self.note_version = _next_id(conn, NoteVersion)
-        self.event = _next_id(conn, Event)
+        self.conversation = bulk.next_id(conn, Conversation.__table__)
+        self.message = bulk.next_id(conn, Message.__table__)
+        self.note = bulk.next_id(conn, Note.__table__)
+        self.note_version = bulk.next_id(conn, NoteVersion.__table__)
+        self.event = bulk.next_id(conn, Event.__table__)
 
 
 def _created_times(rng: random.Random, now: datetime, n: int) -> list[float]:
@@ -486,7 +361,7 @@ def _build_conversations(conn, rng, now, settings, n, d: _Directory, contacts, p
     warning_share = settings.sla.warning
     policies: dict = {}
     pinned = max(0, n - 6)  # the last 6 (the newest) are alice's open work in billing
-    writer = _Writer(conn)
+    writer = bulk.Writer(conn)
     sim = _Sim(rng, now_ts, d, ids, pick_csat, groups, writer, settings)
 
     for start in range(0, n, BATCH):
@@ -849,11 +724,3 @@ def _sla(policy, calendar, s, created, last_inbound, now, warning_share) -> dict
                next_response_due=_epoch(values["next_response_due"]),
                resolution_due=_epoch(values["resolution_due"]))
     return out
-
-
-def _advance_sequences(conn) -> None:
-    """Explicit ids do not move PostgreSQL sequences: move them past the largest id."""
-    for table in ("conversations", "messages", "notes", "note_versions", "events"):
-        conn.execute(text(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-            f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false)"))

@@ -282,6 +282,36 @@ def is_due(trigger, last: datetime | None, now: datetime) -> bool:
     return fire is not None and fire <= now
 
 
+def overview(session, settings, now: datetime) -> list[dict]:
+    """`jobs list`: each job's schedule, last run and outcome, and next run (`now` when due)."""
+    rows = []
+    for name in registry.names():
+        schedule = schedule_for(name, settings)
+        trigger = trigger_for(schedule, settings.timezone)
+        last = session.scalars(select(JobRun).where(JobRun.job == name)
+                               .order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(1)).first()
+        next_run = None
+        if trigger is not None:
+            next_run = now if is_due(trigger, last_scheduled(session, name, now), now) else next_fire_time(trigger, now)
+        description = registry.get(name).description
+        if not registry.available(name):
+            description += " [not installed]"
+        rows.append({"job": name, "schedule": schedule.describe(), "last_run": last.started_at if last else None,
+                     "outcome": last.outcome if last else None, "next_run": next_run,
+                     "description": description})
+    return rows
+
+
+def history(session, *, name: str | None = None, outcomes=(), limit: int) -> list[dict]:
+    """`jobs history`: past run records, newest first, of one job and/or some outcomes."""
+    stmt = select(JobRun).order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(limit)
+    if name:
+        stmt = stmt.where(JobRun.job == name)
+    if outcomes:
+        stmt = stmt.where(JobRun.outcome.in_(outcomes))
+    return [run_record(r) for r in session.scalars(stmt)]
+
+
 def due_jobs(app, now: datetime) -> list[tuple[str, datetime, object]]:
     """(job, the missed fire time to run it for, its trigger) for every enabled job that is due."""
     out = []

@@ -51,11 +51,7 @@ def add_note(session, actor: Actor, conversation_id: int, text: str, *, now: dat
              event_id: int | None = None, notify: bool = True) -> dict:
     """Add a note; notifies the assignee and watchers (not the author)."""
     text = _check_text(text)
-    conversation = session.get(Conversation, conversation_id)
-    if conversation is None:
-        raise NotFound(f"conversation not found: #{conversation_id}")
-    if permissions.forbidden_ids(session, actor, [conversation_id], settings):
-        raise permissions.forbidden_error(actor)
+    conversation = permissions.conversation_for(session, actor, conversation_id, settings)
     note = Note(conversation_id=conversation_id, author_id=actor.id, text=text, event_id=event_id,
                 created_at=now, updated_at=now)
     session.add(note)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import and_, false, or_, select
 
-from deskctl.errors import Forbidden
+from deskctl.errors import Forbidden, NotFound
 from deskctl.models import Conversation
 from deskctl.services.actor import Actor
 from deskctl.services.conversations.selection import chunks
@@ -44,11 +44,23 @@ def forbidden_ids(session, actor: Actor, ids: Sequence[int], settings) -> list[i
     return [i for i in ids if i not in allowed]
 
 
+def conversation_for(session, actor: Actor, conversation_id: int, settings) -> Conversation:
+    """The conversation `actor` acts on: not found (3) when there is none, forbidden (5)
+    when it is outside their scope."""
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None:
+        raise NotFound(f"conversation not found: #{conversation_id}")
+    if forbidden_ids(session, actor, [conversation_id], settings):
+        raise forbidden_error(actor)
+    return conversation
+
+
 def forbidden_error(actor: Actor) -> Forbidden:
     return Forbidden(f"{actor.handle} ({actor.role}) may not act on this conversation: "
                      "not in their groups or location")
 
 
-def require_supervisor(actor: Actor, what: str) -> None:
+def require_supervisor(actor: Actor, what: str, *, option: str | None = None) -> None:
     if not actor.is_supervisor:
-        raise Forbidden(f"{what} needs the supervisor or admin role ({actor.handle} is {actor.role})")
+        raise Forbidden(f"{what} needs the supervisor or admin role ({actor.handle} is {actor.role})",
+                        option=option)

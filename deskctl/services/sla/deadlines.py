@@ -45,8 +45,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, bindparam, case, exists, func, insert, null, or_, select, update
+from sqlalchemy.sql.expression import ColumnElement
 
 from deskctl.db.dml import insert_ignore
 from deskctl.db.idlist import id_in
@@ -81,7 +83,7 @@ _SLA_COLUMNS = ("sla_policy", "sla_state", "first_response_due", "next_response_
 
 def _facts_select(ids):
     c = Conversation
-    cycle_start = (
+    cycle_start: ColumnElement[Any] = (
         select(func.min(Message.created_at))
         .where(Message.conversation_id == c.id, Message.direction == "inbound",
                Message.created_at > c.last_outbound_at)
@@ -214,7 +216,7 @@ def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: 
     if new_marks:
         inserted = _insert_marks(session, new_marks)
         announce = [a for a in announce if (a[0].id, a[1], a[2]) in inserted]
-        _announce(session, announce, now=now, counts=counts)
+        _announce(session, announce, now=now, counts=counts, settings=settings)
 
 
 def _insert_marks(session, rows: list[dict]) -> set[tuple[int, str, str]]:
@@ -225,8 +227,9 @@ def _insert_marks(session, rows: list[dict]) -> set[tuple[int, str, str]]:
     return {(cid, target, level) for cid, target, level in inserted}
 
 
-def _announce(session, announce: list[tuple], *, now: datetime, counts: dict) -> None:
-    """Events and notifications for newly reached levels (bulk inserts)."""
+def _announce(session, announce: list[tuple], *, now: datetime, counts: dict, settings) -> None:
+    """Events and notifications for newly reached levels (bulk inserts), then the
+    automations `on` sla_warning / sla_breached (SPEC §11)."""
     if not announce:
         return
     event_rows = []
@@ -236,7 +239,17 @@ def _announce(session, announce: list[tuple], *, now: datetime, counts: dict) ->
                            "data": {"target": target, "due": due.isoformat() if due else None}})
         counts["warnings" if level == "warning" else "breaches"] += 1
     session.connection().execute(insert(Event.__table__), event_rows)
+    _notify_levels(session, announce, now=now, counts=counts)
+    if settings.automations:
+        from deskctl.services import automations
 
+        for kind in ("sla_warning", "sla_breached"):
+            ids = [r["conversation_id"] for r in event_rows if r["kind"] == kind]
+            automations.on_events(session, kind, ids, now=now, settings=settings)
+
+
+def _notify_levels(session, announce: list[tuple], *, now: datetime, counts: dict) -> None:
+    """Notifications for newly reached levels: the assignee, else the group's supervisors."""
     # Recipients: the assignee, else the group's supervisors (supervisor or admin members).
     # Only levels the sweep found on running targets: a late reply needs no alert.
     announce = [a for a in announce if a[4]]
@@ -398,12 +411,12 @@ def stop_finish(session, conversation_ids: Sequence[int], prepared: dict, *, now
     `prepared`: id → row of `stop_prepare`, read before the rows stopped."""
     wanted = set(int(i) for i in conversation_ids)
     rows = [prepared[cid] for cid in sorted(wanted) if cid in prepared]
-    _mark_late(session, rows, now)
+    _mark_late(session, rows, now, settings)
     refresh(session, [row.id for row in rows if row.sla_policy is None], now=now, settings=settings)
     _expire_loaded(session, wanted)
 
 
-def _mark_late(session, rows: list, now: datetime) -> None:
+def _mark_late(session, rows: list, now: datetime, settings) -> None:
     """Marks (warning and breached) and the `sla_breached` event of each target of `rows`
     (from `stop_prepare`) that ends late; no alert."""
     counts = {"warnings": 0, "breaches": 0, "notifications": 0}
@@ -420,7 +433,8 @@ def _mark_late(session, rows: list, now: datetime) -> None:
             inserted = _insert_marks(session, [{"conversation_id": row.id, "target": target, "level": lv, "at": now}
                                                for row in late for lv in ("warning", "breached")])
             _announce(session, [(row, target, "breached", getattr(row, _DUE_OF[target]), False) for row in late
-                                if (row.id, target, "breached") in inserted], now=now, counts=counts)
+                                if (row.id, target, "breached") in inserted], now=now, counts=counts,
+                      settings=settings)
 
 
 def stop(session, conversation_ids: Sequence[int], *, now: datetime, settings) -> None:
@@ -437,7 +451,7 @@ def stop(session, conversation_ids: Sequence[int], *, now: datetime, settings) -
     if not ids:
         return
     rows = stop_prepare(session, ids, now)
-    _mark_late(session, rows, now)  # first: the state written below reads the marks
+    _mark_late(session, rows, now, settings)  # first: the state written below reads the marks
     conn = session.connection()
     breached = (select(SlaMark.conversation_id)
                 .where(SlaMark.conversation_id == c.id, SlaMark.level == "breached").exists())
@@ -471,7 +485,7 @@ def sweep(session, *, now: datetime, settings) -> dict:
 def compact_duration(seconds: float) -> str:
     """2h10m, 35m, 3d4h, 45s: the two largest units."""
     seconds = int(max(seconds, 0))
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size or (unit == "s" and not parts):
             parts.append(f"{seconds // size}{unit}")
@@ -483,7 +497,7 @@ def compact_duration(seconds: float) -> str:
 
 # -- reading -----------------------------------------------------------------------------
 
-def running_late(now) -> dict[str, object]:
+def running_late(now) -> dict[str, ColumnElement[bool]]:
     """Per target, the SQL condition "still running and past its due time at `now`".
 
     `refresh` runs after every change to what the SLA depends on, so the stored due

@@ -7,8 +7,8 @@ read, stored in the index; stored on PostgreSQL: the table is rewritten). The (k
 index becomes (kind, at, conversation_id, close_status): it covers the reports' event
 counts.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
