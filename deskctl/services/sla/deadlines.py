@@ -175,7 +175,7 @@ def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: 
     policies = settings.sla.policies
     warning = settings.sla.warning
     chosen = {}
-    by_facts: dict[tuple, object] = {}  # a chunk has few distinct (vip, priority, channel, group, location)
+    by_facts: dict[tuple, Any] = {}  # a chunk has few distinct (vip, priority, channel, group, location)
     for row in rows:
         key = (bool(row.vip), row.priority, row.channel, row.group_name, row.location_name)
         if key not in by_facts:
