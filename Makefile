@@ -59,8 +59,8 @@ bench: install-test ## Benchmarks on SQLite (BENCH_N conversations); figures and
 bench-pg: install-test ## Benchmarks on PostgreSQL (DESKCTL_TEST_POSTGRES_URL)
 	$(PY) -m bench.run --engine postgresql --n $(BENCH_N)
 
-stress: install-test ## The reliability suite at full size
-	DESKCTL_STRESS=1 $(PY) -m pytest -n 2 tests/reliability $(PYTEST_ARGS)
+stress: install-test ## The concurrency and reliability suites at full size
+	DESKCTL_STRESS=1 $(PY) -m pytest -n 2 tests/concurrency tests/reliability $(PYTEST_ARGS)
 
 clean: ## Remove the virtualenv, caches and the demo desk
 	rm -rf $(VENV) .pytest_cache .ruff_cache $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
