@@ -223,6 +223,7 @@ class Desk:
         # runs with the ordinary lookup and the default (override off).
         self.replay = True
         self._engine = None
+        self._tables: list[str] | None = None
 
     def replay_config(self) -> Path:
         path = self.tmp_path / "replay-desk.yaml"
@@ -293,7 +294,9 @@ class Desk:
 
         out = []
         with self.engine.connect() as conn:
-            for table in sorted(inspect(conn).get_table_names()):
+            if self._tables is None:  # the schema does not change within a test
+                self._tables = sorted(inspect(conn).get_table_names())
+            for table in self._tables:
                 rows = conn.execute(text(f'SELECT * FROM "{table}" ORDER BY 1')).all()
                 out.append((table, [tuple(r) for r in rows]))
         return out
