@@ -14,6 +14,7 @@ import pytest
 
 from tests.concurrency import worker
 from tests.factories import make_conversation
+from tests.reliability.conftest import size
 
 
 def _run_workers(desk, handles, verb, ids=()):
@@ -31,9 +32,10 @@ def _run_workers(desk, handles, verb, ids=()):
 
 @pytest.mark.slow
 def test_claim_race_each_conversation_claimed_exactly_once(seeded):
-    """PostgreSQL: 8 processes x 200 claims on the same 200 conversations (SQLite: 4
-    processes x 100, its writers are serialised anyway)."""
-    workers, n = (8, 200) if seeded.engine_name == "postgresql" else (4, 100)
+    """PostgreSQL: 8 processes x 50 claims on the same 50 conversations (SQLite: 4
+    processes x 40, its writers are serialised anyway); 200 and 100 under
+    DESKCTL_STRESS=1 (`make stress`)."""
+    workers, n = (8, size(50, 200)) if seeded.engine_name == "postgresql" else (4, size(40, 100))
     ids = [make_conversation(seeded, with_message=False) for _ in range(n)]
     handles = worker.agents(seeded, "racer", workers)
     results = _run_workers(seeded, handles, "claim", ids)
