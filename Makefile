@@ -12,7 +12,7 @@ BENCH_N ?= 100000
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-test demo test lint bench bench-pg stress clean
+.PHONY: help install install-test demo test lint cli-reference bench bench-pg stress clean
 
 help: ## Show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -53,9 +53,16 @@ test: lint ## Lint, then every test on SQLite and PostgreSQL
 	$(PY) -m compileall -q deskctl
 	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
-lint: install-test ## ruff, and the migrations match the models
+lint: install-test ## ruff, import contracts, mypy on the lower layers, migrations match models, CLI reference up to date
 	$(VENV)/bin/ruff check deskctl tests bench
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(PY) -m tests.check_migrations
+	$(PY) -m deskctl.clidoc --check docs/cli-reference.md
+
+cli-reference: install ## Regenerate docs/cli-reference.md from the commands' help
+	$(PY) -m deskctl.clidoc > docs/cli-reference.md.tmp
+	mv docs/cli-reference.md.tmp docs/cli-reference.md
 
 bench: install-test ## Benchmarks on SQLite (BENCH_N conversations); figures and ratios
 	$(PY) -m bench.run --engine sqlite --n $(BENCH_N)

@@ -292,6 +292,27 @@ def parse_mbox(path):
     return count
 
 
+def parse_maildir(path):
+    """Stdlib alone over a Maildir's new/: read, parse (headers and text body) and move
+    each file to cur/ with the seen flag, as mail-poll does, without storing anything."""
+    import os
+    from email import policy
+    from email.parser import BytesParser
+
+    parser = BytesParser(policy=policy.default)
+    count = 0
+    new = os.path.join(path, "new")
+    for name in sorted(os.listdir(new)):
+        with open(os.path.join(new, name), "rb") as fh:
+            msg = parser.parsebytes(fh.read())
+        body = msg.get_body(("plain", "html"))
+        _ = (msg["Message-ID"], msg["In-Reply-To"], msg["From"], msg["Subject"],
+             body.get_content() if body is not None else "")
+        os.rename(os.path.join(new, name), os.path.join(path, "cur", name + ":2,S"))
+        count += 1
+    return count
+
+
 def parse_jsonl(path):
     count = 0
     with open(path, encoding="utf-8") as fh:
@@ -306,7 +327,7 @@ OPS = {
     "transfer-from": transfer_from, "transfer-group": transfer_group, "transfer-new": transfer_new,
     "resolve-new": resolve_new, "search": search, "sla-query": sla_query, "route": route,
     "boomerang": boomerang, "report": report, "list-jsonl": list_jsonl, "parse-mbox": parse_mbox,
-    "parse-jsonl": parse_jsonl,
+    "parse-maildir": parse_maildir, "parse-jsonl": parse_jsonl,
 }
 
 

@@ -27,12 +27,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from deskctl.vocab import REPORT_KINDS
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BULK_N = 50_000  # rows of the bulk-verb rows (transfer, resolve): where the work dominates start-up
 ROUTE_N = 10_000  # waiting conversations of the `route` row (SPEC §10)
 QUICK_FACTOR = 3  # --repeat x this: runs of the start-up-sized measurements (--help, claim, import floor)
-REPORT_KINDS = ("volume", "sla", "agents", "tags", "csat", "backlog", "conversations")
 REPORT_BY = {"volume": "day", "sla": "day", "agents": "agent", "tags": "tag", "csat": "day", "backlog": "group",
              "conversations": None}
 
@@ -64,19 +65,23 @@ class Result:
     note: str = ""
 
 
-def run_process(cmd: list[str], env: dict, *, stdout=None) -> Run:
-    """Run a child to completion; wall time and its own peak RSS (os.wait4's rusage)."""
+def run_process(cmd: list[str], env: dict, *, stdout=None, stdin=None) -> Run:
+    """Run a child to completion; wall time and its own peak RSS (os.wait4's rusage).
+    `stdin`: a file to feed it (as a mail server's pipe does)."""
     with tempfile.TemporaryFile() as err:
         out = open(stdout, "wb") if stdout else subprocess.DEVNULL
+        source = open(stdin, "rb") if stdin else subprocess.DEVNULL
         try:
             start = time.perf_counter()
-            proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=source, env=env, cwd=ROOT)
             _, status, usage = os.wait4(proc.pid, 0)
             elapsed = time.perf_counter() - start
             proc.returncode = os.waitstatus_to_exitcode(status)
         finally:
             if stdout:
                 out.close()
+            if stdin:
+                source.close()
         err.seek(0)
         text = err.read().decode("utf-8", "replace")
     return Run(elapsed, usage.ru_maxrss / 1024, proc.returncode, text, usage.ru_utime + usage.ru_stime)
@@ -200,10 +205,11 @@ class Bench:
         return self.repeat * QUICK_FACTOR
 
     def measure(self, operation: str, deskctl_cmd, baseline_cmd, *, rows: int | None = None,
-                fresh: bool = False, stdout: bool = False, note: str = "", quick: bool = False) -> Result:
+                fresh: bool = False, stdout: bool = False, note: str = "", quick: bool = False,
+                stdin=None) -> Result:
         """Median of --repeat runs of each (quick_repeat() when `quick`). `deskctl_cmd` /
         `baseline_cmd` take the URL to run on (a fresh copy of the desk each time when
-        `fresh`) and return the argv."""
+        `fresh`) and return the argv. `stdin()`, when given, names the file each run reads."""
         mine: list[Run] = []
         theirs: list[Run] = []
         for i in range(self.quick_repeat() if quick else self.repeat):
@@ -212,7 +218,7 @@ class Bench:
                     continue
                 url = self.scratch() if fresh else self.main_url
                 out = str(self.work / f"out-{label}.txt") if stdout else None
-                run = run_process(cmd_for(url), self.env(url), stdout=out)
+                run = run_process(cmd_for(url), self.env(url), stdout=out, stdin=stdin() if stdin else None)
                 self.check(run, f"{operation} ({label}, run {i + 1})")
                 if stdout and label == "deskctl" and operation.startswith("list"):
                     with open(out, "rb") as fh:
@@ -265,8 +271,9 @@ class Bench:
             self.sql(self.main_url, "ANALYZE")
 
     def bench_help(self) -> None:
+        # The root help reads the command table and imports no command module.
         self.measure("deskctl --help", lambda url: self.dk("--help"),
-                     lambda url: [self.python, "-c", "import click"], quick=True)
+                     lambda url: [self.python, "-c", "import click"], quick=True, note="target: ratio at most 1.5")
 
     def bench_claim(self) -> None:
         if not self.has("claim"):
@@ -519,6 +526,116 @@ class Bench:
                          lambda url: self.dk("--as", "admin", "ingest", "jsonl", lines, "--format", "tsv"),
                          lambda url: self.baseline("parse-jsonl", lines), rows=count, fresh=True)
 
+    def _automations_config(self, rules: int) -> Path:
+        """A configuration with `rules` automation rules of the usual kinds: keyword
+        tagging and prioritising, routing to a group, sender and channel conditions."""
+        import json as _json
+
+        keywords = ("refund", "invoice", "broken", "cancel", "urgent", "password", "delivery", "order", "help",
+                    "bill")
+        lines = ["timezone: UTC", "clock: {override: true}", "automations:"]
+        for i in range(rules):
+            word = keywords[i % len(keywords)]
+            rule = {"name": f"rule-{i}", "on": ["created", "message_in"]}
+            if i % 4 == 0:
+                rule.update({"if": {"text": f"(?i){word}"}, "then": {"tag": [word], "priority": "medium"}})
+            elif i % 4 == 1:
+                rule.update({"if": {"subject": f"(?i)\\b{word}\\b", "channel": ["chat", "sms"]},
+                             "then": {"tag": [f"{word}-subject"]}})
+            elif i % 4 == 2:
+                rule.update({"if": {"from": f"*{word}*", "vip": False}, "then": {"priority": "high"}})
+            else:
+                rule.update({"if": {"text": f"(?i){word}", "channel": ["web", "social"]},
+                             "then": {"group": "support", "tag": ["routed"]}})
+            lines.append("  - " + _json.dumps(rule).replace('"on"', "'on'"))
+        path = self.work / f"automations-{rules}.yaml"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
+    def bench_automations(self) -> None:
+        """`ingest jsonl` with 20 automation rules against the same ingest without any:
+        the baseline column is deskctl itself, so the ratio is the rules' cost (target
+        at most 1.25)."""
+        count = self.args.ingest_messages
+        if not self.has("automation", "list"):
+            self.skip("ingest jsonl + 20 automations", "`deskctl automation` is not in this checkout")
+            return
+        from bench.samples import write_jsonl
+
+        lines = self.work / "bench-automations.jsonl"
+        write_jsonl(lines, count, now=self.now)
+        with_rules = self._automations_config(20)
+        self.measure(f"ingest jsonl + 20 automations ({count})",
+                     lambda url: self.dk("--config", with_rules, "--as", "admin", "ingest", "jsonl", lines,
+                                         "--format", "tsv"),
+                     lambda url: self.dk("--as", "admin", "ingest", "jsonl", lines, "--format", "tsv"),
+                     rows=count, fresh=True, note="baseline: the same ingest without automations")
+
+    def bench_mailpoll(self) -> None:
+        """SPEC §11: one `mail-poll` run over a Maildir of --ingest-messages mails (target
+        at least 1,000 mails/s on SQLite), against the stdlib reading, parsing and moving
+        the same files."""
+        count = self.args.ingest_messages
+        if not self.has("jobs", "run") or not self._has_mail_poll():
+            return self.skip("mail-poll", "the mail-poll job is not in this checkout")
+        from bench.samples import write_maildir
+
+        template = self.work / "maildir-template"
+        write_maildir(template, count, now=self.now, prefix="poll")
+        box = self.work / "Maildir"
+        config = self.work / "mailpoll.yaml"
+        config.write_text(f"timezone: UTC\nclock: {{override: true}}\nmail: {{maildir: '{box}'}}\n",
+                          encoding="utf-8")
+
+        def fresh_box(argv_for):
+            def cmd(url):
+                shutil.rmtree(box, ignore_errors=True)
+                shutil.copytree(template, box)
+                return argv_for(url)
+            return cmd
+
+        self.measure(f"mail-poll Maildir ({count})",
+                     fresh_box(lambda url: self.dk("--config", config, "--as", "admin", "jobs", "run", "mail-poll")),
+                     fresh_box(lambda url: self.baseline("parse-maildir", box)),
+                     rows=count, fresh=True, note="target: at least 1,000 mails/s on SQLite (rows/s)")
+
+    def _has_mail_poll(self) -> bool:
+        run = run_process([self.python, "-c", "import sys; from deskctl.jobs import registry; "
+                                              "sys.exit('mail-poll' not in registry.JOBS)"], self.env())
+        return run.returncode == 0
+
+    def bench_spool(self) -> None:
+        """SPEC §11: a mail server's cost per mail. `ingest email -` in spool mode (a file
+        write) against the full `ingest email -` (one process storing one mail) as the
+        baseline: the ratio is the spool's share (target at most 0.1: 10x the rate)."""
+        if not self._has_mail_poll():
+            return self.skip("ingest email - (spool)", "spool mode is not in this checkout")
+        from bench.samples import mails
+
+        folder = self.work / "spool-mails"
+        folder.mkdir(exist_ok=True)
+        runs = self.quick_repeat()
+        files = []
+        for i, (_email, _at, raw) in enumerate(mails(runs * 2, now=self.now, seed=5, prefix="spool")):
+            files.append(folder / f"{i}.eml")
+            files[-1].write_bytes(raw)
+        spool = self.work / "spool"
+        for sub in ("new", "cur", "tmp"):
+            (spool / sub).mkdir(parents=True, exist_ok=True)
+        config = self.work / "spool.yaml"
+        config.write_text(f"timezone: UTC\nclock: {{override: true}}\nmail: {{maildir: '{spool}', spool: true}}\n",
+                          encoding="utf-8")
+        queue = list(files)
+        result = self.measure("ingest email - (spool)",
+                              lambda url: self.dk("--config", config, "ingest", "email", "-"),
+                              lambda url: self.dk("ingest", "email", "-", "--format", "tsv"),
+                              rows=1, quick=True, stdin=lambda: queue.pop(0),
+                              note="baseline: the full `ingest email -` (a new mail each run); "
+                                   "target ratio at most 0.1 (10x the mails per second)")
+        if result.ratio:
+            self.notes.append(f"spool: {1 / result.deskctl_s:.1f} mails/s per process in spool mode, "
+                              f"{1 / result.baseline_s:.1f} mails/s with the full ingest ({1 / result.ratio:.1f}x)")
+
     def run(self) -> dict:
         print(f"deskctl bench: {self.engine}, N={self.n}, repeat {self.repeat}, work dir {self.work}",
               file=sys.stderr, flush=True)
@@ -530,7 +647,8 @@ class Bench:
         self.build()
         for step in (self.bench_help, self.bench_claim, self.bench_list, self.bench_transfer, self.bench_bulk,
                      self.bench_search, self.bench_sweeps, self.bench_route,
-                     self.bench_reports, self.bench_ingest):
+                     self.bench_reports, self.bench_ingest, self.bench_automations,
+                     self.bench_mailpoll, self.bench_spool):
             if self.args.only and not any(word in step.__name__ for word in self.args.only):
                 continue
             step()
@@ -600,7 +718,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ingest-messages", type=int, default=10_000, help="messages in the generated mbox/jsonl")
     parser.add_argument("--out-dir", default=str(ROOT / "bench" / "results"), help="where the JSON result goes")
     parser.add_argument("--only", nargs="*", help="run only these steps: help claim list transfer bulk "
-                                                  "search sweeps route reports ingest")
+                                                  "search sweeps route reports ingest automations "
+                                                  "mailpoll spool")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, samples)")
     args = parser.parse_args(argv)
     if args.n < 1 or args.repeat < 1:

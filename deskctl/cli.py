@@ -9,49 +9,52 @@ from importlib import import_module
 import click
 
 from deskctl import __version__
-from deskctl.commands import _complete
-from deskctl.commands._options import FORMATS, TableFormat
+from deskctl.clitypes import TableFormat
 from deskctl.errors import EXIT_CODES_HELP, INTERNAL, DeskError
+from deskctl.vocab import FORMATS
 
-# name → "module:attribute". Modules are imported only when the command runs or help is
-# shown, and command modules import only click at the top, so `deskctl --help` stays fast.
-COMMANDS: dict[str, str] = {
-    "db": "deskctl.commands.db:db",
-    "demo": "deskctl.commands.demo:demo",
-    "user": "deskctl.commands.user:user",
-    "group": "deskctl.commands.group:group",
-    "location": "deskctl.commands.group:location",
-    "contact": "deskctl.commands.contact:contact",
-    "attach": "deskctl.commands.contact:attach",
-    "attachment": "deskctl.commands.attachment:attachment",
-    "availability": "deskctl.commands.availability:availability",
-    "login": "deskctl.commands.availability:login",
-    "list": "deskctl.commands.list_:list_",
-    "show": "deskctl.commands.show:show",
-    "inbox": "deskctl.commands.inbox:inbox",
-    "claim": "deskctl.commands.claim:claim",
-    "decline": "deskctl.commands.decline:decline",
-    "next": "deskctl.commands.next_:next_",
-    "transfer": "deskctl.commands.transfer:transfer",
-    "release": "deskctl.commands.lifecycle:release",
-    "pending": "deskctl.commands.lifecycle:pending",
-    "resolve": "deskctl.commands.lifecycle:resolve",
-    "close": "deskctl.commands.lifecycle:close",
-    "qualify": "deskctl.commands.lifecycle:qualify",
-    "reopen": "deskctl.commands.lifecycle:reopen",
-    "merge": "deskctl.commands.lifecycle:merge",
-    "watch": "deskctl.commands.watch:watch",
-    "unwatch": "deskctl.commands.watch:unwatch",
-    "note": "deskctl.commands.note:note",
-    "audit": "deskctl.commands.audit:audit",
-    "new": "deskctl.commands.new:new",
-    "reply": "deskctl.commands.reply:reply",
-    "template": "deskctl.commands.template:template",
-    "ingest": "deskctl.commands.ingest:ingest",
-    "report": "deskctl.commands.report:report",
-    "daemon": "deskctl.commands.jobs:daemon",
-    "jobs": "deskctl.commands.jobs:jobs",
-    "config": "deskctl.commands.config:config",
+# The command table, one line per command: name → ("module:attribute", the line `deskctl
+# --help` shows). The root help reads the lines here and imports no command module; a
+# command's module is imported only when it runs, completes, or shows its own --help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "db": ("deskctl.commands.db:db", "Create or migrate the schema, back up a SQLite desk."),
+    "demo": ("deskctl.commands.demo:demo", "Fill the database with sample data."),
+    "user": ("deskctl.commands.user:user", "Users (agents, supervisors, admins)."),
+    "group": ("deskctl.commands.group:group", "Groups (queues, teams)."),
+    "location": ("deskctl.commands.group:location", "Locations (sites, countries)."),
+    "contact": ("deskctl.commands.contact:contact", "Contacts (the customers)."),
+    "attach": ("deskctl.commands.contact:attach", "Attach a conversation to a contact."),
+    "attachment": ("deskctl.commands.attachment:attachment", "List and save the attachments of a conversation."),
+    "availability": ("deskctl.commands.availability:availability", "Show or set availability."),
+    "login": ("deskctl.commands.availability:login", "Start a shift: back to your default availability."),
+    "list": ("deskctl.commands.list_:list_", "List conversations."),
+    "show": ("deskctl.commands.show:show", "Show a conversation: header, messages and notes."),
+    "inbox": ("deskctl.commands.inbox:inbox", "Your conversations and those you watch."),
+    "claim": ("deskctl.commands.claim:claim", "Take responsibility: assignee = you, new → open."),
+    "decline": ("deskctl.commands.decline:decline", "Refuse an offer (routing in offer mode)."),
+    "next": ("deskctl.commands.next_:next_", "Claim the most urgent waiting conversation of your groups."),
+    "transfer": ("deskctl.commands.transfer:transfer", "Transfer conversations to a user or a group."),
+    "release": ("deskctl.commands.lifecycle:release", "Give claimed conversations back to their group."),
+    "pending": ("deskctl.commands.lifecycle:pending", "Wait for the contact (optionally with a boomerang)."),
+    "resolve": ("deskctl.commands.lifecycle:resolve", "Mark conversations answered."),
+    "close": ("deskctl.commands.lifecycle:close", "End conversations with their qualification."),
+    "qualify": ("deskctl.commands.lifecycle:qualify", "Set tags, contact reason, priority or closing note."),
+    "reopen": ("deskctl.commands.lifecycle:reopen", "Back to new (from pending, resolved or closed)."),
+    "merge": ("deskctl.commands.lifecycle:merge", "Merge duplicates into one conversation."),
+    "watch": ("deskctl.commands.watch:watch", "Follow conversations."),
+    "unwatch": ("deskctl.commands.watch:unwatch", "Stop following conversations."),
+    "note": ("deskctl.commands.note:note", "Internal notes: add, edit, delete."),
+    "audit": ("deskctl.commands.audit:audit", "The audit trail, oldest first."),
+    "new": ("deskctl.commands.new:new", "Create a conversation yourself (phone call, walk-in)."),
+    "outbox": ("deskctl.commands.outbox:outbox", "Mail, notifications and channel replies waiting to leave."),
+    "reply": ("deskctl.commands.reply:reply", "Reply to the contact."),
+    "template": ("deskctl.commands.template:template", "Saved replies."),
+    "ingest": ("deskctl.commands.ingest:ingest", "Bring messages in: email and JSON lines."),
+    "report": ("deskctl.commands.report:report", "Aggregated statistics over a period."),
+    "daemon": ("deskctl.commands.jobs:daemon", "Run the scheduler."),
+    "jobs": ("deskctl.commands.jobs:jobs", "Scheduled jobs: list, run one now, history."),
+    "config": ("deskctl.commands.config:config", "Check and show the configuration."),
+    "automation": ("deskctl.commands.automation:automation", "Automation rules: list them, test what they would do."),
 }
 
 
@@ -71,10 +74,10 @@ class LazyGroup(click.Group):
         return sorted(COMMANDS)
 
     def get_command(self, ctx, name):
-        target = COMMANDS.get(name)
-        if target is None:
+        entry = COMMANDS.get(name)
+        if entry is None:
             return None
-        module_name, attribute = target.split(":")
+        module_name, attribute = entry[0].split(":")
         try:
             module = import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -82,6 +85,19 @@ class LazyGroup(click.Group):
                 return None
             raise
         return accept_global_options(getattr(module, attribute))
+
+    def format_commands(self, ctx, formatter):
+        """The command list from the table: no command module is imported."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
+
+    def shell_complete(self, ctx, incomplete):
+        """Command names (with their line) from the table, then the root's options."""
+        from click.shell_completion import CompletionItem
+
+        names = [CompletionItem(name, help=COMMANDS[name][1])
+                 for name in self.list_commands(ctx) if name.startswith(incomplete)]
+        return names + click.Command.shell_complete(self, ctx, incomplete)
 
     def invoke(self, ctx):
         try:
@@ -145,6 +161,12 @@ def _translate(exc: Exception, ctx) -> DeskError | None:
     return None
 
 
+def _complete_users(ctx, param, incomplete):
+    from deskctl.commands import _complete  # only when completing: it reads the database
+
+    return _complete.users(ctx, param, incomplete)
+
+
 # The global options (SPEC §2), declared once. The root group reads them (and their
 # environment variables); every subcommand accepts them too, after its name (SPEC §9:
 # `deskctl claim 42 --as bob`), as gh and kubectl accept theirs. See accept_global_options.
@@ -155,7 +177,7 @@ GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict]] = [
     (("--config", "config_file"), dict(envvar="DESKCTL_CONFIG", metavar="FILE",
                                        help="Config file (default: $XDG_CONFIG_HOME/deskctl/config.yaml, "
                                             "then $XDG_CONFIG_DIRS, then /etc/deskctl/config.yaml).")),
-    (("--as", "actor_handle"), dict(envvar="DESKCTL_USER", metavar="HANDLE", shell_complete=_complete.users,
+    (("--as", "actor_handle"), dict(envvar="DESKCTL_USER", metavar="HANDLE", shell_complete=_complete_users,
                                     help="Act as this user (default: the login name).")),
     (("--format", "fmt"), dict(envvar="DESKCTL_FORMAT", type=click.Choice(FORMATS),
                                help="Output format (default: table on a terminal, tsv otherwise).")),
@@ -183,6 +205,7 @@ def accept_global_options(command: click.Command) -> click.Command:
     intact (`note 5 -- --as` is text)."""
     if getattr(command, "_deskctl_global_options", False):
         return command
+    _name_options_in_errors(command)
     taken = {name for param in command.params for name in (*param.opts, *param.secondary_opts)}
     for decls, attrs in GLOBAL_OPTIONS:
         attrs = {key: value for key, value in attrs.items() if key != "envvar"}
@@ -194,6 +217,21 @@ def accept_global_options(command: click.Command) -> click.Command:
         for subcommand in command.commands.values():
             accept_global_options(subcommand)
     return command
+
+
+def _name_options_in_errors(command: click.Command) -> None:
+    """A DeskError raised while `command` runs gets the command's flags it is about
+    (DeskError.option): services name domain things, the command line its own flags."""
+    invoke = command.invoke
+
+    def invoke_naming_options(ctx):
+        try:
+            return invoke(ctx)
+        except DeskError as exc:
+            exc.name_options(ctx.command)
+            raise
+
+    command.invoke = invoke_naming_options
 
 
 def _global_option_given(ctx, param, value):

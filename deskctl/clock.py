@@ -64,6 +64,6 @@ def override_active() -> bool:
 
 
 def now() -> datetime:
-    if override_active():
+    if _accepted is not None and override_active():
         return _accepted[1]
     return datetime.now(UTC)

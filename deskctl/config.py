@@ -16,25 +16,27 @@ from pathlib import Path
 from typing import Any
 
 from deskctl.errors import ConfigError
+from deskctl.vocab import (
+    AUTOMATION_TRIGGERS,
+    AVAILABILITY_STATES,
+    BUILTIN_AVAILABILITY,
+    CHANNELS,
+    JOB_NAMES,
+    PRIORITIES,
+    REPORT_KINDS,
+    ROUTING_MODES,
+    SLA_TARGETS,
+)
 
-JOB_NAMES = ("sla-sweep", "boomerang", "auto-close", "auto-unassign", "notify", "nightly-export", "route",
-             "retention")
-REPORT_KINDS = ("volume", "sla", "agents", "tags", "csat", "backlog", "conversations")
-SLA_TARGETS = ("first_response", "next_response", "resolution")
-PRIORITIES = ("low", "medium", "high", "urgent")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-ROUTING_MODES = ("pull", "offer", "assign")
-# Built-in availability states beyond config's list: `rona` is where an agent who let an
-# offer expire lands (SPEC §10), whatever the desk's own list says.
-BUILTIN_AVAILABILITY = ("rona",)
 
 DEFAULTS: dict[str, Any] = {
     "timezone": "UTC",
     "database": {"url": None},
     "attachments_dir": None,
     "export_dir": None,
-    "channels": ["email", "chat", "sms", "social", "web", "phone"],
-    "availability_states": ["available", "away", "offline"],
+    "channels": list(CHANNELS),
+    "availability_states": list(AVAILABILITY_STATES),
     "rules": {
         "transfer_requires_claim": False,
         "transfer_to_user": True,
@@ -49,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
     # SPEC §10: pull (agents take work with `next`), offer or assign.
     "routing": {"mode": "pull", "offer_timeout": "2m", "capacity": {"default": 5}},
     "business_hours": {},
+    # SPEC §11, docs/outbound.md: how replies on non-email channels leave the desk, e.g.
+    # chat: {command: [/usr/local/bin/send-chat], timeout: 10s}.
+    "delivery": {},
     "sla": {
         "warning": 0.75,
         "policies": [
@@ -71,6 +76,7 @@ DEFAULTS: dict[str, Any] = {
         "nightly-export": {"cron": "0 2 * * *", "reports": ["volume", "sla", "agents", "tags", "csat"]},
         "route": {"every": "30s"},
         "retention": {"cron": "30 3 * * *"},
+        "mail-poll": {"every": "1m"},  # off unless mail.maildir is set
     },
     "smtp": {
         "host": None,
@@ -87,6 +93,11 @@ DEFAULTS: dict[str, Any] = {
     "service_user": None,
     # SPEC §12: erase the content of conversations closed longer ago than this (e.g. 2y).
     "retention": {"closed_after": None},
+    # SPEC §11: rules run in order on arrivals and events (docs/automations.md).
+    "automations": [],
+    "automation_reply_interval": "1h",
+    # SPEC §11: the Maildir `mail-poll` ingests; spool: `ingest email -` only writes into it.
+    "mail": {"maildir": None, "spool": False},
     "limits": {
         "message_bytes": "25MB",
         "recipients": 500,
@@ -166,6 +177,18 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class ChannelDelivery:
+    """How replies on one non-email channel are delivered (SPEC §11): a local command
+    reading the JSON on stdin, or a signed HTTP POST. Exactly one of the two is set."""
+
+    channel: str
+    command: tuple[str, ...] | None
+    webhook: str | None
+    secret_env: str | None
+    timeout: float  # seconds, per delivery attempt
+
+
+@dataclass(frozen=True)
 class Limits:
     """Size caps on what outsiders send (SPEC §13); byte sizes are in bytes."""
 
@@ -174,6 +197,40 @@ class Limits:
     header_bytes: int
     subject_chars: int
     query_chars: int
+
+
+AUTOMATION_CONDITIONS = ("channel", "subject", "text", "from", "vip", "group", "hours")
+AUTOMATION_ACTIONS = ("tag", "priority", "group", "assign", "watch", "note", "reply")
+
+
+@dataclass(frozen=True)
+class AutomationRule:
+    """One rule of `automations:` (SPEC §11), checked at load. Groups, users and
+    templates live in the database: the engine checks those names when it loads the
+    rules against it (services/automations)."""
+
+    name: str
+    index: int                       # position in the list, for messages (automations[i])
+    on: tuple[str, ...]
+    # channel/group: names; subject/text: compiled patterns; from: a glob (lower case);
+    # vip: bool; hours: ("inside" | "outside", business_hours name)
+    conditions: dict[str, Any]
+    # only the keys given: tag/watch tuples, priority/group/note/reply text, assign handle or None
+    actions: dict[str, Any]
+    stop: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"automations[{self.index}]"
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """SPEC §11: `maildir` (absolute, with new/, cur/, tmp/) is polled by `mail-poll`;
+    with `spool`, `ingest email -` only writes the message into it."""
+
+    maildir: Path | None = None
+    spool: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,6 +257,10 @@ class Settings:
         default_factory=lambda: RoutingSettings("pull", timedelta(minutes=2), {"default": 5}))
     reasons: tuple[str, ...] | None = None
     channel_rules: dict[str, Rules] = field(default_factory=dict)
+    automations: tuple[AutomationRule, ...] = ()
+    automation_reply_interval: timedelta = timedelta(hours=1)
+    delivery: dict[str, ChannelDelivery] = field(default_factory=dict)
+    mail: MailSettings = field(default_factory=MailSettings)
     # top-level key → where its value came from: "default", the file, "--db", an env var
     origins: dict = field(repr=False, compare=False, default_factory=dict)
 
@@ -219,10 +280,10 @@ def default_database_url() -> str:
 
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite URL; None for PostgreSQL and in-memory SQLite."""
-    from sqlalchemy.engine import make_url
+    from deskctl.db.urls import parse
 
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    parsed = parse(url)
+    if parsed.backend != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database).expanduser()
 
@@ -343,6 +404,7 @@ class _Report:
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # as services/outbound/templates
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SUPPORTED_ENGINES = ("sqlite", "postgresql")
 
@@ -439,7 +501,8 @@ def _merge(defaults: dict, given: dict, report: _Report, prefix: str) -> dict:
             report.add(dotted, f"unknown key (known keys: {known})")
             continue
         # Free-form mappings and lists are replaced whole; fixed mappings merge key by key.
-        if isinstance(defaults[key], dict) and key not in ("business_hours", "jobs", "channels", "capacity"):
+        if isinstance(defaults[key], dict) and key not in ("business_hours", "jobs", "channels", "capacity",
+                                                                       "delivery"):
             if report.check(isinstance(value, dict), dotted, "must be a mapping"):
                 result[key] = _merge(defaults[key], value, report, dotted + ".")
         elif key == "jobs":
@@ -510,6 +573,9 @@ def _build(cfg: dict, report: _Report, database_url: str | None, database_origin
     retention = report.duration(cfg["retention"]["closed_after"], "retention.closed_after")
     if retention is None:  # SPEC §12: off unless closed_after is set
         jobs["retention"] = replace(jobs["retention"], enabled=False)
+    mail = _mail(cfg["mail"], report)
+    if mail.maildir is None:  # SPEC §11: mail-poll runs only when mail.maildir is set
+        jobs["mail-poll"] = replace(jobs["mail-poll"], enabled=False)
 
     return Settings(
         source=report.source,
@@ -534,7 +600,40 @@ def _build(cfg: dict, report: _Report, database_url: str | None, database_origin
         routing=_routing(cfg["routing"], channels, report),
         reasons=None if cfg["reasons"] is None else report.names(cfg["reasons"], "reasons", ()),
         channel_rules=channel_rules,
+        automations=_automations(cfg["automations"], report, channels, business_hours),
+        automation_reply_interval=(report.duration(cfg["automation_reply_interval"], "automation_reply_interval")
+                                   or timedelta(hours=1)),
+        delivery=_delivery(cfg["delivery"], channels, report),
+        mail=mail,
     )
+
+
+MAILDIR_FOLDERS = ("new", "cur", "tmp")
+
+
+def _mail(raw: dict, report: _Report) -> MailSettings:
+    """`mail.maildir` must be an existing Maildir: an absolute path (the daemon, cron and
+    the mail server each run in their own directory) with new/, cur/ and tmp/. Nothing
+    is created here: a typo must not start a spool that nothing polls."""
+    spool = report.flag(raw["spool"], "mail.spool")
+    value = report.text(raw["maildir"], "mail.maildir", "must be the path of a Maildir directory")
+    if not value:
+        report.check(not spool, "mail.spool", "spool mode needs mail.maildir (the Maildir to write into)")
+        return MailSettings(None, False)
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        report.add("mail.maildir", f"{value} must be an absolute path (the daemon and the mail server do not "
+                                   "run in this directory)")
+    elif not path.exists():
+        report.add("mail.maildir", f"{path} does not exist (create it: mkdir -p {path}/new {path}/cur {path}/tmp)")
+    elif not path.is_dir():
+        report.add("mail.maildir", f"{path} is not a directory")
+    else:
+        missing = [name for name in MAILDIR_FOLDERS if not (path / name).is_dir()]
+        if missing:
+            report.add("mail.maildir", f"{path} is not a Maildir: no {', '.join(m + '/' for m in missing)} in it "
+                                       f"(create: mkdir -p {' '.join(f'{path}/{m}' for m in missing)})")
+    return MailSettings(path, spool)
 
 
 def _timezone(name: Any, key: str, report: _Report) -> str:
@@ -574,6 +673,79 @@ def _channel_rules(raw: Any, rules: Rules, channels: tuple[str, ...], report: _R
     return out
 
 
+DELIVERY_KEYS = ("command", "webhook", "secret_env", "timeout")
+# A delivery attempt longer than this would overlap the next `notify` run.
+MAX_DELIVERY_TIMEOUT = timedelta(minutes=5)
+
+
+def _delivery(raw: Any, channels: tuple[str, ...], report: _Report) -> dict[str, ChannelDelivery]:
+    """`delivery.<channel>`: a command or a webhook per non-email channel, checked now
+    (the executable exists, the URL is http(s), the secret's variable is named) so that
+    a typo fails at load rather than in every `notify` run."""
+    import shutil
+    from urllib.parse import urlsplit
+
+    if not report.check(isinstance(raw, dict), "delivery", "must be a mapping of channel names"):
+        return {}
+    out = {}
+    for channel, value in raw.items():
+        key = f"delivery.{channel}"
+        if channel == "email":
+            report.add(key, "email is delivered by smtp (see smtp:), not by delivery")
+            continue
+        if not report.check(channel in channels, key,
+                            f"unknown channel {channel!r} (channels: {', '.join(channels)})"):
+            continue
+        if not report.check(isinstance(value, dict), key, "must be a mapping with command or webhook"):
+            continue
+        for unknown in set(value) - set(DELIVERY_KEYS):
+            report.add(f"{key}.{unknown}", f"unknown key (known: {', '.join(DELIVERY_KEYS)})")
+        command, webhook, secret_env = value.get("command"), value.get("webhook"), value.get("secret_env")
+        ok = report.check((command is None) != (webhook is None), key,
+                          "needs exactly one of command (a program) or webhook (a URL)")
+        argv: tuple[str, ...] | None = None
+        if command is not None:
+            if not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
+                report.add(f"{key}.command", "must be a list: the program and its arguments, e.g. "
+                                             "[/usr/local/bin/send-chat, --account, acme] (no shell)")
+                ok = False
+            elif shutil.which(command[0]) is None:
+                report.add(f"{key}.command", f"{command[0]!r} is not an executable file"
+                                             + ("" if "/" in command[0] else " on PATH"))
+                ok = False
+            else:
+                argv = tuple(command)
+            if secret_env is not None:
+                report.add(f"{key}.secret_env", "applies to webhook only (a command gets no signature)")
+                ok = False
+        if webhook is not None:
+            parts = urlsplit(webhook) if isinstance(webhook, str) else None
+            if not report.check(parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname)
+                                and not any(c in webhook for c in "\r\n "), f"{key}.webhook",
+                                f"must be an http:// or https:// URL, not {webhook!r}"):
+                ok = False
+            elif parts is not None and parts.username is not None:
+                report.add(f"{key}.webhook", "must not carry credentials (user:password@): the receiver "
+                                             "checks the X-Deskctl-Signature header instead")
+                ok = False
+            if secret_env is None:
+                report.add(f"{key}.secret_env", "is required with webhook: the environment variable "
+                                                "holding the signing secret")
+                ok = False
+            elif not isinstance(secret_env, str) or not _ENV_NAME.match(secret_env):
+                report.add(f"{key}.secret_env", f"{secret_env!r} is not an environment variable name "
+                                                "(the secret itself never goes in the file)")
+                ok = False
+        timeout = report.duration(value.get("timeout", "10s"), f"{key}.timeout", timedelta(seconds=10))
+        if timeout is None or not timedelta(0) < timeout <= MAX_DELIVERY_TIMEOUT:
+            report.add(f"{key}.timeout", "must be a duration above 0 and at most 5m (e.g. 10s)")
+            ok = False
+        if ok:
+            out[channel] = ChannelDelivery(channel=channel, command=argv, webhook=webhook if webhook else None,
+                                           secret_env=secret_env, timeout=timeout.total_seconds())
+    return out
+
+
 def _routing(raw: dict, channels: tuple[str, ...], report: _Report) -> RoutingSettings:
     default = DEFAULTS["routing"]
     mode = raw["mode"]
@@ -602,10 +774,7 @@ def _database_url(from_file: Any, given: str | None, origin: str, report: _Repor
     """The URL to use: --db / DESKCTL_DATABASE_URL, else database.url, else SQLite in the
     data directory. Only SQLite and PostgreSQL are supported; a SQLite file's directory
     must exist (a typo must not silently create a new, empty desk somewhere else)."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from deskctl.db.engine import normalize_url, redact
+    from deskctl.db.urls import normalize_url, parse
 
     key = "database.url"
     if given:
@@ -621,8 +790,10 @@ def _database_url(from_file: Any, given: str | None, origin: str, report: _Repor
         return default_database_url()
 
     try:
-        parsed = make_url(normalize_url(url))
-    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        parsed = parse(normalize_url(url))  # without SQLAlchemy: config loads without it (SPEC §11 spool)
+    except ValueError:  # not a URL, or a port that is not a number
+        from deskctl.db.engine import redact
+
         reason = (f"invalid database URL {redact(url)!r} (e.g. sqlite:////var/lib/deskctl/desk.db "
                   "or postgresql://desk@db/desk)")
         if given:  # a malformed option value is a usage error (2), as for any option
@@ -882,3 +1053,178 @@ def _job(name: str, raw: dict, report: _Report, timezone: str) -> JobSettings:
         enabled = False  # SPEC §5: off unless `after` is set
     return JobSettings(name=name, every=every, cron=cron, after=after,
                        reports=tuple(r for r in reports if r in REPORT_KINDS), enabled=enabled)
+
+
+def _automations(raw: Any, report: _Report, channels: tuple[str, ...],
+                 business_hours: dict[str, BusinessHours]) -> tuple[AutomationRule, ...]:
+    """`automations:` (SPEC §11): a list of rules {name, on, if, then, stop}."""
+    if not report.check(isinstance(raw, list), "automations", "must be a list of rules"):
+        return ()
+    rules: list[AutomationRule] = []
+    for index, item in enumerate(raw):
+        if isinstance(item, dict) and True in item and "on" not in item:
+            # YAML 1.1 reads a bare `on:` key as the boolean true; `config show` writes 'on'.
+            item = raw[index] = {("on" if k is True else k): v for k, v in item.items()}
+        rule = _automation(index, item, report, channels, business_hours)
+        if rule is None:
+            continue
+        if any(r.name == rule.name for r in rules):
+            report.add(f"{rule.key}.name", f"rule {rule.name!r} is defined twice")
+            continue
+        rules.append(rule)
+    return tuple(rules)
+
+
+def _automation(index: int, raw: Any, report: _Report, channels: tuple[str, ...],
+                business_hours: dict[str, BusinessHours]) -> AutomationRule | None:
+    key = f"automations[{index}]"
+    if not report.check(isinstance(raw, dict), key, "must be a mapping (name, on, if, then, stop)"):
+        return None
+    allowed = ("name", "on", "if", "then", "stop")
+    for unknown in set(raw) - set(allowed):
+        report.add(f"{key}.{unknown}", f"unknown key (known: {', '.join(allowed)})")
+    name = report.text(raw.get("name"), f"{key}.name", "is required: a rule name", optional=False)
+    if name is not None and not _NAME.match(name):
+        report.add(f"{key}.name", f"invalid name {name!r} (letters, digits, - and _ only)")
+        name = None
+    on_raw = raw.get("on")
+    on_values = on_raw if isinstance(on_raw, list) else [on_raw] if isinstance(on_raw, str) else None
+    on: tuple[str, ...] = ()
+    if on_values is None or not on_values:
+        report.add(f"{key}.on", f"is required: a list of events ({', '.join(AUTOMATION_TRIGGERS)})")
+    else:
+        bad = [v for v in on_values if v not in AUTOMATION_TRIGGERS]
+        if report.check(not bad, f"{key}.on", f"unknown event {bad[0] if bad else ''!r} "
+                                              f"(known: {', '.join(AUTOMATION_TRIGGERS)})"):
+            on = tuple(dict.fromkeys(on_values))
+    conditions = _automation_conditions(raw.get("if"), f"{key}.if", report, channels, business_hours)
+    actions = _automation_actions(raw.get("then"), f"{key}.then", report)
+    stop = report.flag(raw.get("stop", False), f"{key}.stop")
+    if name is None or not on or conditions is None or actions is None:
+        return None
+    return AutomationRule(name=name, index=index, on=on, conditions=conditions, actions=actions, stop=stop)
+
+
+def _pattern(value: Any, key: str, report: _Report):
+    """A regular expression, compiled now: a bad one is a load error, not a failed ingest."""
+    if not isinstance(value, str) or not value:
+        report.wrong_type(value, key, "must be a regular expression")
+        return None
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        report.add(key, f"invalid regular expression {value!r}: {exc}")
+        return None
+
+
+def _name_list(value: Any, key: str, report: _Report, known: tuple[str, ...] | None = None,
+               what: str = "name") -> tuple[str, ...] | None:
+    """A name or a list of names; `known` (when given) is what they must be one of."""
+    values = value if isinstance(value, list) else [value]
+    good = report.names(values, key, ())
+    if len(good) != len(values):
+        return None
+    bad = [v for v in good if known is not None and v not in known]
+    if not report.check(not bad, key, f"unknown {what} {bad[0] if bad else ''!r} (known: {', '.join(known or ())})"):
+        return None
+    return good
+
+
+_TAG = re.compile(r"^[^,\s][^,]{0,99}$")
+_HANDLE = re.compile(r"^[a-z0-9._-]{1,64}$")  # as services/directory/staff
+
+
+def _word_list(value: Any, key: str, report: _Report, pattern: re.Pattern, what: str) -> tuple[str, ...] | None:
+    """A word or a list of words, each matching `pattern` (tags, handles)."""
+    values = value if isinstance(value, list) else [value]
+    bad = [v for v in values if not (isinstance(v, str) and pattern.match(v.strip()))]
+    if bad or not values:
+        report.wrong_type(bad[0] if bad else value, key, f"must be {what} or a list of them")
+        return None
+    return tuple(dict.fromkeys(v.strip() for v in values))
+
+
+def _automation_conditions(raw: Any, key: str, report: _Report, channels: tuple[str, ...],
+                           business_hours: dict[str, BusinessHours]) -> dict[str, Any] | None:
+    if raw is None:
+        return {}
+    if not report.check(isinstance(raw, dict), key, "must be a mapping of conditions"):
+        return None
+    ok = True
+    out: dict[str, Any] = {}
+    for cond, value in raw.items():
+        ckey = f"{key}.{cond}"
+        if cond not in AUTOMATION_CONDITIONS:
+            report.add(ckey, f"unknown condition (known: {', '.join(AUTOMATION_CONDITIONS)})")
+            ok = False
+            continue
+        if cond in ("subject", "text"):
+            parsed = _pattern(value, ckey, report)
+        elif cond == "from":
+            parsed = value.strip().lower() if isinstance(value, str) and value.strip() else None
+            if parsed is None:
+                report.wrong_type(value, ckey, "must be an address pattern such as *@bigcorp.example")
+        elif cond == "vip":
+            parsed = value if isinstance(value, bool) else report.wrong_type(value, ckey, "must be true or false")
+        elif cond == "channel":
+            parsed = _name_list(value, ckey, report, channels, "channel")
+        elif cond == "group":
+            parsed = _name_list(value, ckey, report)
+        else:  # hours
+            parsed = None
+            if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("inside", "outside"):
+                mode, calendar = next(iter(value.items()))
+                if calendar == "24x7" or (isinstance(calendar, str) and calendar in business_hours):
+                    parsed = (mode, calendar)
+                else:
+                    report.add(f"{ckey}.{mode}", f"unknown calendar {calendar!r} (24x7 or a business_hours name"
+                                                 f"{': ' + ', '.join(business_hours) if business_hours else ''})")
+            else:
+                report.add(ckey, "must be {inside: NAME} or {outside: NAME} (a business_hours name)")
+        if parsed is None:
+            ok = False
+        else:
+            out[cond] = parsed
+    return out if ok else None
+
+
+def _automation_actions(raw: Any, key: str, report: _Report) -> dict[str, Any] | None:
+    if not report.check(isinstance(raw, dict) and bool(raw), key,
+                        f"is required: a mapping of actions ({', '.join(AUTOMATION_ACTIONS)})"):
+        return None
+    ok = True
+    out: dict[str, Any] = {}
+    for action, value in raw.items():
+        akey = f"{key}.{action}"
+        if action not in AUTOMATION_ACTIONS:
+            report.add(akey, f"unknown action (known: {', '.join(AUTOMATION_ACTIONS)})")
+            ok = False
+            continue
+        parsed: Any = None
+        if action in ("tag", "watch"):
+            parsed = _word_list(value, akey, report, _TAG if action == "tag" else _HANDLE,
+                                "a tag (no commas, at most 100 characters)" if action == "tag" else "a user handle")
+        elif action == "priority":
+            if report.check(value in PRIORITIES, akey, f"must be one of {', '.join(PRIORITIES)}, not {value!r}"):
+                parsed = value
+        elif action == "assign":
+            if value is None:
+                out[action] = None
+                continue
+            if isinstance(value, str) and _HANDLE.match(value):
+                parsed = value
+            else:
+                report.wrong_type(value, akey, "must be a user handle, or null to unassign")
+        elif action in ("group", "reply"):
+            pattern = _NAME if action == "group" else _TEMPLATE_NAME
+            if isinstance(value, str) and pattern.match(value):
+                parsed = value
+            else:
+                report.wrong_type(value, akey, f"must be a {'group' if action == 'group' else 'team template'} name")
+        else:  # note
+            parsed = report.text(value, akey, "must be the note's text")
+        if parsed is None:
+            ok = False
+        else:
+            out[action] = parsed
+    return out if ok else None

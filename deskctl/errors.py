@@ -6,6 +6,8 @@ the exit code. Nothing else in the package knows exit codes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import click
 
 OK = 0
@@ -32,15 +34,40 @@ Exit codes:
 
 
 class DeskError(click.ClickException):
-    """A failure the user can act on; `exit_code` comes from SPEC §3."""
+    """A failure the user can act on; `exit_code` comes from SPEC §3.
+
+    Services speak of the domain, never of command-line flags. `option` names the
+    parameter(s) of the service call the error is about (`steal`, `query`, ...): when the
+    command that ran has an option of that name, the command line appends it to the
+    message (`claimed by bob: ... (--steal)`, see `name_options`)."""
 
     exit_code = INTERNAL
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, option: str | tuple[str, ...] | None = None):
         super().__init__(message)
+        self.options = (option,) if isinstance(option, str) else tuple(option or ())
+        self._flags = ""
+
+    def name_options(self, command: click.Command) -> None:
+        """Append the flags of `command` that the error is about (once)."""
+        flags = [flag for flag in (_flag(command, name) for name in self.options) if flag]
+        if flags:
+            self._flags = f" ({', '.join(flags)})"
+        self.options = ()
+
+    def format_message(self) -> str:
+        return super().format_message() + self._flags
 
     def show(self, file=None) -> None:  # noqa: D401 - Click API
         click.echo(f"deskctl: {self.format_message()}", err=True)
+
+
+def _flag(command: click.Command, name: str) -> str | None:
+    dashed = "--" + name.replace("_", "-")
+    for param in command.params:
+        if isinstance(param, click.Option) and (param.name == name or dashed in param.opts):
+            return max(param.opts, key=len)
+    return None
 
 
 class UsageError(DeskError):
@@ -75,10 +102,11 @@ class ConfigError(DeskError):
 
     exit_code = CONFIG_ERROR
 
-    def __init__(self, file: str | None, key: str | None, problem: str, *, line: int | None = None):
+    def __init__(self, file: str | None, key: str | None, problem: str, *, line: int | None = None,
+                 problems: Sequence[ConfigError] = ()):
         self.file, self.key, self.problem, self.line = file, key, problem, line
-        self.problems: tuple[ConfigError, ...] = (self,)
-        super().__init__(self._describe())
+        self.problems: tuple[ConfigError, ...] = tuple(problems) or (self,)
+        super().__init__("\n".join(p._describe() for p in self.problems))
 
     def _describe(self) -> str:
         where = self.file or "built-in defaults"
@@ -90,10 +118,8 @@ class ConfigError(DeskError):
 
     @classmethod
     def several(cls, problems: list[ConfigError]) -> ConfigError:
-        error = cls(problems[0].file, problems[0].key, problems[0].problem, line=problems[0].line)
-        error.problems = tuple(problems)
-        error.message = "\n".join(p._describe() for p in problems)
-        return error
+        first = problems[0]
+        return cls(first.file, first.key, first.problem, line=first.line, problems=problems)
 
     def show(self, file=None) -> None:
         for problem in self.problems:
@@ -109,12 +135,18 @@ class BulkError(DeskError):
     failure, and every failing target gets its own line on stderr.
     """
 
-    def __init__(self, failures: list[tuple[int, DeskError]]):
+    def __init__(self, failures: list[tuple[int, DeskError]], *, label: str = "#{}"):
         self.failures = failures
-        self.exit_code = failures[0][1].exit_code
+        self.label = label  # how a target is named: "#12" (a conversation), "outbox 12"
+        # Click declares exit_code a class variable; a bulk failure takes its first target's.
+        self.exit_code = failures[0][1].exit_code  # type: ignore[misc]
         super().__init__(f"{len(failures)} target(s) failed; nothing was changed")
 
+    def name_options(self, command: click.Command) -> None:
+        for _, error in self.failures:
+            error.name_options(command)
+
     def show(self, file=None) -> None:
-        for conversation_id, error in self.failures:
-            click.echo(f"deskctl: #{conversation_id}: {error.format_message()}", err=True)
+        for target, error in self.failures:
+            click.echo(f"deskctl: {self.label.format(target)}: {error.format_message()}", err=True)
         click.echo(f"deskctl: {self.format_message()}", err=True)

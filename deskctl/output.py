@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-FORMATS = ("table", "csv", "tsv", "json", "jsonl", "ids")
 # Cells starting with these are formulas to a spreadsheet (OWASP "CSV injection").
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 

@@ -18,6 +18,8 @@ SPEC_COMMANDS = [
     # §9, §12 (second release)
     "config check", "config show", "attachment list", "attachment save", "contact import", "contact forget",
     "db backup",
+    # §11: two-way channels
+    "outbox list", "outbox show", "outbox retry", "outbox drop",
 ]
 
 SPEC_OPTIONS = {
@@ -34,7 +36,9 @@ SPEC_OPTIONS = {
     "qualify": ["--tag", "--untag", "--reason", "--priority", "--note"],
     "new": ["--channel", "--contact", "--subject", "--group", "--priority"],
     "merge": ["--into"],
-    "reply": ["--template", "--cc", "--bcc", "--attach"],
+    "reply": ["--template", "--cc", "--bcc", "--attach", "--via"],
+    "outbox list": ["--status", "--channel"],
+    "outbox retry": ["--failed"],
     "ingest email": ["--mbox", "--maildir", "--group", "--move"],
     "attachment save": ["--all", "-o"],
     "contact import": ["--dry-run"],

@@ -1,31 +1,16 @@
 """Shell completion of option and argument values (Click's `shell_complete` callbacks).
 
-Fixed vocabularies come from the modules that define them (statuses, priorities and SLA
-states from the models, job names from the job registry, channels and availability
-states from the configuration); groups, users, locations and templates are read from
-the database. Completion must never get in the way of typing: any failure (no database
-yet, unreachable server, bad configuration) completes to nothing.
-
-Imports only click at module level (the option modules import this one).
+Fixed names (statuses, priorities, roles, ...) are completed by their Click types
+(click.Choice, clitypes.CommaChoice over deskctl.vocab). Here: job names from the job
+registry, channels and availability states from the configuration; groups, users,
+locations and templates read from the database. Completion must never get in the way of
+typing: any failure (no database yet, unreachable server, bad configuration) completes to
+nothing, so the imports stay inside each callback, where `_quietly` catches their failure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from click.shell_completion import CompletionItem
-
-
-def matching(values: Iterable[str], incomplete: str, *, comma_list: bool = False) -> list[CompletionItem]:
-    """The values that start with `incomplete`. For options that take a comma list
-    (`--status new,op`) only the last item is completed, and the earlier ones are kept."""
-    prefix = ""
-    if comma_list and "," in incomplete:
-        head, _, incomplete = incomplete.rpartition(",")
-        prefix = head + ","
-    chosen = set(prefix.split(","))
-    return [CompletionItem(prefix + value) for value in values
-            if value.startswith(incomplete) and value not in chosen]
+from deskctl.clitypes import matching
 
 
 def _quietly(source):
@@ -47,34 +32,6 @@ def _is_comma_list(param) -> bool:
 
 
 # -- fixed vocabularies ---------------------------------------------------------------
-
-@_quietly
-def statuses(ctx, param, incomplete):
-    from deskctl.models.conversation import STATUSES
-
-    return matching(STATUSES, incomplete, comma_list=_is_comma_list(param))
-
-
-@_quietly
-def priorities(ctx, param, incomplete):
-    from deskctl.models.conversation import PRIORITIES
-
-    return matching(PRIORITIES, incomplete, comma_list=_is_comma_list(param))
-
-
-@_quietly
-def sla_states(ctx, param, incomplete):
-    from deskctl.models.conversation import SLA_STATES
-
-    return matching(SLA_STATES, incomplete, comma_list=_is_comma_list(param))
-
-
-@_quietly
-def roles(ctx, param, incomplete):
-    from deskctl.models.directory import ROLES
-
-    return matching(ROLES, incomplete)
-
 
 @_quietly
 def job_names(ctx, param, incomplete):

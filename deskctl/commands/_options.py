@@ -1,7 +1,8 @@
 """Option bundles shared by commands: output format, conversation filters, targets.
 
-Imports only click (and the completion callbacks, which import only click) at module
-level: every command module imports this, and `deskctl --help` must stay fast.
+Every command module imports this, `ingest` too: its MTA gateway path must load no
+database code before it needs it (SPEC §11 spool mode), so the conversation selection
+service (SQLAlchemy, the models) is imported inside the functions that build filters.
 """
 
 from __future__ import annotations
@@ -10,31 +11,17 @@ import functools
 
 import click
 
+from deskctl import output
+from deskctl.clitypes import CommaChoice, TableFormat
 from deskctl.commands import _complete
+from deskctl.errors import UsageError
+from deskctl.term import table_width
+from deskctl.timeparse import parse_date_bound
+from deskctl.vocab import FORMATS, PRIORITIES, SLA_STATES, STATUSES
 
-FORMATS = ["table", "csv", "tsv", "json", "jsonl", "ids"]
 # Every --limit: a billion is past any desk, and the bound keeps the value inside the
 # databases' 64-bit LIMIT (a larger one was an internal error, found by the stress fuzzer).
 LIMIT = click.IntRange(min=1, max=10**9)
-
-
-class TableFormat(click.ParamType):
-    """A tabulate format name (`--table-format`): checked when given (output.check_table_format,
-    the one rule), completed in the shell."""
-
-    name = "table_format"
-
-    def convert(self, value, param, ctx):
-        from deskctl.output import check_table_format
-
-        return check_table_format(ctx, param, value)
-
-    def shell_complete(self, ctx, param, incomplete):
-        from tabulate import tabulate_formats
-
-        from deskctl.commands import _complete
-
-        return _complete.matching(sorted(tabulate_formats), incomplete)
 
 
 def output_options(func):
@@ -74,9 +61,6 @@ def bulk_options(func):
 
 def emit(app, rows, columns, *, id_key: str = "id") -> int:
     """Render records in the command's format to stdout."""
-    from deskctl import output
-    from deskctl.term import table_width
-
     return output.render(rows, columns, app.output_format(), table_format=app.table_format,
                          tz=app.settings.timezone, id_key=id_key, formula_guard=app.formula_guard,
                          width=table_width())
@@ -106,8 +90,7 @@ def _filter_option(*decls, **attrs):
 
 
 FILTER_OPTIONS = [
-    _filter_option("--status", multiple=True, shell_complete=_complete.statuses,
-                   help="new, open, pending, resolved, closed (comma list or repeated)."),
+    _filter_option("--status", multiple=True, type=CommaChoice(STATUSES), help="Status (comma list or repeated)."),
     _filter_option("--assignee", metavar="H", shell_complete=_complete.users, help="Assigned to this user handle."),
     _filter_option("--unassigned", is_flag=True, help="No assignee."),
     _filter_option("--mine", is_flag=True, help="Assigned to the acting user."),
@@ -115,12 +98,10 @@ FILTER_OPTIONS = [
                    help="In this group (queue)."),
     _filter_option("--location", metavar="L", shell_complete=_complete.locations, help="In this location."),
     _filter_option("--channel", multiple=True, shell_complete=_complete.channels,
-                   help="email, chat, sms, social, web, phone, ..."),
+                   help="A channel of the desk (config `channels`; comma list or repeated)."),
     _filter_option("--tag", multiple=True, help="Has this tag (repeat: has all of them)."),
-    _filter_option("--priority", multiple=True, shell_complete=_complete.priorities,
-                   help="low, medium, high, urgent."),
-    _filter_option("--sla", multiple=True, shell_complete=_complete.sla_states,
-                   help="SLA state: ok, warning, breached, none."),
+    _filter_option("--priority", multiple=True, type=CommaChoice(PRIORITIES), help="Priority (comma list or repeated)."),
+    _filter_option("--sla", multiple=True, type=CommaChoice(SLA_STATES), help="SLA state (comma list or repeated)."),
     _filter_option("--watching", is_flag=True, help="Watched by the acting user."),
     _filter_option("--created-before", metavar="WHEN",
                    help="Created before (date, date-time, or 3d = 3 days ago)."),
@@ -145,7 +126,6 @@ def date_bound_option(app, value: str | None, option: str):
     datetime in the configured timezone; a bad value is a usage error naming the option."""
     if not value:
         return None
-    from deskctl.timeparse import parse_date_bound
 
     now, tz = app.now(), app.settings.timezone  # a configuration error stays one (78), not a bad value
     try:
@@ -202,7 +182,6 @@ def targets_argument(func):
 
 
 def make_target_spec(app, target_args, params, *, all_=False, limit=None, sort=None, extra=None):
-    from deskctl.errors import UsageError
     from deskctl.services.conversations.selection import (
         TargetSpec,
         parse_conversation_id,

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
+from deskctl import output
 from deskctl.commands._options import emit, output_options
+from deskctl.errors import UsageError
+from deskctl.output import Column
+from deskctl.services.conversations import attachments
+from deskctl.services.conversations.attachments import list_attachments
+from deskctl.services.conversations.selection import parse_conversation_id
 
 
 def _columns(with_path: bool = False):
-    from deskctl.output import Column
-
     columns = [Column("message_id", "int"), Column("name"), Column("file"), Column("content_type"),
                Column("size", "int"), Column("sha256")]
     return columns + [Column("path")] if with_path else columns
@@ -29,10 +35,6 @@ def list_(app, conversation_id):
 
     `name` is the name the sender gave; `file` is the safe, unique name that
     `attachment save` writes (and what --format ids prints)."""
-    from deskctl import output
-    from deskctl.services.conversations.attachments import list_attachments
-    from deskctl.services.conversations.selection import parse_conversation_id
-
     cid = parse_conversation_id(conversation_id)
     with app.read() as session:
         app.actor(session)
@@ -59,11 +61,6 @@ def save(app, conversation_id, name, all_, target, force):
     the same name twice becomes name-2.ext). Each file is written to a temporary name
     and renamed into place; an existing file is refused (exit 4) unless --force.
     Prints the saved records with their `path`."""
-    from deskctl import output
-    from deskctl.errors import UsageError
-    from deskctl.services.conversations import attachments
-    from deskctl.services.conversations.selection import parse_conversation_id
-
     cid = parse_conversation_id(conversation_id)
     if target == "-" and all_:
         raise UsageError("-o - writes one attachment to stdout: give its NAME, not --all")
@@ -75,7 +72,6 @@ def save(app, conversation_id, name, all_, target, force):
         if len(chosen) > 1:
             raise UsageError(f"{name!r} names {len(chosen)} attachments; -o - writes one: give its file name "
                              f"({', '.join(r['file'] for r in chosen)})")
-        import sys
 
         attachments.write_to(app.settings, chosen[0], sys.stdout.buffer)
         return

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import click
 
-from deskctl.commands._options import LIMIT, date_bound_option, emit, output_options
+from deskctl import output
+from deskctl.clitypes import CommaChoice
+from deskctl.commands._options import LIMIT, _csv_values, date_bound_option, emit, output_options
+from deskctl.output import Column
+from deskctl.services.conversations.selection import parse_conversation_id
+from deskctl.services.views import audit_trail as audit_service
+from deskctl.vocab import EVENT_KINDS
 
 
 def _columns():
-    from deskctl.output import Column
-
     return [Column("id", "int"), Column("conversation_id", "int"), Column("at", "datetime"), Column("actor"),
             Column("kind"), Column("data")]
 
@@ -30,8 +34,8 @@ def _distinct_conversations(rows):
 @click.option("--until", metavar="WHEN", help="Events before.")
 @click.option("--actor", "actors", multiple=True, metavar="H|system",
               help="Done by this user handle, or `system` (jobs, ingest); comma list or repeated.")
-@click.option("--kind", "kinds", multiple=True, metavar="K[,K]",
-              help="Only these event kinds (created, claimed, transferred, note_added, ...).")
+@click.option("--kind", "kinds", multiple=True, type=CommaChoice(EVENT_KINDS), metavar="K[,K]",
+              help="Only these event kinds (comma list or repeated): " + ", ".join(EVENT_KINDS) + ".")
 @click.option("--limit", type=LIMIT, help="Only the most recent N matching events.")
 @output_options
 @click.pass_obj
@@ -39,11 +43,6 @@ def audit(app, conversation_id, since, until, actors, kinds, limit):
     """The audit trail, oldest first: every event, or those of conversation ID.
 
     `--format ids` prints each conversation id once (those that have matching events)."""
-    from deskctl import output
-    from deskctl.commands._options import _csv_values
-    from deskctl.services.conversations.selection import parse_conversation_id
-    from deskctl.services.views import audit_trail as audit_service
-
     cid = parse_conversation_id(conversation_id) if conversation_id is not None else None
     kind_list = audit_service.parse_kinds(kinds)
 

@@ -6,11 +6,12 @@ import click
 
 from deskctl.commands import _complete
 from deskctl.commands._options import emit, output_options
+from deskctl.output import Column
+from deskctl.services.conversations import routing
+from deskctl.services.directory import staff as directory
 
 
 def _columns():
-    from deskctl.output import Column
-
     return [Column("handle"), Column("availability"), Column("default_availability")]
 
 
@@ -45,7 +46,6 @@ def set_(ctx, state, handle, default):
 
 
 def _apply(app, handle, state, default):
-    from deskctl.services.directory import staff as directory
     with app.transaction(dry_run=state is None and default is None) as session:
         actor = app.actor(session)
         if state is None and default is None:
@@ -64,7 +64,6 @@ def _apply(app, handle, state, default):
 @click.pass_obj
 def login(app):
     """Start a shift: availability becomes your default availability."""
-    from deskctl.services.directory import staff as directory
     with app.transaction() as session:
         user = directory.login(session, app.actor(session))
         _route_if_available(app, session, user)
@@ -76,5 +75,4 @@ def login(app):
 def _route_if_available(app, session, user) -> None:
     """SPEC §10: an agent who becomes available gets waiting work at once (offer/assign)."""
     if user.availability == "available":
-        from deskctl.services.conversations import routing
         routing.route_for_agent(session, user.id, now=app.now(), settings=app.settings)

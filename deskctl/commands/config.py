@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+from importlib.resources import files
+
 import click
+import yaml
+
+from deskctl.config import config_search_path
+from deskctl.db.engine import redact
+from deskctl.output import dumps, notice
 
 EXAMPLES = ("config.yaml", "deskctl.service", "crontab.example")
 
@@ -17,8 +25,6 @@ def config():
 @click.pass_obj
 def check(app):
     """Load and check every key; exit 0, or 78 with every problem (file, line, key, reason)."""
-    from deskctl.output import notice
-
     settings = app.settings
     notice(f"configuration OK: {settings.source or 'built-in defaults (no configuration file found)'}")
 
@@ -34,8 +40,6 @@ def show(app, fmt, example):
     """The effective configuration: built-in defaults, then the file, then --db /
     DESKCTL_DATABASE_URL; secrets redacted; where each top-level key came from."""
     if example:
-        from importlib.resources import files
-
         click.echo(files("deskctl").joinpath("examples", example).read_text(encoding="utf-8"), nl=False)
         return
     settings = app.settings
@@ -44,13 +48,9 @@ def show(app, fmt, example):
     if fmt is None:
         fmt = "json" if app.output_format() in ("json", "jsonl") and app._format else "yaml"
     if fmt == "json":
-        from deskctl.output import dumps
-
         click.echo(dumps({"file": settings.source, "origins": origins, "config": values}))
         return
-    import yaml
 
-    from deskctl.config import config_search_path
 
     if settings.source:
         lines = [f"# configuration file: {settings.source}"]
@@ -69,9 +69,6 @@ _SECRET_WORDS = ("password", "secret", "token", "username", "apikey", "api_key",
 
 def effective(settings) -> dict:
     """The merged configuration with resolved paths and database URL, secrets masked."""
-    import copy
-
-    from deskctl.db.engine import redact
 
     values = copy.deepcopy(settings.raw)
     values["database"] = {**values["database"], "url": redact(settings.database_url)}

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 
+from deskctl import output, term
 from deskctl.commands._options import LIMIT, emit, output_options
+from deskctl.db.engine import truncate_wal
+from deskctl.errors import UsageError
+from deskctl.output import Column, notice
+from deskctl.services.conversations.selection import parse_conversation_id
+from deskctl.services.directory import contacts
+from deskctl.services.directory.contact_import import import_contacts
+from deskctl.services.directory.contacts import get_contact
+from deskctl.services.keeping import erasure
+from deskctl.services.views.conversation_records import records_for_ids
 
 
 def _columns():
-    from deskctl.output import Column
-
     return [Column("id", "int"), Column("name"), Column("email"), Column("phone"), Column("account_id"),
             Column("vip", "bool"), Column("attributes"), Column("conversations", "int"),
             Column("created_at", "datetime")]
@@ -40,7 +51,6 @@ def contact():
 @click.pass_obj
 def add(app, name, email, phone, account_id, vip, attrs):
     """Add a contact (at least one of --name, --email, --phone, --account-id)."""
-    from deskctl.services.directory import contacts
     with app.transaction() as session:
         actor = app.actor(session)
         record = contacts.add_contact(session, actor, name=name, email=email, phone=phone, account_id=account_id,
@@ -62,8 +72,6 @@ def add(app, name, email, phone, account_id, vip, attrs):
 def find(app, query, email, phone, account_id, vip, attrs, limit):
     """Find contacts: QUERY is text in the name, email, phone or account id (case-insensitive).
     With nothing given, every contact is listed."""
-    from deskctl import output
-    from deskctl.services.directory import contacts
     with app.read() as session:
         app.actor(session)
         rows = contacts.find_contacts(session, query=query, email=email, phone=phone, account_id=account_id,
@@ -79,7 +87,6 @@ def find(app, query, email, phone, account_id, vip, attrs, limit):
 @click.pass_obj
 def show(app, ref):
     """Show one contact (REF: id or email)."""
-    from deskctl.services.directory import contacts
     with app.read() as session:
         app.actor(session)
         record = contacts.record_for(session, contacts.get_contact(session, ref))
@@ -93,7 +100,6 @@ def show(app, ref):
 @click.pass_obj
 def set_(app, ref, name, email, phone, account_id, vip, attrs):
     """Change a contact. An empty --email/--phone/--account-id clears it."""
-    from deskctl.services.directory import contacts
     with app.transaction() as session:
         actor = app.actor(session)
         record = contacts.set_contact(session, actor, ref, name=name, email=email, phone=phone,
@@ -115,11 +121,6 @@ def attach(app, conversation_id, ref, name, dry_run):
 
     Prints the conversation record. Attaching the contact it already has is a no-op
     (exit 0, notice on stderr)."""
-    from deskctl import output
-    from deskctl.services.conversations.selection import parse_conversation_id
-    from deskctl.services.directory import contacts
-    from deskctl.services.views.conversation_records import records_for_ids
-
     cid = parse_conversation_id(conversation_id)
     with app.transaction(dry_run=dry_run) as session:
         actor = app.actor(session)
@@ -148,16 +149,9 @@ def import_(app, file, dry_run):
     Contacts are matched by email, case-insensitively. An empty cell leaves the known
     value as it is. All or nothing: every bad line is reported with its number and
     nothing is imported (exit 65). A summary line goes to stderr."""
-    from deskctl import output
-    from deskctl.services.directory.contact_import import import_contacts
-
     if file == "-":
-        import sys
-
         data, source = sys.stdin.buffer.read(), "stdin"
     else:
-        from pathlib import Path
-
         data, source = Path(file).read_bytes(), file
     with app.transaction(dry_run=dry_run) as session:
         actor = app.actor(session)
@@ -183,12 +177,6 @@ def forget(app, ref, yes):
     their address become `[erased]`. Conversations, events and report counts stay;
     each conversation gets an `erased` event. Asks for confirmation on a terminal;
     elsewhere --yes is required."""
-    from deskctl import term
-    from deskctl.errors import UsageError
-    from deskctl.output import notice
-    from deskctl.services.directory.contacts import get_contact
-    from deskctl.services.keeping import erasure
-
     with app.read() as session:
         contact = get_contact(session, ref)
         label = f"contact {contact.id} ({contact.email or contact.name})"
@@ -201,10 +189,8 @@ def forget(app, ref, yes):
     with app.transaction() as session:
         record = erasure.forget_contact(session, app.actor(session), get_contact(session, ref), now=app.now(),
                                         settings=app.settings)
-    from deskctl.db.engine import truncate_wal
 
     truncate_wal(app.engine)
-    from deskctl.output import Column
 
     emit(app, [record], [Column(name, "int") for name in ("contact_id", "conversations", "messages", "attachments",
                                                           "files", "notes", "quarantined")], id_key="contact_id")

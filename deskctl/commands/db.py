@@ -5,6 +5,12 @@ from __future__ import annotations
 import click
 
 from deskctl.commands._options import emit, output_options
+from deskctl.db import migrate
+from deskctl.db.engine import redact
+from deskctl.errors import Conflict
+from deskctl.output import Column, notice
+from deskctl.services.keeping.backup import backup_sqlite, sqlite_source
+from deskctl.services.keeping.integrity import run_checks
 
 
 @click.group()
@@ -16,10 +22,6 @@ def db():
 @click.pass_obj
 def upgrade(app):
     """Create or migrate the schema to the current version (idempotent)."""
-    from deskctl.db import migrate
-    from deskctl.db.engine import redact
-    from deskctl.output import notice
-
     app.allow_new_database()
     before, after = migrate.upgrade(app.engine)
     where = redact(app.settings.database_url)
@@ -33,8 +35,6 @@ def upgrade(app):
 @click.pass_obj
 def current(app):
     """Print the schema revision of the database."""
-    from deskctl.db import migrate
-
     with app.engine.connect() as connection:
         click.echo(migrate.current_revision(connection) or "none")
 
@@ -46,10 +46,6 @@ def check(app):
     """Check integrity: orphans, events without conversations, status invariants.
 
     Exits 0 when clean, 4 when a problem was found (each check is listed)."""
-    from deskctl.errors import Conflict
-    from deskctl.output import Column
-    from deskctl.services.keeping.integrity import run_checks
-
     with app.read() as session:
         results = run_checks(session)
     emit(app, results, [Column("check"), Column("problems", "int"), Column("sample", "list"),
@@ -70,9 +66,6 @@ def backup(app, file, force):
     checked, then renamed; it opens like any desk (`deskctl --db sqlite:///FILE ...`).
     An existing FILE is refused (exit 4) unless --force. On PostgreSQL use pg_dump
     (exit 2)."""
-    from deskctl.output import notice
-    from deskctl.services.keeping.backup import backup_sqlite, sqlite_source
-
     source = sqlite_source(app.settings.database_url)
     result = backup_sqlite(app.engine, source, file, force=force)
     notice(f"backed up {result.source} to {result.target} ({result.size} bytes)")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import click
 
 from deskctl.commands._options import emit, output_options
+from deskctl.commands.lifecycle import change_columns
+from deskctl.output import notice
+from deskctl.services.conversations import routing
+from deskctl.services.conversations.selection import parse_conversation_id
 
 
 @click.command()
@@ -13,11 +17,6 @@ from deskctl.commands._options import emit, output_options
 @click.pass_obj
 def decline(app, conversation_id):
     """Refuse an offer: the conversation goes to the next available agent, never back to you."""
-    from deskctl.commands.lifecycle import change_columns
-    from deskctl.output import notice
-    from deskctl.services.conversations import routing
-    from deskctl.services.conversations.selection import parse_conversation_id
-
     cid = parse_conversation_id(conversation_id)
     with app.transaction() as session:
         record = routing.decline(session, app.actor(session), cid, now=app.now(), settings=app.settings)

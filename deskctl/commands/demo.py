@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
+from deskctl import demo as service
 from deskctl.commands._options import emit, output_options
+from deskctl.output import Column, notice
+from deskctl.term import Progress
 
 
 def _columns():
-    from deskctl.output import Column
-
     return [Column("table"), Column("rows", "int")]
 
 
@@ -32,11 +35,6 @@ def demo(app, conversations, seed, force):
     Refuses (exit 4) a database that already has conversations unless --force. Dates are
     relative to the real clock; DESKCTL_NOW moves them only where config has `clock:
     {override: true}`."""
-    import time
-
-    from deskctl import demo as service
-    from deskctl.output import notice
-    from deskctl.term import Progress
 
     app.allow_new_database()
     started = time.perf_counter()

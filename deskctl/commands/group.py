@@ -6,25 +6,21 @@ import click
 
 from deskctl.commands import _complete
 from deskctl.commands._options import emit, output_options
+from deskctl.output import Column, notice
+from deskctl.services.directory import staff as directory
 
 
 def _group_columns():
-    from deskctl.output import Column
-
     return [Column("id", "int"), Column("name"), Column("location"), Column("members", "int")]
 
 
 def _location_columns():
-    from deskctl.output import Column
-
     return [Column("id", "int"), Column("name"), Column("groups", "int"), Column("users", "int")]
 
 
 def _change_group(app, name: str, change, done: str) -> None:
     """Run `change(session, actor)` in one transaction, then print the group's record
     as it is after the change, and `done` on stderr."""
-    from deskctl.output import notice
-    from deskctl.services.directory import staff as directory
     with app.transaction() as session:
         change(session, app.actor(session))
         rows = directory.list_groups(session, name=name)
@@ -45,7 +41,6 @@ def group():
 @click.pass_obj
 def group_add(app, name, location):
     """Add a group; prints its record."""
-    from deskctl.services.directory import staff as directory
     _change_group(app, name, lambda session, actor: directory.add_group(session, actor, name, location, app.now()),
                   f"added group {name}")
 
@@ -55,7 +50,6 @@ def group_add(app, name, location):
 @click.pass_obj
 def group_list(app):
     """List groups with their member counts."""
-    from deskctl.services.directory import staff as directory
     with app.read() as session:
         app.actor(session)
         rows = directory.list_groups(session)
@@ -69,7 +63,6 @@ def group_list(app):
 @click.pass_obj
 def add_member(app, group_name, handle):
     """Add a user to a group; prints the group's record."""
-    from deskctl.services.directory import staff as directory
     _change_group(app, group_name,
                   lambda session, actor: directory.add_member(session, actor, group_name, handle),
                   f"added {handle} to {group_name}")
@@ -82,7 +75,6 @@ def add_member(app, group_name, handle):
 @click.pass_obj
 def remove_member(app, group_name, handle):
     """Remove a user from a group; prints the group's record."""
-    from deskctl.services.directory import staff as directory
     _change_group(app, group_name,
                   lambda session, actor: directory.remove_member(session, actor, group_name, handle),
                   f"removed {handle} from {group_name}")
@@ -99,8 +91,6 @@ def location():
 @click.pass_obj
 def location_add(app, name):
     """Add a location; prints its record."""
-    from deskctl.output import notice
-    from deskctl.services.directory import staff as directory
     with app.transaction() as session:
         directory.add_location(session, app.actor(session), name, app.now())
         rows = directory.list_locations(session, name=name)
@@ -113,7 +103,6 @@ def location_add(app, name):
 @click.pass_obj
 def location_list(app):
     """List locations."""
-    from deskctl.services.directory import staff as directory
     with app.read() as session:
         app.actor(session)
         rows = directory.list_locations(session)

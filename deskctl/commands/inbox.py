@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import click
 
+from deskctl import output
 from deskctl.commands import _complete
 from deskctl.commands._options import LIMIT, emit, output_options
+from deskctl.services.conversations.read_state import with_unread
+from deskctl.services.conversations.selection import user_id_by_handle
+from deskctl.services.conversations.watchers import inbox_select
+from deskctl.services.views.conversation_records import conversation_records
 
 
 @click.command()
@@ -17,12 +22,6 @@ from deskctl.commands._options import LIMIT, emit, output_options
 @click.pass_obj
 def inbox(app, handle, sort, limit):
     """Conversations assigned to you (not closed) plus those you watch (not closed)."""
-    from deskctl import output
-    from deskctl.services.conversations.read_state import with_unread
-    from deskctl.services.conversations.selection import user_id_by_handle
-    from deskctl.services.conversations.watchers import inbox_select
-    from deskctl.services.views.conversation_records import conversation_records
-
     with app.read() as session:
         actor = app.actor(session)
         stmt = inbox_select(session, actor, handle, sort=sort, limit=limit)

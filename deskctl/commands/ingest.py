@@ -5,6 +5,9 @@ that could be stored is kept even when another one is quarantined or the databas
 goes away mid-way; a rerun skips what is already in as `duplicate`). JSON lines are
 committed in batches. Exit 65 when anything was quarantined, 75 when the database is
 unreachable or locked (the root maps OperationalError), so an MTA retries later.
+
+The imports of the services stay inside the functions: `ingest email -` is the MTA's
+gateway, and its spool mode (SPEC §11) must load no database code.
 """
 
 from __future__ import annotations
@@ -13,14 +16,11 @@ from contextlib import contextmanager
 
 import click
 
+from deskctl.clitypes import CommaChoice
 from deskctl.commands._options import LIMIT, emit, output_options
+from deskctl.vocab import QUARANTINE_STATUSES
 
 JSONL_BATCH = 1000
-# An mbox or Maildir is committed every EMAIL_BATCH messages: a failure loses at most
-# the uncommitted ones, and a rerun skips the rest as duplicates.
-EMAIL_BATCH = 100
-EMAIL_BATCH_BYTES = 32 << 20
-INGEST_LOCK = "deskctl.ingest"
 
 
 def _email_columns():
@@ -89,17 +89,11 @@ def ingest():
 
 @contextmanager
 def _ingest_transaction(app):
-    """One ingest transaction. On PostgreSQL ingest transactions take turns (an advisory
-    lock held until commit), as every writer does on SQLite (BEGIN IMMEDIATE). Without
-    it two concurrent deliveries of one new contact or Message-ID both INSERT it; the
-    second fails on the unique index inside psycopg's executemany pipeline, and although
-    the retry below then sees the row, psycopg reports the aborted pipeline on stderr
-    ("error ignored terminating <psycopg.Pipeline ...>")."""
-    from sqlalchemy import text
+    """One ingest transaction, taking its turn (maildir.take_ingest_turn)."""
+    from deskctl.services.inbound.maildir import take_ingest_turn
 
     with app.transaction() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": INGEST_LOCK})
+        take_ingest_turn(session)
         yield session
 
 
@@ -138,13 +132,11 @@ def _email_sources(settings, file_, mbox, maildir, new_only):
             if mbox != "-":
                 stream.close()
     if maildir is not None:
+        from deskctl.services.inbound.maildir import maildir_messages
+
         files = intake.maildir_files(maildir, new_only=new_only)
-        for key, path in progress(files, length=len(files), label="ingesting Maildir"):
-            try:
-                raw = intake.read_path(path, settings)
-            except FileNotFoundError:  # another ingest with --move took it first
-                continue
-            yield raw, key, path if new_only else None
+        yield from maildir_messages(progress(files, length=len(files), label="ingesting Maildir"), settings,
+                                    move=new_only)
 
 
 @ingest.command("email", cls=_Gateway)
@@ -165,7 +157,10 @@ def email(app, file_, mbox, maildir, move, group_name):
 
     Prints one result per message (message_id, id, action). Exit 65 if any message was
     quarantined (the others are kept); any other failure exits 75 (temporary: the mail
-    server retries), never a code that would bounce the mail."""
+    server retries), never a code that would bounce the mail.
+
+    With `mail: {maildir: D, spool: true}` in config, `-` only writes the message into
+    D/new (exit 0, or 75 if it cannot) and the mail-poll job stores it."""
     import os
 
     from deskctl.errors import UsageError
@@ -178,12 +173,33 @@ def email(app, file_, mbox, maildir, move, group_name):
         raise UsageError(f"--mbox: no such file: {mbox}")
     if file_ is not None and file_ != "-" and not os.path.isfile(file_):
         raise UsageError(f"no such file: {file_}")
+    if file_ == "-" and app.settings.mail.spool:
+        return _spool(app, group_name)
     group_id = _group_id(app, group_name)
     counts: dict[str, int] = {}
     sources = _email_sources(app.settings, file_, mbox, maildir, new_only=move)
     results = _ingest_emails(app, sources, group_id, counts)
     emit(app, _stored_first(_with_ids(app, results)), _email_columns(), id_key="id")
     _finish(counts, "message")
+
+
+def _spool(app, group_name) -> None:
+    """Spool mode (SPEC §11): the message goes into mail.maildir/new, nothing else; no
+    database code is loaded. Prints nothing on stdout (there is no result yet)."""
+    from deskctl.errors import UsageError
+    from deskctl.services.inbound import spool
+
+    maildir = app.settings.mail.maildir
+    if group_name:
+        # The spooled file keeps only the mail; mail-poll could not know the group.
+        raise UsageError("--group cannot be used in spool mode (mail.spool: true): mail-poll stores spooled "
+                         "mail without a group; drop --group from the pipe command, or set mail.spool: false")
+    stream = click.open_file("-", "rb")
+    try:
+        path = spool.spool(stream, maildir)
+    except OSError as exc:
+        raise _retry_later(f"cannot write into the spool {maildir}: {exc.strerror or exc}") from exc
+    click.echo(f"spooled 1 message as {path} (the mail-poll job stores it)", err=True)
 
 
 def _stored_first(rows):
@@ -214,61 +230,21 @@ def _group_id(app, group_name):
         return group_id_by_name(session, group_name)
 
 
-def _email_batches(sources):
-    """Messages in groups of EMAIL_BATCH (or EMAIL_BATCH_BYTES of raw mail, whichever
-    comes first): one transaction each."""
-    batch, size = [], 0
-    for item in sources:
-        batch.append(item)
-        size += len(item[0]) if isinstance(item[0], bytes) else 0
-        if len(batch) >= EMAIL_BATCH or size >= EMAIL_BATCH_BYTES:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
-
-
 def _ingest_emails(app, sources, group_id, counts):
-    from sqlalchemy.exc import IntegrityError
-
+    """The batch loop of services.inbound.maildir (shared with the mail-poll job): each
+    result comes once its batch is committed (a result on stdout is a stored fact)."""
     from deskctl.output import warn
-    from deskctl.services.inbound import email as ingest_email
-    settings = app.settings
-    for batch in _email_batches(sources):
-        messages = [(raw, origin) for raw, origin, _path in batch]
-        for attempt in (1, 2):
-            try:
-                with _ingest_transaction(app) as session:
-                    results = ingest_email.ingest_batch(session, messages, now=app.now(), settings=settings,
-                                                        group_id=group_id)
-                break
-            except IntegrityError:
-                # A concurrent delivery stored the same Message-ID (or contact) first: the
-                # second attempt sees it and reports `duplicate`.
-                if attempt == 2:
-                    raise
-        # Printed only once committed: a result on stdout is a stored fact.
-        for result, (_raw, origin, path) in zip(results, batch, strict=True):
+    from deskctl.services.inbound.maildir import ingest_emails
+
+    def quarantined(result, origin):
+        where = result["message_id"] or origin or "stdin"
+        warn(f"quarantined {where} as #{result['quarantine_id']}: {result['reason']}")
+
+    with app.transaction() as session:
+        for result in ingest_emails(session, sources, now=app.now, settings=app.settings, group_id=group_id,
+                                    on_quarantine=quarantined):
             counts[result["action"]] = counts.get(result["action"], 0) + 1
-            if result["action"] == "quarantined":
-                where = result["message_id"] or origin or "stdin"
-                warn(f"quarantined {where} as #{result['quarantine_id']}: {result['reason']}")
-            if path is not None:
-                _mark_seen(path)
             yield result
-
-
-def _mark_seen(path) -> None:
-    """--move: new/NAME → cur/NAME:2,S once its result is committed. A crash before this
-    leaves it in new/, and the next run reads it again as a `duplicate`."""
-    import os
-
-    from deskctl.services.inbound.intake import seen_name
-
-    try:
-        os.rename(path, path.parent.parent / "cur" / seen_name(path.name))
-    except FileNotFoundError:  # a concurrent run moved it first
-        pass
 
 
 def _finish(counts, noun):
@@ -348,8 +324,9 @@ def _supervisor(app, session, what):
 
 
 @quarantine.command("list")
-@click.option("--status", "status", default="held", show_default=True, metavar="S",
-              help="held, retried, dropped or all (comma list).")
+@click.option("--status", "status", default="held", show_default=True, metavar="S[,S]",
+              type=CommaChoice(QUARANTINE_STATUSES, also=("all",)),
+              help="Only these: " + ", ".join(QUARANTINE_STATUSES) + " (comma list), or all.")
 @click.option("--source", type=click.Choice(["email", "jsonl"]), help="Only this source.")
 @click.option("--limit", type=LIMIT, help="At most N entries.")
 @output_options
@@ -359,11 +336,10 @@ def quarantine_list(app, status, source, limit):
     from deskctl.errors import UsageError
     from deskctl.output import notice
     from deskctl.services.inbound import quarantine as service
-    statuses = service.STATUSES if status == "all" else tuple(s.strip() for s in status.split(",") if s.strip())
-    unknown = [s for s in statuses if s not in service.STATUSES]
-    if unknown or not statuses:
-        raise UsageError(f"--status: unknown value {', '.join(unknown) or status!r} "
-                         f"(choose from {', '.join(service.STATUSES)} or all)")
+
+    statuses = QUARANTINE_STATUSES if status == "all" else tuple(s.strip() for s in status.split(",") if s.strip())
+    if not statuses:
+        raise UsageError("--status: empty value")
     with app.read() as session:
         _supervisor(app, session, "ingest quarantine list")
         count = emit(app, service.list_rows(session, status=statuses, source=source, limit=limit),
@@ -381,6 +357,7 @@ def quarantine_show(app, quarantine_id, raw):
     """One quarantined input with its reason and raw text (`--raw`: the bytes only, to
     save, fix and `retry --file`)."""
     from deskctl.services.inbound import quarantine as service
+
     with app.read() as session:
         _supervisor(app, session, "ingest quarantine show")
         row = service.get(session, quarantine_id)
@@ -407,6 +384,7 @@ def quarantine_retry(app, ids, file_, group_name):
     marks the entry `retried`; a failure keeps it held with the new reason (exit 65)."""
     from deskctl.errors import UsageError
     from deskctl.services.inbound import quarantine as service
+
     if file_ is not None and len(ids) != 1:
         raise UsageError("--file replaces the bytes of one entry: give exactly one ID")
     replacement = _read_input(file_) if file_ is not None else None
@@ -463,6 +441,7 @@ def quarantine_drop(app, ids):
     """Give up on held inputs: marked `dropped` (the bytes stay for the record)."""
     from deskctl.output import notice
     from deskctl.services.inbound import quarantine as service
+
     with app.transaction() as session:
         _supervisor(app, session, "ingest quarantine drop")
         records = service.drop(session, list(ids))

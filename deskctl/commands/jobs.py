@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-import click
+import logging
+import sys
 
+import click
+from sqlalchemy import select
+
+from deskctl import clock, term
 from deskctl.commands import _complete
 from deskctl.commands._options import LIMIT, emit, output_options
+from deskctl.errors import INTERNAL, DeskError, Forbidden, UsageError
+from deskctl.jobs import access, registry, runner
+from deskctl.jobs import daemon as daemon_module
+from deskctl.models import JobRun
+from deskctl.output import Column, notice
 
 
 def _columns(kind: str):
-    from deskctl.output import Column
-
     if kind == "run":
         return [Column("id", "int"), Column("job"), Column("scheduled_for", "datetime"),
                 Column("started_at", "datetime"), Column("finished_at", "datetime"), Column("outcome"),
@@ -22,9 +30,6 @@ def _columns(kind: str):
 def _setup_logging(app, *, quiet: bool = False) -> None:
     """Log lines on stderr: job outcomes at INFO for the daemon (its journal), only
     warnings and errors when `quiet` (cron would mail every line)."""
-    import logging
-    import sys
-
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.DEBUG if app.verbose else logging.WARNING, stream=sys.stderr,
@@ -38,24 +43,18 @@ def _setup_logging(app, *, quiet: bool = False) -> None:
 @click.option("--once", is_flag=True, help="Run every job that is due once, then exit (for cron).")
 @click.pass_obj
 def daemon(app, once):
-    """Run the scheduler: sla-sweep, boomerang, auto-close, auto-unassign, notify,
-    nightly-export on their configured schedules. SIGTERM/SIGINT let the running job
-    finish, then exit 0. A run missed while the daemon was down runs once at start."""
-    import sys
-
-    from deskctl.jobs import daemon as daemon_module
-    from deskctl.term import is_tty
+    """Run the scheduler: every job of `deskctl jobs list` on its configured schedule.
+    SIGTERM/SIGINT let the running job finish, then exit 0. A run missed while the daemon
+    was down runs once at start."""
 
     if once:
-        interactive = is_tty(sys.stderr)
+        interactive = term.is_tty(sys.stderr)
         _setup_logging(app, quiet=not interactive)
         results = daemon_module.run_once(app)
         failed = [r for r in results if r.outcome == "failed"]
         for r in failed:
             click.echo(f"deskctl: job {r.job} failed: {r.error}", err=True)
         if interactive or app.verbose:
-            from deskctl.output import notice
-
             notice(f"ran {len(results)} job(s): "
                    + (", ".join(f"{r.job} {r.outcome}" for r in results) or "none due"))
         if failed:
@@ -75,10 +74,6 @@ def jobs():
 @click.pass_obj
 def list_jobs(app):
     """Each job's schedule, last run and outcome, and next run."""
-    from sqlalchemy import select
-
-    from deskctl.jobs import registry, runner
-    from deskctl.models import JobRun
 
     now = app.now()
     settings = app.settings
@@ -115,10 +110,6 @@ def run_job(app, name, now_text, force_future):
     """Run job NAME once now, recorded like a scheduled run (for cron). Needs the admin role,
     or no --as when run as the desk's service account. Exits non-zero when the job fails;
     a run skipped because another runner holds the job exits 0."""
-    import logging
-
-    from deskctl.jobs import access, registry, runner
-    from deskctl.output import notice
 
     registry.get(name)
     with app.read() as session:
@@ -143,9 +134,6 @@ def run_job(app, name, now_text, force_future):
 def _run_time(app, text: str, force_future: bool):
     """--now T: only on desks whose clock may be overridden (5), a valid instant (2), and
     not after the desk's current time unless --force-future (2) (SPEC §13)."""
-    from deskctl import clock
-    from deskctl.errors import Forbidden, UsageError
-
     if not app.settings.clock_override:
         raise Forbidden("--now is refused: this desk's clock cannot be overridden "
                         "(clock.override is for test, demo and replay desks)")
@@ -161,8 +149,6 @@ def _run_time(app, text: str, force_future: bool):
 
 
 def _exit_code(result) -> int:
-    from deskctl.errors import INTERNAL, DeskError
-
     exc = result.exception
     return exc.exit_code if isinstance(exc, DeskError) else INTERNAL
 
@@ -177,10 +163,6 @@ def _exit_code(result) -> int:
 @click.pass_obj
 def history(app, name, limit, outcome):
     """Past runs, newest first: scheduled time, start, end, outcome, counts, error."""
-    from sqlalchemy import select
-
-    from deskctl.jobs import registry, runner
-    from deskctl.models import JobRun
 
     if name:
         registry.get(name)
@@ -193,6 +175,4 @@ def history(app, name, limit, outcome):
         rows = [runner.run_record(r) for r in session.scalars(stmt)]
     count = emit(app, rows, _columns("run"))
     if count == 0:
-        from deskctl.output import notice
-
         notice("no job runs recorded")

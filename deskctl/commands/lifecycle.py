@@ -8,12 +8,19 @@ import functools
 
 import click
 
+from deskctl import term
+from deskctl.commands import _options
 from deskctl.commands._options import LIMIT, bulk_options, emit, output_options, targets_argument
+from deskctl.errors import UsageError
+from deskctl.output import Column, notice
+from deskctl.services.conversations import lifecycle
+from deskctl.services.conversations.lifecycle import PROGRESS, count_targets
+from deskctl.services.conversations.selection import parse_conversation_id
+from deskctl.timeparse import parse_when
+from deskctl.vocab import CLOSE_STATUSES, PRIORITIES
 
 
 def change_columns():
-    from deskctl.output import Column
-
     return [Column("id", "int"), Column("status"), Column("assignee"), Column("group"),
             Column("previous_status"), Column("previous_assignee"), Column("previous_group")]
 
@@ -28,11 +35,6 @@ def _plural(n: int) -> str:
 def run_bulk(app, targets, *, verb: str, past: str, dry_run: bool, yes: bool, action) -> list[dict]:
     """Confirm (terminal only, filter-selected, > 20), run `action(session, actor)` in one
     transaction (rolled back with --dry-run), print the records and the summary."""
-    from deskctl import term
-    from deskctl.errors import UsageError
-    from deskctl.output import notice
-    from deskctl.services.conversations.lifecycle import PROGRESS, count_targets
-
     if not targets.explicit and not yes and not dry_run and term.can_prompt():
         with app.read() as session:
             count = count_targets(session, app.actor(session), targets)
@@ -58,7 +60,6 @@ def when_option(name: str, help_text: str):
 def parse_until(app, value):
     if value is None:
         return None
-    from deskctl.timeparse import parse_when
 
     return parse_when(value, now=app.now(), tz=app.settings.timezone)
 
@@ -70,7 +71,6 @@ def parse_until(app, value):
 @click.pass_obj
 def release(app, targets, dry_run, yes):
     """Give claimed conversations back to their group: assignee cleared, status new."""
-    from deskctl.services.conversations import lifecycle
     run_bulk(app, targets, verb="release", past="released", dry_run=dry_run, yes=yes,
              action=lambda session, actor: lifecycle.release(
                  session, actor, targets, now=app.now(), settings=app.settings, dry_run=dry_run))
@@ -86,7 +86,6 @@ def release(app, targets, dry_run, yes):
 @click.pass_obj
 def pending(app, targets, until, note, dry_run, yes):
     """Status pending: wait for the contact's reply (and, with --until, a boomerang)."""
-    from deskctl.services.conversations import lifecycle
     when = parse_until(app, until)
     run_bulk(app, targets, verb="put pending", past="put pending", dry_run=dry_run, yes=yes,
              action=lambda session, actor: lifecycle.pending(
@@ -102,7 +101,6 @@ def pending(app, targets, until, note, dry_run, yes):
 @click.pass_obj
 def resolve(app, targets, until, dry_run, yes):
     """Status resolved: answered; a contact reply brings it back to new."""
-    from deskctl.services.conversations import lifecycle
     when = parse_until(app, until)
     run_bulk(app, targets, verb="resolve", past="resolved", dry_run=dry_run, yes=yes,
              action=lambda session, actor: lifecycle.resolve(
@@ -112,8 +110,6 @@ def resolve(app, targets, until, dry_run, yes):
 def targets_argument_without(*excluded: str):
     """TARGETS like `targets_argument`, minus the filter options whose names the verb
     uses for its own values (close --status/--tag, qualify --tag/--priority)."""
-    from deskctl.commands import _options
-
     kept = [(name, option) for name, option in zip(_options.FILTER_PARAMS, _options.FILTER_OPTIONS, strict=True)
             if name not in excluded]
 
@@ -145,7 +141,7 @@ def targets_argument_without(*excluded: str):
 @click.option("--reason", metavar="R", help="Contact reason.")
 @click.option("--note", metavar="TEXT", help="Closing note (in the transcript, never a contact message).")
 @click.option("--csat", type=click.IntRange(1, 5), help="Customer satisfaction, 1 to 5.")
-@click.option("--status", "status", type=click.Choice(["closed", "pending", "open"]), default="closed",
+@click.option("--status", "status", type=click.Choice(CLOSE_STATUSES), default="closed",
               show_default=True, help="pending/open end a chat session but keep the request going.")
 @click.option("--transcript-to", metavar="EMAIL", help="Email the history (messages, never notes) here.")
 @bulk_options
@@ -156,7 +152,6 @@ def close(app, targets, tags, reason, note, csat, status, transcript_to, dry_run
 
     Here --status and --tag are the new values, not filters: to select by status or tag,
     pipe `deskctl list --status resolved --format ids | deskctl close -`."""
-    from deskctl.services.conversations import lifecycle
     run_bulk(app, targets, verb="close", past="closed", dry_run=dry_run, yes=yes,
              action=lambda session, actor: lifecycle.close(
                  session, actor, targets, tags=tags, reason=reason, note=note, csat=csat, status=status,
@@ -168,7 +163,7 @@ def close(app, targets, tags, reason, note, csat, status, transcript_to, dry_run
 @click.option("--tag", "tags", multiple=True, metavar="T", help="Add this tag (repeatable).")
 @click.option("--untag", "untags", multiple=True, metavar="T", help="Remove this tag (repeatable).")
 @click.option("--reason", metavar="R", help="Contact reason.")
-@click.option("--priority", "new_priority", type=click.Choice(["low", "medium", "high", "urgent"]),
+@click.option("--priority", "new_priority", type=click.Choice(PRIORITIES),
               help="Set the priority.")
 @click.option("--note", metavar="TEXT", help="Closing note.")
 @bulk_options
@@ -180,7 +175,6 @@ def qualify(app, targets, tags, untags, reason, new_priority, note, dry_run, yes
 
     Here --tag and --priority are the new values, not filters (pipe ids from `list` to
     select by them)."""
-    from deskctl.services.conversations import lifecycle
     run_bulk(app, targets, verb="qualify", past="qualified", dry_run=dry_run, yes=yes,
              action=lambda session, actor: lifecycle.qualify(
                  session, actor, targets, tags=tags, untags=untags, reason=reason, priority=new_priority,
@@ -194,7 +188,6 @@ def qualify(app, targets, tags, untags, reason, new_priority, note, dry_run, yes
 @click.pass_obj
 def reopen(app, targets, dry_run, yes):
     """Back to new (from pending, resolved or closed)."""
-    from deskctl.services.conversations import lifecycle
     run_bulk(app, targets, verb="reopen", past="reopened", dry_run=dry_run, yes=yes,
              action=lambda session, actor: lifecycle.reopen(
                  session, actor, targets, now=app.now(), settings=app.settings, dry_run=dry_run))
@@ -209,10 +202,6 @@ def reopen(app, targets, dry_run, yes):
 def merge(app, conversation_id, into, dry_run):
     """Merge a duplicate into ID2: its messages, notes and watchers move there, and it is
     closed with linked_to = ID2."""
-    from deskctl.output import notice
-    from deskctl.services.conversations import lifecycle
-    from deskctl.services.conversations.selection import parse_conversation_id
-
     dup, survivor = parse_conversation_id(conversation_id), parse_conversation_id(into)
     with app.transaction(dry_run=dry_run) as session:
         records = lifecycle.merge(session, app.actor(session), dup, survivor, now=app.now(),

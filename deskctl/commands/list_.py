@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
+from deskctl import output
 from deskctl.commands._options import LIMIT, build_filter, emit, filter_options, output_options
+from deskctl.services.conversations.selection import select_conversations
+from deskctl.services.views.conversation_records import conversation_records
 
 
 @click.command("list")
@@ -17,11 +22,6 @@ from deskctl.commands._options import LIMIT, build_filter, emit, filter_options,
 @click.pass_obj
 def list_(app, sort, limit, unread, **params):
     """List conversations."""
-    import dataclasses
-
-    from deskctl import output
-    from deskctl.services.conversations.selection import select_conversations
-    from deskctl.services.views.conversation_records import conversation_records
 
     flt = dataclasses.replace(build_filter(app, params), unread=unread)
     with app.read() as session:

@@ -6,6 +6,9 @@ import click
 
 from deskctl.commands import _complete
 from deskctl.commands._options import emit, output_options
+from deskctl.commands.lifecycle import change_columns
+from deskctl.output import notice
+from deskctl.services.conversations import lifecycle
 
 
 @click.command(name="next")
@@ -19,9 +22,6 @@ def next_(app, group_name, dry_run):
 
     You must be `available` (exit 4 otherwise); exit 3 when nothing is waiting. Two
     agents running `next` at the same moment never get the same conversation."""
-    from deskctl.commands.lifecycle import change_columns
-    from deskctl.output import notice
-    from deskctl.services.conversations import lifecycle
     with app.transaction(dry_run=dry_run) as session:
         records = lifecycle.next_(session, app.actor(session), group=group_name, now=app.now(),
                                   settings=app.settings, dry_run=dry_run)

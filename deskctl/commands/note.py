@@ -6,11 +6,13 @@ from __future__ import annotations
 import click
 
 from deskctl.commands._options import emit, output_options
+from deskctl.errors import NotFound, UsageError
+from deskctl.output import Column, notice
+from deskctl.services.conversations import notes
+from deskctl.services.conversations.selection import MAX_ID, parse_conversation_id
 
 
 def _columns():
-    from deskctl.output import Column
-
     return [Column("id", "int"), Column("conversation_id", "int"), Column("author"), Column("at", "datetime"),
             Column("text"), Column("updated_at", "datetime"), Column("deleted_at", "datetime")]
 
@@ -29,8 +31,6 @@ class NoteGroup(click.Group):
 
 
 def _read_text(text: str | None, file_) -> str:
-    from deskctl.errors import UsageError
-
     if (text is not None) == (file_ is not None):
         raise UsageError("give the note as TEXT, --file F or - (exactly one)")
     if file_ is not None:
@@ -56,28 +56,20 @@ def note():
 @click.pass_obj
 def add(app, conversation_id, text, file_):
     """Add an internal note to conversation ID (the default action of `note`)."""
-    from deskctl.services.conversations import notes
-    from deskctl.services.conversations.selection import parse_conversation_id
-
     cid = parse_conversation_id(conversation_id)
     body = _read_text(text, file_)
     with app.transaction() as session:
         record = notes.add_note(session, app.actor(session), cid, body, now=app.now(), settings=app.settings)
     emit(app, [record], _columns(), id_key="conversation_id")
-    from deskctl.output import notice
 
     notice(f"note {record['id']} added to #{cid}")
 
 
 def _note_id(value: str) -> int:
-    from deskctl.errors import UsageError
-    from deskctl.services.conversations.selection import MAX_ID
-
     text = str(value).strip()
     if not text.isdigit() or len(text) > 18:
         raise UsageError(f"invalid note id {value!r} (expected a number, as printed by `note` or `show`)")
     if int(text) > MAX_ID:  # past the id column's range (int4 on PostgreSQL): cannot exist
-        from deskctl.errors import NotFound
 
         raise NotFound(f"note not found: {text}")
     return int(text)
@@ -92,8 +84,6 @@ def _note_id(value: str) -> int:
 @click.pass_obj
 def edit(app, note_id, text, file_):
     """Replace the text of note NOTE_ID; the previous text stays in the audit trail."""
-    from deskctl.output import notice
-    from deskctl.services.conversations import notes
     nid = _note_id(note_id)
     body = _read_text(text, file_)
     with app.transaction() as session:
@@ -109,8 +99,6 @@ def edit(app, note_id, text, file_):
 @click.pass_obj
 def delete(app, note_id):
     """Delete note NOTE_ID from the thread; its versions stay in the audit trail."""
-    from deskctl.output import notice
-    from deskctl.services.conversations import notes
     nid = _note_id(note_id)
     with app.transaction() as session:
         record = notes.delete_note(session, app.actor(session), nid, now=app.now(), settings=app.settings)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
+from deskctl import term
 from deskctl.commands._options import (
     FILTER_PARAMS,
     build_filter,
@@ -12,11 +15,12 @@ from deskctl.commands._options import (
     filter_options,
     output_options,
 )
+from deskctl.errors import UsageError
+from deskctl.output import Column, notice, warn
+from deskctl.services.reports import kinds as reports
+from deskctl.timeparse import humanize_seconds
+from deskctl.vocab import REPORT_BY, REPORT_KINDS
 
-# Kept equal to deskctl.services.reports.KINDS / BY_CHOICES (a test checks it); repeated
-# here so that `deskctl --help` does not import the services.
-KINDS = ("volume", "sla", "agents", "tags", "csat", "backlog", "conversations")
-BY_CHOICES = ("day", "week", "month", "agent", "group", "channel", "tag", "location")
 _COLUMN_KINDS = {"int": "int", "float": "float", "duration": "duration", "str": "str", "date": "str",
                  "datetime": "datetime", "list": "list"}
 _BLOCKS = " ▏▎▍▌▋▊▉█"
@@ -27,13 +31,12 @@ class ReportCommand(click.Command):
     """`report KIND --help` explains that kind; `report --help` explains them all."""
 
     def parse_args(self, ctx, args):
-        ctx.meta["report_kind"] = next((a for a in args if a in KINDS), None)
+        ctx.meta["report_kind"] = next((a for a in args if a in REPORT_KINDS), None)
         return super().parse_args(ctx, args)
 
     def format_epilog(self, ctx, formatter):
-        from deskctl.services.reports import kinds as reports
         kind = ctx.meta.get("report_kind")
-        for name in [kind] if kind else KINDS:
+        for name in [kind] if kind else REPORT_KINDS:
             key = "id" if name == "conversations" else f"--by key (default {reports.DEFAULT_BY[name]})"
             columns = ", ".join(c.name for c in reports.COLUMNS[name])
             with formatter.section(f"report {name}"):
@@ -51,11 +54,11 @@ class ReportCommand(click.Command):
 
 
 @click.command(cls=ReportCommand)
-@click.argument("kind", type=click.Choice(KINDS))
+@click.argument("kind", type=click.Choice(REPORT_KINDS))
 @click.option("--since", metavar="WHEN", help="Start of the period: a date (local midnight), a date-time, "
                                               "or a duration ago (30d). Default: 6 days before today, 00:00.")
 @click.option("--until", metavar="WHEN", help="End of the period, exclusive (same forms). Default: now.")
-@click.option("--by", "by", type=click.Choice(BY_CHOICES), default=None,
+@click.option("--by", "by", type=click.Choice(REPORT_BY), default=None,
               help="Key of the rows (default: day; tags: tag; backlog: group).")
 @filter_options
 @click.option("--chart", "chart", metavar="COLUMN",
@@ -63,16 +66,10 @@ class ReportCommand(click.Command):
 @output_options
 @click.pass_obj
 def report(app, kind, since, until, by, chart, **params):
-    """Reports: volume, sla, agents, tags, csat, backlog, conversations.
+    """Aggregated statistics over a period: one report KIND (SPEC §6, each below).
 
     The rows have the key column (--by, or id for conversations) then the columns of the
     report, in a fixed order. The list filters restrict the conversations counted."""
-    import sys
-
-    from deskctl.errors import UsageError
-    from deskctl.output import notice, warn
-    from deskctl.services.reports import kinds as reports
-    from deskctl.term import is_tty
 
     now = app.now()
     since_at, until_at = date_bound_option(app, since, "--since"), date_bound_option(app, until, "--until")
@@ -84,7 +81,7 @@ def report(app, kind, since, until, by, chart, **params):
         if chart not in numeric:
             raise UsageError(f"invalid --chart column {chart!r} for report {kind} "
                              f"(choose from {', '.join(numeric)})")
-        chart_on = fmt == "table" and is_tty(sys.stdout)
+        chart_on = fmt == "table" and term.is_tty(sys.stdout)
         if not chart_on:
             warn("--chart ignored: a chart is drawn only with --format table on a terminal")
     with app.read() as session:
@@ -102,8 +99,6 @@ def report(app, kind, since, until, by, chart, **params):
 
 
 def _output_columns(columns, fmt):
-    from deskctl.output import Column
-
     out = []
     for col in columns:
         if fmt == "table" and col.name == "mean_csat":  # two decimals, as in machine formats
@@ -122,8 +117,6 @@ def _bar(value: float, top: float) -> str:
 
 
 def _draw_chart(rows, key: str, column) -> None:
-    from deskctl.timeparse import humanize_seconds
-
     values = [(str(r[key] if r[key] is not None else "-"), r[column.name]) for r in rows]
     top = max((v for _, v in values if v is not None), default=0)
     width = max(len(k) for k, _ in values)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import click
 
+from deskctl import output
 from deskctl.commands._options import emit, output_options
+from deskctl.services.conversations import read_state
+from deskctl.services.conversations.selection import parse_conversation_id
+from deskctl.services.views.thread_view import thread_record
 
 
 @click.command()
@@ -15,10 +19,6 @@ from deskctl.commands._options import emit, output_options
 @click.pass_obj
 def show(app, conversation_id, audit, no_notes):
     """Show a conversation: header, messages and notes in order."""
-    from deskctl import output
-    from deskctl.services.conversations.selection import parse_conversation_id
-    from deskctl.services.views.thread_view import thread_record
-
     cid = parse_conversation_id(conversation_id)
     with app.read() as session:
         actor = app.actor(session)
@@ -28,7 +28,6 @@ def show(app, conversation_id, audit, no_notes):
     if not app.format_chosen or app.output_format() == "table":
         output.render_thread({**record, "_now": app.now()}, tz=app.settings.timezone)
         # The thread view is reading it (SPEC §10); machine formats are not.
-        from deskctl.services.conversations import read_state
         with app.transaction() as session:
             read_state.mark_read(session, actor.id, cid, now=app.now())
     else:

@@ -6,11 +6,12 @@ import click
 
 from deskctl.commands import _complete
 from deskctl.commands._options import emit, output_options
+from deskctl.errors import UsageError
+from deskctl.output import Column, notice
+from deskctl.services.outbound import templates
 
 
 def _columns():
-    from deskctl.output import Column
-
     return [Column("id", "int"), Column("name"), Column("scope"), Column("owner"), Column("body"),
             Column("created_at", "datetime")]
 
@@ -31,8 +32,6 @@ def template():
 @click.pass_obj
 def add(app, name, body, file_, personal):
     """Add a saved reply: BODY, --file F, or `-` to read it from stdin."""
-    from deskctl.errors import UsageError
-    from deskctl.services.outbound import templates
     if (body is not None) + (file_ is not None) != 1:
         raise UsageError("give the body as BODY, --file F or - (exactly one)")
     if file_ is not None:
@@ -51,7 +50,6 @@ def add(app, name, body, file_, personal):
 @click.pass_obj
 def list_(app, personal):
     """List the templates you can use: the team's and your own."""
-    from deskctl.services.outbound import templates
     with app.read() as session:
         records = templates.visible(session, app.actor(session), personal_only=personal)
     emit(app, records, _columns())
@@ -63,7 +61,6 @@ def list_(app, personal):
 @click.pass_obj
 def show(app, name):
     """Show one template (your personal one if it shadows a team one)."""
-    from deskctl.services.outbound import templates
     with app.read() as session:
         record = templates.show(session, app.actor(session), name)
     if app.output_format() == "table":
@@ -78,8 +75,6 @@ def show(app, name):
 @click.pass_obj
 def delete(app, name, personal):
     """Delete a saved reply (team templates need supervisor or admin)."""
-    from deskctl.output import notice
-    from deskctl.services.outbound import templates
     with app.transaction() as session:
         record = templates.delete(session, app.actor(session), name, personal=personal)
     notice(f"deleted {record['scope']} template {record['name']}")

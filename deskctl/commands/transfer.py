@@ -8,6 +8,9 @@ import click
 
 from deskctl.commands import _complete
 from deskctl.commands._options import bulk_options, output_options, targets_argument
+from deskctl.commands.lifecycle import run_bulk
+from deskctl.output import warn
+from deskctl.services.conversations import lifecycle
 
 
 def _from_option(func):
@@ -48,9 +51,6 @@ def transfer(app, targets, to, message, keep_informed, reason, dry_run, yes):
       deskctl transfer --from alice --to user:bob --limit 10     # rebalance the oldest 10
       deskctl list --tag refund --format ids | deskctl transfer - --to billing
     """
-    from deskctl.commands.lifecycle import run_bulk
-    from deskctl.output import warn
-    from deskctl.services.conversations import lifecycle
     run_bulk(app, targets, verb="transfer", past="transferred", dry_run=dry_run, yes=yes,
              action=lambda session, actor: lifecycle.transfer(
                  session, actor, targets, to, message=message, keep_informed=keep_informed, reason=reason,

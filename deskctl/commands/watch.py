@@ -5,20 +5,17 @@ from __future__ import annotations
 import click
 
 from deskctl.commands._options import emit, output_options
+from deskctl.errors import UsageError
+from deskctl.output import Column, notice
+from deskctl.services.conversations import watchers
+from deskctl.services.conversations.selection import parse_conversation_id, read_id_lines
 
 
 def _columns():
-    from deskctl.output import Column
-
     return [Column("id", "int"), Column("user"), Column("watching", "bool"), Column("changed", "bool")]
 
 
 def _run(app, conversation_ids, dry_run, verb):
-    from deskctl.errors import UsageError
-    from deskctl.output import notice
-    from deskctl.services.conversations import watchers
-    from deskctl.services.conversations.selection import parse_conversation_id, read_id_lines
-
     ids: list[int] = []
     for arg in conversation_ids:
         if arg == "-":

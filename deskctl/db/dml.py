@@ -6,10 +6,12 @@ from __future__ import annotations
 def dialect_insert(session):
     """The `insert` of the session's dialect: it has `on_conflict_do_nothing`."""
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 def insert_ignore(session, table, rows: list[dict], returning) -> list:

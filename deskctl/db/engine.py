@@ -7,18 +7,10 @@ import re
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
+from deskctl.db.urls import normalize_url  # noqa: F401 - re-exported: callers import it from here
 from deskctl.errors import TempFail, UsageError
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
-
-
-def normalize_url(url: str) -> str:
-    """Accept postgres:// and postgresql:// and use psycopg 3 for them."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://"):]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return url
 
 
 def redact(url: str) -> str:

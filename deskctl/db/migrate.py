@@ -10,7 +10,7 @@ _MIGRATION_LOCK_KEY = 0x6465736B  # "desk"
 # The newest migration's revision. Every command checks the database against it, so it
 # is a constant rather than Alembic's script scan (importing Alembic costs ~0.2 s per
 # process); a test keeps it equal to Alembic's head.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 
 def alembic_config(connection: Connection | None = None, url: str | None = None):
@@ -41,7 +41,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
             # on, SQLite's DROP deletes the children ON DELETE CASCADE: every message of
             # every conversation. Off for the migration (set outside any transaction, on
             # the driver's connection), and the keys checked before they are on again.
-            connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+            _driver_execute(connection, "PRAGMA foreign_keys=OFF")
         try:
             before = current_revision(connection)
             command.upgrade(alembic_config(connection), revision)
@@ -54,11 +54,18 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
                     raise RuntimeError(f"migration left {len(broken)} rows with a broken foreign key: {broken[:3]}")
         finally:
             if sqlite:
-                connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
+                _driver_execute(connection, "PRAGMA foreign_keys=ON")
             if connection.dialect.name == "postgresql":
                 connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
                 connection.commit()
     return before, after
+
+
+def _driver_execute(connection: Connection, sql: str) -> None:
+    """Run `sql` on the driver's own connection, outside SQLAlchemy's transaction."""
+    dbapi_connection = connection.connection.dbapi_connection
+    assert dbapi_connection is not None  # the connection is checked out
+    dbapi_connection.cursor().execute(sql)
 
 
 def current_revision(connection: Connection) -> str | None:

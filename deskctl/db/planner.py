@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -18,7 +21,7 @@ class not_indexed(FunctionElement):  # noqa: N801 (reads as a SQL function)
 
     inherit_cache = True
 
-    def __init__(self, column: ColumnElement):
+    def __init__(self, column: ColumnElement[Any] | QueryableAttribute[Any]):
         super().__init__(column)
         self.type = column.type
 

@@ -10,6 +10,13 @@ from sqlalchemy.orm import mapped_column
 from sqlalchemy.types import TypeDecorator
 
 
+def sqlite_text(value: datetime) -> str:
+    """An aware datetime as SQLite stores it: SQLAlchemy's DATETIME text of the naive UTC
+    time, "YYYY-MM-DD HH:MM:SS.ffffff" (microseconds always present), so stored values
+    compare as text in time order."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 class UTCDateTime(TypeDecorator):
     """Aware UTC datetimes in, aware UTC datetimes out.
 
@@ -44,7 +51,7 @@ class UTCDateTime(TypeDecorator):
                 return None
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTC column")
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            return sqlite_text(value)
 
         return process
 

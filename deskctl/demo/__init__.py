@@ -7,7 +7,7 @@ more exchanges → maybe pending with or without a boomerang → resolved → cl
 reason and CSAT) and cut off at `now`, so old conversations are closed and recent ones are
 still new, open, pending or resolved, as on a real desk.
 
-The rows are written with Core `insert()` executemany in chunks (never the ORM unit of
+The rows are written with `db.bulk.Writer` (Core executemany in chunks, never the ORM unit of
 work), with ids assigned here so messages, notes and events can refer to them without a
 round trip; PostgreSQL sequences are moved past them at the end.
 
@@ -17,15 +17,16 @@ Fixed users other tools rely on (`make demo`, the docs): `admin` (role admin) an
 
 from __future__ import annotations
 
-import json
 import random
 from bisect import bisect
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
+from types import SimpleNamespace
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select
 
+from deskctl.db import bulk
 from deskctl.errors import Conflict, Forbidden, UsageError
 from deskctl.models import (
     Contact,
@@ -42,6 +43,8 @@ from deskctl.models import (
     User,
     Watcher,
 )
+from deskctl.services.sla.business_hours import calendar_for
+from deskctl.services.sla.core import assess, compute, match_policy
 
 MAX_CONVERSATIONS = 10_000_000
 BATCH = 5_000  # conversations generated and written per round
@@ -176,11 +179,12 @@ def build(session, *, conversations: int, seed: int, now: datetime, settings, ac
     With `force` on a desk that has an admin, `actor_handle` must be an admin.
     `progress(done, total)` is called as conversations are written."""
     if conversations < 0 or conversations > MAX_CONVERSATIONS:
-        raise UsageError(f"--conversations must be between 0 and {MAX_CONVERSATIONS}")
+        raise UsageError(f"the number of conversations must be between 0 and {MAX_CONVERSATIONS}",
+                         option="conversations")
     existing = session.scalar(select(func.count()).select_from(Conversation))
     if existing and not force:
-        raise Conflict(f"the database already has {existing} conversations; "
-                       "pass --force to add demo conversations to it")
+        raise Conflict(f"the database already has {existing} conversations; adding demo conversations "
+                       "to it must be asked for", option="force")
     if force:
         _check_admin(session, actor_handle)
     rng = random.Random(seed)
@@ -190,11 +194,11 @@ def build(session, *, conversations: int, seed: int, now: datetime, settings, ac
         conn.exec_driver_sql("PRAGMA cache_size=-262144")
     counts = {"locations": 0, "groups": 0, "users": 0, "contacts": 0}
     directory = _build_directory(conn, rng, now, counts)
-    contacts = _build_contacts(conn, _Writer(conn), rng, now, conversations, counts)
+    contacts = _build_contacts(conn, bulk.Writer(conn), rng, now, conversations, counts)
     counts.update(_build_conversations(conn, rng, now, settings, conversations, directory, contacts,
                                        progress or (lambda done, total: None)))
     if conn.dialect.name == "postgresql":
-        _advance_sequences(conn)
+        bulk.advance_sequences(conn, ("conversations", "messages", "notes", "note_versions", "events"))
     return counts
 
 
@@ -204,7 +208,7 @@ def _check_admin(session, actor_handle: str | None) -> None:
         return
     role = session.scalar(select(User.role).where(User.handle == (actor_handle or ""), User.active))
     if role != "admin":
-        raise Forbidden("demo --force on a desk with users needs an admin actor (--as HANDLE)")
+        raise Forbidden("adding demo data to a desk with users needs an admin", option="as")
 
 
 # -- directory -----------------------------------------------------------------------------
@@ -295,7 +299,7 @@ def _build_contacts(conn, writer, rng: random.Random, now: datetime, conversatio
             "vip": vip, "attributes": attributes, "created_at": now - timedelta(days=90, seconds=i),
         })
     by_email = {}
-    for chunk in _chunks(rows, 10_000):
+    for chunk in bulk.chunks(rows, 10_000):
         emails = [r["email"] for r in chunk]
         have = dict(conn.execute(select(Contact.email, Contact.id).where(Contact.email.in_(emails))).all())
         new = [r for r in chunk if r["email"] not in have]
@@ -306,131 +310,14 @@ def _build_contacts(conn, writer, rng: random.Random, now: datetime, conversatio
     return [(by_email[r["email"]], r["name"], r["email"], r["phone"], r["vip"]) for r in rows]
 
 
-_SECONDS_OF_DAY = [f"{h:02d}:{m:02d}:{s:02d}.000000" for h in range(24) for m in range(60) for s in range(60)]
-_JSON_ENCODE = json.JSONEncoder(check_circular=False).encode
-
-
-class _Writer:
-    """Bulk INSERTs: each table's Core `insert()` is compiled once for the dialect and run
-    with the driver's executemany in chunks. Values are converted here the way the column
-    types would (UTC datetimes, JSON), which costs a fraction of SQLAlchemy's per-row
-    parameter processing; that processing was two thirds of the time of a 100k-desk build."""
-
-    CHUNK = 20_000
-
-    def __init__(self, conn):
-        self.conn = conn
-        self.sqlite = conn.dialect.name == "sqlite"
-        self._plans: dict = {}
-        self._days: dict[int, str] = {}
-
-    def _plan(self, table, keys: tuple):
-        plan = self._plans.get((table.name, keys))
-        if plan is None:
-            from sqlalchemy import bindparam
-
-            from deskctl.db.types import JsonType, UTCDateTime
-
-            stmt = insert(table).values({k: bindparam(f"p_{k}") for k in keys})
-            compiled = stmt.compile(dialect=self.conn.dialect)
-            names = [name[2:] for name in compiled.positiontup] if compiled.positional else list(keys)
-            pairs = []
-            for k in names:
-                col_type = table.c[k].type
-                if isinstance(col_type, UTCDateTime):
-                    pairs.append((k, self.db_time))
-                elif isinstance(col_type, JsonType):
-                    pairs.append((k, self.db_json))
-                else:
-                    pairs.append((k, None))
-            plan = self._plans[(table.name, keys)] = (compiled.string, pairs, compiled.positional)
-        return plan
-
-    def db_time(self, value):
-        """Epoch seconds (what the simulation works in) or an aware datetime → the column's
-        stored form: aware datetime on PostgreSQL; on SQLite the text SQLAlchemy's DATETIME
-        writes for naive UTC ('2026-11-23 09:00:00.000000'), from a per-day prefix and a
-        table of the day's seconds (demo times are whole seconds)."""
-        if value.__class__ is int and self.sqlite:  # the hot path
-            day, second = divmod(value, 86_400)
-            prefix = self._days.get(day)
-            if prefix is not None:
-                return prefix + _SECONDS_OF_DAY[second]
-        if value is None:
-            return None
-        if isinstance(value, datetime):
-            if not self.sqlite:
-                return value
-            value = value.timestamp()
-        if not self.sqlite:
-            return datetime.fromtimestamp(value, UTC)
-        whole = int(value)
-        if whole != value:
-            return datetime.fromtimestamp(value, UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-        day, second = divmod(whole, 86_400)
-        prefix = self._days.get(day)
-        if prefix is None:
-            prefix = self._days[day] = datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d ")
-        return prefix + _SECONDS_OF_DAY[second]
-
-    def db_json(self, value):
-        if self.sqlite:
-            return _JSON_ENCODE(value)
-        from psycopg.types.json import Jsonb
-
-        return Jsonb(value)
-
-    def insert_rows(self, table, columns: tuple, rows: list[tuple]) -> int:
-        """Rows already in stored form, as tuples in `columns` order."""
-        plan = self._plans.get((table.name, "rows", columns))
-        if plan is None:
-            from sqlalchemy import bindparam
-
-            dialect = self.conn.dialect
-            if not dialect.positional:  # psycopg takes %s as well as %(name)s
-                dialect = type(dialect)(paramstyle="format")
-            stmt = insert(table).values({k: bindparam(f"p_{k}") for k in columns})
-            compiled = stmt.compile(dialect=dialect)
-            order = [columns.index(name[2:]) for name in compiled.positiontup]
-            plan = self._plans[(table.name, "rows", columns)] = (
-                compiled.string, None if order == list(range(len(columns))) else order)
-        sql, order = plan
-        for chunk in _chunks(rows, self.CHUNK):
-            if order is not None:
-                chunk = [tuple(row[i] for i in order) for row in chunk]
-            self.conn.exec_driver_sql(sql, chunk)
-        return len(rows)
-
-    def insert(self, table, rows: list[dict]) -> int:
-        if not rows:
-            return 0
-        sql, pairs, positional = self._plan(table, tuple(rows[0]))
-        for chunk in _chunks(rows, self.CHUNK):
-            if positional:
-                params = [tuple([conv(row[k]) if conv else row[k] for k, conv in pairs]) for row in chunk]
-            else:
-                params = [{f"p_{k}": conv(row[k]) if conv else row[k] for k, conv in pairs} for row in chunk]
-            self.conn.exec_driver_sql(sql, params)
-        return len(rows)
-
-
-def _chunks(items, size):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
 # -- conversations ---------------------------------------------------------------------------
-def _next_id(conn, model) -> int:
-    return (conn.execute(select(func.max(model.id))).scalar() or 0) + 1
-
-
 class _Ids:
     def __init__(self, conn):
-        self.conversation = _next_id(conn, Conversation)
-        self.message = _next_id(conn, Message)
-        self.note = _next_id(conn, Note)
-        self.note_version = _next_id(conn, NoteVersion)
-        self.event = _next_id(conn, Event)
+        self.conversation = bulk.next_id(conn, Conversation.__table__)
+        self.message = bulk.next_id(conn, Message.__table__)
+        self.note = bulk.next_id(conn, Note.__table__)
+        self.note_version = bulk.next_id(conn, NoteVersion.__table__)
+        self.event = bulk.next_id(conn, Event.__table__)
 
 
 def _created_times(rng: random.Random, now: datetime, n: int) -> list[float]:
@@ -457,23 +344,6 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def _policy_for(settings, *, vip, priority, channel, group, location):
-    for policy in settings.sla.policies:
-        when = policy.when
-        if "vip" in when and vip not in when["vip"]:
-            continue
-        if "priority" in when and priority not in when["priority"]:
-            continue
-        if "channel" in when and channel not in when["channel"]:
-            continue
-        if "group" in when and group not in when["group"]:
-            continue
-        if "location" in when and location not in when["location"]:
-            continue
-        return policy
-    return None
-
-
 def _build_conversations(conn, rng, now, settings, n, d: _Directory, contacts, progress) -> dict:
     ids = _Ids(conn)
     now_ts = now.timestamp()
@@ -491,7 +361,7 @@ def _build_conversations(conn, rng, now, settings, n, d: _Directory, contacts, p
     warning_share = settings.sla.warning
     policies: dict = {}
     pinned = max(0, n - 6)  # the last 6 (the newest) are alice's open work in billing
-    writer = _Writer(conn)
+    writer = bulk.Writer(conn)
     sim = _Sim(rng, now_ts, d, ids, pick_csat, groups, writer, settings)
 
     for start in range(0, n, BATCH):
@@ -508,8 +378,8 @@ def _build_conversations(conn, rng, now, settings, n, d: _Directory, contacts, p
             key = (contact[4], priority, channel, group)
             policy = policies.get(key, False)
             if policy is False:
-                policy = policies[key] = _policy_for(
-                    settings, vip=contact[4], priority=priority, channel=channel, group=group,
+                policy = policies[key] = match_policy(
+                    settings.sla.policies, vip=contact[4], priority=priority, channel=channel, group=group,
                     location=location_names.get(d.group_location[group]))
             sim.conversation(times[index], contact, channel, priority, group, policy, warning_share, alice)
         for table, columns, rows in sim.tables():
@@ -542,7 +412,6 @@ class _Sim:
 
     def __init__(self, rng, now_ts, d: _Directory, ids: _Ids, pick_csat, groups, writer, settings):
         self.settings = settings
-        self._clocks: dict = {}
         self.dt = writer.db_time
         self.sqlite = writer.sqlite
         self.js = writer.db_json
@@ -576,15 +445,8 @@ class _Sim:
                 (Watcher.__table__, ("conversation_id", "user_id", "created_at"), self.watchers),
                 (SlaMark.__table__, ("conversation_id", "target", "level", "at"), self.marks))
 
-    def clock(self, policy):
-        if policy is None or policy.hours == "24x7":
-            return _ALWAYS_OPEN
-        clock = self._clocks.get(policy.hours)
-        if clock is None:
-            from deskctl.services.sla.business_hours import calendar_for
-
-            clock = self._clocks[policy.hours] = _business_clock(calendar_for(self.settings, policy.hours))
-        return clock
+    def calendar(self, policy):
+        return calendar_for(self.settings, policy.hours) if policy is not None else None
 
     # -- row helpers ------------------------------------------------------------------------
     def _event(self, cid, ts, actor, kind, data) -> int:
@@ -789,7 +651,7 @@ class _Sim:
 
         life()
         # -- SLA columns (24x7 clock; see docs/demo.md) ----------------------------------------
-        sla = _sla(policy, self.clock(policy), s, created, last_inbound, now, warning_share)
+        sla = _sla(policy, self.calendar(policy), s, created, last_inbound, now, warning_share)
         for target, level, at, due in sla["marks"]:
             self.marks.append((cid, target, level, self.dt(at)))
             self._event(cid, at, "system", f"sla_{level}", {"target": target, "due": _iso(due)})
@@ -807,94 +669,58 @@ class _Sim:
         ))
 
 
-def _always_open():
-    def add(start: int, seconds: float) -> int:
-        return start + int(seconds)
-
-    def measure(start: int, end: int) -> float:
-        return end - start
-
-    return add, measure
+def _moment(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
-_ALWAYS_OPEN = _always_open()
+def _epoch(at: datetime | None) -> int | None:
+    return None if at is None else int(at.timestamp())
 
 
-def _business_clock(calendar):
-    """The SLA engine's calendar (business hours, holidays) on epoch seconds."""
-
-    def add(start: int, seconds: float) -> int | None:
-        at = calendar.add(datetime.fromtimestamp(start, UTC), seconds)
-        return None if at is None else int(at.timestamp())
-
-    def measure(start: int, end: int) -> float:
-        return calendar.measure(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC))
-
-    return add, measure
-
-
-def _sla(policy, clock, s, created, last_inbound, now, warning_share) -> dict:
-    """The SLA columns and the marks reached by `now`, by the rules of services/sla.py:
-    targets counted in the policy's hours; none runs while resolved or closed; resolution
-    paused while pending (no due time while it is); state `breached` once any target was,
-    else `warning` while a running target is past its warning share; marks (and their
-    events) are those the every-minute sweep would have recorded."""
+def _sla(policy, calendar, s, created, last_inbound, now, warning_share) -> dict:
+    """The SLA columns and the marks reached by `now`, computed by the SLA core
+    (services/sla/core.py) from the simulated conversation. The marks, and their events,
+    are those the every-minute sweep would have recorded on the way: each level at the
+    moment it was reached."""
     out = {"state": "none", "first_response_due": None, "next_response_due": None, "resolution_due": None,
            "next_check": None, "marks": [], "paused": 0}
     if policy is None:
         return out
-    add, measure = clock
-    stopped = s["status"] in ("resolved", "closed")
-    targets = []  # (name, warn_at, due, done_at or None, running)
-
-    def deadline(start, target, extra=0.0):
-        seconds = target.total_seconds()
-        return add(start, seconds * warning_share + extra), add(start, seconds + extra)
-
-    if policy.first_response is not None:
-        warn_at, due = deadline(created, policy.first_response)
-        out["first_response_due"] = due
-        done = s["first_response_at"]
-        targets.append(("first_response", warn_at, due, done, done is None and not stopped))
-    if policy.next_response is not None and not stopped and s["last_outbound"] is not None \
-            and last_inbound > s["last_outbound"]:
-        warn_at, due = deadline(last_inbound, policy.next_response)
-        out["next_response_due"] = due
-        targets.append(("next_response", warn_at, due, None, True))
-    if policy.resolution is not None:
-        paused = 0.0
-        if policy.pause_when_pending:
-            paused = sum(measure(a, b) for a, b in s["pauses"])
-        out["paused"] = int(paused)
-        if not (s["status"] == "pending" and policy.pause_when_pending):
-            warn_at, due = deadline(created, policy.resolution, paused)
-            out["resolution_due"] = due
-            targets.append(("resolution", warn_at, due, s["resolved_at"] if stopped else None, not stopped))
-    breached = warning = False
-    next_check = None
-    for name, warn_at, due, done_at, running in targets:
-        if due is None:
+    waiting = s["last_outbound"] is not None and last_inbound > s["last_outbound"]
+    facts = SimpleNamespace(
+        status=s["status"], created_at=_moment(created), updated_at=_moment(s["updated"]),
+        first_inbound_at=_moment(created), first_response_at=_moment(s["first_response_at"]),
+        last_inbound_at=_moment(last_inbound), last_outbound_at=_moment(s["last_outbound"]),
+        resolved_at=_moment(s["resolved_at"]), closed_at=_moment(s["closed_at"]),
+        pending_since=_moment(s["pending_since"]), next_response_due=None,
+        # One inbound message per cycle in the simulation: the cycle starts at the last one.
+        cycle_start=_moment(last_inbound) if waiting else None)
+    trail = [(kind, _moment(at), {}) for since, end in s["pauses"]
+             for kind, at in (("pending", since), ("reopened", end))]
+    if s["status"] == "pending":
+        trail.append(("pending", _moment(s["pending_since"]), {}))
+    at_now = _moment(now)
+    targets, values = compute(facts, policy, calendar, warning_share, trail, at_now)
+    stop = facts.resolved_at or facts.closed_at or facts.updated_at
+    have: set[tuple[str, str]] = set()
+    for target in targets:
+        if target.due is None:
             continue
-        end = done_at if done_at is not None else now
-        if warn_at is not None and end >= warn_at:
-            out["marks"].append((name, "warning", warn_at, due))
-            warning = warning or (running and end < due)
-        if end > due or (running and now >= due):
-            out["marks"].append((name, "breached", due, due))
-            breached = True
-        if running:
-            for moment in (warn_at, due):
-                if moment is not None and moment > now and (next_check is None or moment < next_check):
-                    next_check = moment
-                    break
-    out["state"] = "breached" if breached else "warning" if warning else "ok"
-    out["next_check"] = next_check
+        if target.running:
+            end = at_now
+        elif target.name == "first_response" and facts.first_response_at is not None:
+            end = facts.first_response_at
+        else:
+            end = stop
+        if target.warn_at is not None and end >= target.warn_at:
+            have.add((target.name, "warning"))
+            out["marks"].append((target.name, "warning", _epoch(target.warn_at), _epoch(target.due)))
+        if target.late or (target.running and at_now >= target.due):
+            have.add((target.name, "breached"))
+            out["marks"].append((target.name, "breached", _epoch(target.due), _epoch(target.due)))
+    state, next_check, _ = assess(targets, have, at_now, sweeping=True)
+    out.update(state=state, next_check=_epoch(next_check), paused=values["sla_paused_s"],
+               first_response_due=_epoch(values["first_response_due"]),
+               next_response_due=_epoch(values["next_response_due"]),
+               resolution_due=_epoch(values["resolution_due"]))
     return out
-
-
-def _advance_sequences(conn) -> None:
-    """Explicit ids do not move PostgreSQL sequences: move them past the largest id."""
-    for table in ("conversations", "messages", "notes", "note_versions", "events"):
-        conn.execute(text(
-            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-            f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false)"))

@@ -42,12 +42,15 @@ register("auto-close", "deskctl.jobs.auto_close:run",
          "close resolved conversations untouched for `after`", every="1h")
 register("auto-unassign", "deskctl.jobs.auto_unassign:run",
          "return unanswered claims to their group (off unless `after` is set)", every="5m")
-register("notify", "deskctl.jobs.notify:run", "deliver the notification outbox", every="1m")
+register("notify", "deskctl.jobs.notify:run", "deliver the outbox: mail, notifications, channel replies",
+         every="1m")
 register("nightly-export", "deskctl.jobs.nightly_export:run",
          "write yesterday's reports as CSV and JSON files", cron="0 2 * * *")
 register("route", "deskctl.jobs.route:run", "offer or assign waiting conversations to available agents", every="30s")
 register("retention", "deskctl.jobs.retention:run",
          "erase the content of conversations closed longer ago than retention.closed_after", cron="30 3 * * *")
+register("mail-poll", "deskctl.jobs.mail_poll:run",
+         "ingest the Maildir's new/ (mail.maildir) and move each handled mail to cur/", every="1m")
 
 
 class JobUnavailable(Exception):

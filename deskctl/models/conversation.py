@@ -9,10 +9,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from deskctl.db.base import Base
 from deskctl.db.types import UTCDateTime, intpk, utc, utc_null
+from deskctl.vocab import DEFAULT_PRIORITY
 
-STATUSES = ("new", "open", "pending", "resolved", "closed")
-PRIORITIES = ("low", "medium", "high", "urgent")
-SLA_STATES = ("ok", "warning", "breached", "none")
+# status, priority, channel and sla_state hold names of deskctl.vocab (STATUSES,
+# PRIORITIES, CHANNELS or config's, SLA_STATES); the commands and services check them.
 
 
 class Conversation(Base):
@@ -29,7 +29,7 @@ class Conversation(Base):
     subject: Mapped[str] = mapped_column(String(998), default="")
     channel: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default="new")
-    priority: Mapped[str] = mapped_column(String(16), default="low")
+    priority: Mapped[str] = mapped_column(String(16), default=DEFAULT_PRIORITY)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id"))
     location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"))

@@ -8,8 +8,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from deskctl.db.base import Base
 from deskctl.db.types import intpk, utc, utc_null
 
-ROLES = ("agent", "supervisor", "admin")
-
 
 class Location(Base):
     __tablename__ = "locations"
@@ -35,7 +33,7 @@ class User(Base):
     handle: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     email: Mapped[str | None] = mapped_column(String(320))
-    role: Mapped[str] = mapped_column(String(16), default="agent")
+    role: Mapped[str] = mapped_column(String(16), default="agent")  # one of deskctl.vocab.ROLES
     availability: Mapped[str] = mapped_column(String(32), default="offline")
     default_availability: Mapped[str] = mapped_column(String(32), default="available")
     location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"))

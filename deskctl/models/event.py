@@ -8,16 +8,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from deskctl.db.base import Base
 from deskctl.db.types import JsonType, bigpk, utc
 
-EVENT_KINDS = (
-    "created", "message_in", "message_out", "note_added", "note_edited", "note_deleted",
-    "claimed", "stolen", "transferred", "pending", "resolved", "closed", "reopened",
-    "qualified", "contact_attached", "watched", "unwatched", "boomerang_returned",
-    "sla_warning", "sla_breached", "auto_closed", "auto_unassigned", "released", "merged",
-    "transcript_sent",
-    # Routing (SPEC §10).
-    "routed", "offered", "declined", "offer_expired",
-)
-
 
 class Event(Base):
     __tablename__ = "events"
@@ -31,5 +21,5 @@ class Event(Base):
     at: Mapped[utc] = mapped_column(index=True)
     # The acting user's handle, or "system" for jobs and ingest.
     actor: Mapped[str] = mapped_column(String(64), index=True)
-    kind: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))  # one of deskctl.vocab.EVENT_KINDS
     data: Mapped[dict] = mapped_column(JsonType, default=dict)

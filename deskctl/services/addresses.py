@@ -37,13 +37,13 @@ def _problem(value: str) -> str | None:
     return None
 
 
-def check_address(value: str | None, what: str) -> str:
+def check_address(value: str | None, what: str, *, option: str | None = None) -> str:
     """`value` as one addr-spec (surrounding spaces removed); else a usage error naming
-    the option `what`."""
+    `what` the address is for (and the service parameter `option` it came in)."""
     text = (value or "").strip(" ")
     problem = _problem(text)
     if problem:
-        raise UsageError(f"invalid email address for {what}: {value!r} {problem}")
+        raise UsageError(f"invalid email address for {what}: {value!r} {problem}", option=option)
     return text
 
 

@@ -128,5 +128,5 @@ def test_a_reply_to_a_contact_with_a_bad_stored_address_is_refused_cleanly(seede
     before = seeded.dump()
     result = seeded.run("reply", cid, "hi", as_="alice", fmt="json")
     assert result.exit_code == 4, result
-    assert "invalid address" in result.stderr and "contact set" in result.stderr and result.stdout == ""
+    assert "invalid address" in result.stderr and "fix contact #" in result.stderr and result.stdout == ""
     assert seeded.dump() == before

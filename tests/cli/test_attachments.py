@@ -127,7 +127,7 @@ def test_a_conversation_with_one_attachment_needs_no_name(adesk):
 @pytest.mark.parametrize("args, code, message", [
     (["save", "{cid}", "--all", "-o", "-"], 2, "not --all"),
     (["save", "{cid}", "photo.png", "--all"], 2, "not both"),
-    (["save", "{cid}"], 2, "give a NAME or --all"),
+    (["save", "{cid}"], 2, "name one or save them all (--all)"),
     (["save", "{cid}", "facture.pdf", "--all", "-o", "-"], 2, "not --all"),
     (["save", "{cid}", "nope.txt"], 3, "no attachment named 'nope.txt'"),
     (["save", "{cid}", "nope.txt", "-o", "-"], 3, "no attachment named"),

@@ -63,7 +63,8 @@ def test_close_requires_a_listed_reason_on_email(ruled):
     missing = ruled.run("close", email, as_="alice")
     assert missing.exit_code == 2 and "--reason" in missing.stderr and "billing, bug, other" in missing.stderr
     unlisted = ruled.run("close", chat, "--reason", "weather", as_="alice")
-    assert unlisted.exit_code == 2 and "invalid --reason 'weather'" in unlisted.stderr
+    assert unlisted.exit_code == 2 and "invalid contact reason 'weather'" in unlisted.stderr
+    assert "(--reason)" in unlisted.stderr
     assert ruled.dump() == before
     ruled.ok("close", chat, as_="alice")  # chat: no reason needed
     [change] = ruled.json("close", email, "--reason", "bug", as_="alice")

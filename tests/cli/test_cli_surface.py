@@ -249,7 +249,7 @@ def test_completion_of_fixed_vocabularies(tmp_path):
     assert _complete("deskctl list --priority ", env) == ["low", "medium", "high", "urgent"]
     assert _complete("deskctl list --sla ", env) == ["ok", "warning", "breached", "none"]
     assert _complete("deskctl jobs run ", env) == ["sla-sweep", "boomerang", "auto-close", "auto-unassign",
-                                                   "notify", "nightly-export", "route", "retention"]
+                                                   "notify", "nightly-export", "route", "retention", "mail-poll"]
     assert _complete("deskctl list --format j", env) == ["json", "jsonl"]
     assert _complete("deskctl claim 3 --format ", env) == ["table", "csv", "tsv", "json", "jsonl", "ids"]
     assert "conversations" in _complete("deskctl report ", env)
@@ -297,3 +297,48 @@ def test_completion_script_for_each_shell():
 def test_completion_never_fails_loudly(line):
     env = {"DESKCTL_CONFIG": "/nonexistent/config.yaml"}
     assert isinstance(_complete(line, env), list)
+
+
+# -- the root help loads no command (issue 15) -----------------------------------------
+
+_LOADED_AFTER_HELP = """
+import sys
+from deskctl.cli import main
+sys.argv = ["deskctl", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+sys.stderr.write("\\n".join(sorted(sys.modules)))
+"""
+
+
+def _modules_after(*args) -> tuple[str, set[str]]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DESKCTL_")}
+    result = subprocess.run([sys.executable, "-c", _LOADED_AFTER_HELP, *args], env=env, capture_output=True,
+                            text=True, timeout=60)
+    return result.stdout, set(result.stderr.split())
+
+
+def test_root_help_imports_no_command_module_nor_the_database_layer():
+    stdout, loaded = _modules_after("--help")
+    assert "Commands:" in stdout and "claim" in stdout and "Take responsibility" in stdout
+    heavy = sorted(m for m in loaded if m.startswith(("deskctl.commands", "deskctl.services", "deskctl.models",
+                                                       "deskctl.db", "sqlalchemy", "tabulate")))
+    assert heavy == []
+
+
+def test_a_command_help_imports_only_that_command():
+    stdout, loaded = _modules_after("claim", "--help")
+    assert "Usage: deskctl claim" in stdout
+    commands = {m for m in loaded if m.startswith("deskctl.commands.") and not m.startswith("deskctl.commands._")}
+    assert commands <= {"deskctl.commands.claim", "deskctl.commands.lifecycle"}, commands
+
+
+def test_every_command_in_the_table_loads():
+    from deskctl.cli import COMMANDS, cli
+
+    ctx = cli.make_context("deskctl", ["--help"], resilient_parsing=True)
+    for name, (_, line) in COMMANDS.items():
+        assert cli.get_command(ctx, name) is not None, name
+        assert line.endswith(".") and len(line) <= 60, name

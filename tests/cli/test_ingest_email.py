@@ -190,9 +190,9 @@ def test_an_mbox_is_not_all_or_nothing(mail_desk, tmp_path):
 
 
 def test_mbox_commits_in_batches_and_a_rerun_is_idempotent(mail_desk, tmp_path, monkeypatch):
-    from deskctl.commands import ingest as command
+    from deskctl.services.inbound import maildir
 
-    monkeypatch.setattr(command, "EMAIL_BATCH", 2)
+    monkeypatch.setattr(maildir, "EMAIL_BATCH", 2)
     first = ingest(mail_desk, "--mbox", MAIL / "thread.mbox").json()
     again = ingest(mail_desk, "--mbox", MAIL / "thread.mbox").json()
     assert [r["action"] for r in first] == ["created", "appended", "appended", "created"]

@@ -99,7 +99,7 @@ def test_reply_on_chat_is_stored_only(seeded):
     assert seeded.scalar("SELECT count(*) FROM outbox") == 0
     assert seeded.scalar("SELECT count(*) FROM messages WHERE direction = 'outbound'") == 1
     result = seeded.run("reply", cid, "again", "--cc", "x@example.fr", as_="alice")
-    assert result.exit_code == 2 and "email conversations only" in result.stderr
+    assert result.exit_code == 2 and "apply to email only" in result.stderr
 
 
 def test_refusals_change_nothing(seeded):

@@ -171,7 +171,7 @@ def test_refused_connection_is_retried_with_backoff_and_not_lost(seeded):
     counts = run_notify(seeded, dead)
     assert counts == {**counts, "sent": 0, "retried": 1, "failed": 0}
     [row] = outbox(seeded)
-    assert row["status"] == "queued" and row["attempts"] == 1
+    assert row["status"] == "retrying" and row["attempts"] == 1
     assert row["next_attempt_at"] == NOW + timedelta(minutes=1)
     assert "cannot connect" in row["last_error"]
 
@@ -197,7 +197,7 @@ def test_4xx_is_retried_5xx_fails_for_good(seeded, smtp_server):
     enqueue_email(seeded, key="a")
     smtp_server.data_reply = "451 4.3.0 try again later"
     assert run_notify(seeded, settings_for(seeded, smtp_server.port))["retried"] == 1
-    assert outbox(seeded)[0]["status"] == "queued"
+    assert outbox(seeded)[0]["status"] == "retrying"
 
     smtp_server.data_reply = "550 5.1.1 mailbox unavailable"
     counts = run_notify(seeded, settings_for(seeded, smtp_server.port), now=NOW + timedelta(minutes=5))
@@ -305,7 +305,7 @@ def test_smtp_auth_uses_the_password_from_the_environment(seeded, monkeypatch):
     finally:
         controller.stop()
     assert counts["retried"] == 1 and sink.envelopes == []
-    assert outbox(seeded)[0]["status"] == "queued"
+    assert outbox(seeded)[0]["status"] == "retrying"
 
 
 def test_a_row_that_keeps_crashing_the_run_is_given_up(seeded, smtp_server):

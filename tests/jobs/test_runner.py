@@ -115,7 +115,7 @@ def test_jobs_list_shows_schedule_last_run_and_next_run(seeded):
     seeded.ok("jobs", "run", "sla-sweep")
     rows = {r["job"]: r for r in seeded.json("jobs", "list")}
     assert list(rows) == ["sla-sweep", "boomerang", "auto-close", "auto-unassign", "notify", "nightly-export",
-                          "route", "retention"]
+                          "route", "retention", "mail-poll"]
     assert rows["sla-sweep"]["schedule"] == "every 1m"
     assert rows["sla-sweep"]["outcome"] == "ok"
     assert rows["sla-sweep"]["last_run"] == "2026-11-20T10:00:30+00:00"
@@ -123,6 +123,7 @@ def test_jobs_list_shows_schedule_last_run_and_next_run(seeded):
     assert rows["boomerang"]["last_run"] is None and rows["boomerang"]["next_run"] == "2026-11-20T10:00:30+00:00"
     assert rows["auto-unassign"]["schedule"] == "off" and rows["auto-unassign"]["next_run"] is None
     assert rows["nightly-export"]["schedule"] == "cron 0 2 * * *"
+    assert rows["mail-poll"]["schedule"] == "off" and rows["mail-poll"]["next_run"] is None  # no mail.maildir
 
 
 def test_history_filters_and_limits(seeded, test_jobs):

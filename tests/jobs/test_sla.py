@@ -14,7 +14,7 @@ from sqlalchemy import select
 from deskctl.config import load_settings
 from deskctl.models import Conversation, Outbox, SlaMark, User
 from deskctl.services.conversations import events
-from deskctl.services.inbound import messages
+from deskctl.services.inbound import messages, pipeline
 from deskctl.services.sla import deadlines as sla
 from tests.factories import T0, make_conversation
 
@@ -253,7 +253,9 @@ def reply(desk, cid, now, settings, handle="alice"):
 def inbound(desk, cid, now, settings):
     with desk.session() as s:
         c = s.get(Conversation, cid)
-        messages.add_inbound(s, c, now=now, settings=settings, text="More")
+        pipeline.store(s, [pipeline.Incoming(kind=pipeline.AGENT, channel=c.channel, external_id=None, text="More",
+                                             at=now, conversation_id=cid, contact_id=c.contact_id)],
+                       now=now, settings=settings, source="test")
 
 
 def test_met_targets_never_breach(seeded, cfg):

@@ -5,10 +5,18 @@ wholly untouched, and `deskctl db check` reports clean.
 Each round moves every conversation between alice and bob (`transfer --from alice
 --to user:bob`, then back); a killed round must leave all of them on one side.
 Default: 1,000 conversations, 4 kills; DESKCTL_STRESS=1: 20,000 conversations, 50 kills.
+
+Crash mid-poll (SPEC §11): `kill -9` of `deskctl jobs run mail-poll` at random moments
+over a real Maildir; then a clean run, and every mail is stored exactly once and every
+file is in cur/. Batches of 50 mails (instead of 500), so that kills land between
+batches and between a commit and its renames. Default: 400 mails, 5 kills;
+DESKCTL_STRESS=1: 5,000 mails, 30 kills.
 """
 
 from __future__ import annotations
 
+import mailbox
+import os
 import random
 import subprocess
 import time
@@ -90,4 +98,97 @@ def test_kill_9_during_bulk_transfer_leaves_each_conversation_moved_or_untouched
         _check(desk, ids, completed)
     print(f"{desk.engine_name}: {N} conversations, {KILLS} rounds, {killed} killed mid-run, "
           f"{finished_anyway} finished before the kill, {completed} moves committed, one run {duration:.1f}s")
+    assert killed > 0
+
+
+MAILS = size(400, 5000)
+POLL_KILLS = size(5, 30)
+
+
+def _poll_mail(n: int, prefix: str) -> bytes:
+    """Every fifth mail answers the one before it (threading is part of what must not
+    be done twice); every fiftieth is unusable (quarantined, once)."""
+    if n % 50 == 49:
+        return f"garbage {prefix} {n}, no headers\n".encode()
+    reply = f"In-Reply-To: <{prefix}{n - 1}@example.fr>\n" if n % 5 == 4 else ""
+    return (f"From: Customer {n % 37} <c{n % 37}@example.fr>\nTo: support@example.com\n"
+            f"Subject: {'Re: ' if reply else ''}Request {n}\nMessage-ID: <{prefix}{n}@example.fr>\n{reply}"
+            f"Date: Mon, 23 Nov 2026 10:00:00 +0000\n\nHello {n}\n").encode()
+
+
+def _poll_maildir(tmp_path, name: str, prefix: str):
+    root = tmp_path / name
+    box = mailbox.Maildir(root, create=True)
+    for n in range(MAILS):
+        box.add(_poll_mail(n, prefix))
+    return root
+
+
+def test_kill_9_during_mail_poll_stores_every_mail_exactly_once(desk, tmp_path):
+    from tests.factories import seed_directory
+
+    seed_directory(desk)
+    warm = _poll_maildir(tmp_path, "warm", "warm")
+    root = _poll_maildir(tmp_path, "Maildir", "poll")
+    small_batches = tmp_path / "batches"
+    small_batches.mkdir()
+    (small_batches / "sitecustomize.py").write_text(
+        "import deskctl.services.inbound.maildir as maildir\nmaildir.POLL_BATCH = 50\n", encoding="utf-8")
+
+    def start(maildir):
+        config = tmp_path / f"{maildir.name}.yaml"
+        config.write_text(f"mail: {{maildir: '{maildir}'}}\n", encoding="utf-8")
+        argv = deskctl_argv("jobs", "run", "mail-poll", "--format", "json")
+        env = subprocess_env(desk, DESKCTL_CONFIG=config, PYTHONPATH=small_batches)
+        return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+
+    # one full run over another Maildir of the same size, to learn how long a poll takes
+    began = time.monotonic()
+    proc = start(warm)
+    _, err = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    duration = time.monotonic() - began
+    assert os.listdir(warm / "new") == []
+
+    rng = random.Random(11)
+    killed = 0
+    for _ in range(POLL_KILLS):
+        if not os.listdir(root / "new"):
+            break
+        proc = start(root)
+        time.sleep(rng.uniform(0.1, 0.7) * duration)  # later rounds have less left to do
+        if proc.poll() is None:
+            proc.kill()
+            killed += 1
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode in (0, -9), err.decode()[-2000:]
+    left = len(os.listdir(root / "new"))
+    proc = start(root)
+    _, err = proc.communicate(timeout=1800)
+    assert proc.returncode == 0, err.decode()[-2000:]
+
+    assert os.listdir(root / "new") == [] and os.listdir(root / "tmp") == []
+    moved = os.listdir(root / "cur")
+    assert len(moved) == MAILS and all(name.endswith(":2,S") for name in moved)
+    good = [n for n in range(MAILS) if n % 50 != 49]
+    stored = desk.rows("SELECT external_id, count(*) AS n FROM messages WHERE external_id LIKE 'poll%' "
+                       "GROUP BY external_id")
+    assert {r["external_id"] for r in stored} == {f"poll{n}@example.fr" for n in good}
+    assert {r["n"] for r in stored} == {1}  # never twice
+    replies = sum(1 for n in good if n % 5 == 4)
+    assert desk.scalar("SELECT count(DISTINCT conversation_id) FROM messages WHERE external_id LIKE 'poll%'") \
+        == len(good) - replies
+    assert desk.scalar("SELECT count(*) FROM events WHERE kind = 'message_in'") == 2 * len(good)  # both Maildirs
+    bad = MAILS - len(good)
+    assert desk.scalar("SELECT count(*) FROM quarantine") == 2 * bad  # each unusable mail held once
+    runs = {r["outcome"] for r in desk.rows("SELECT outcome FROM job_runs WHERE job = 'mail-poll'")}
+    assert "running" not in runs  # a killed run is recorded failed by the next one
+    check = run_deskctl(desk, "db", "check", "--format", "json")
+    assert check.returncode == 0, check.stdout + check.stderr
+    import json
+
+    reread = sum((c if isinstance(c, dict) else json.loads(c)).get("duplicate", 0)
+                 for c in (r["counts"] for r in desk.rows("SELECT counts FROM job_runs WHERE outcome = 'ok'")))
+    print(f"{desk.engine_name}: {MAILS} mails, {killed} polls killed mid-run, {left} left for the clean run, "
+          f"{reread} re-read as duplicate (killed between a commit and its renames), one poll {duration:.1f}s")
     assert killed > 0

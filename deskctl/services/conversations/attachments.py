@@ -91,7 +91,7 @@ def select_attachments(records: Sequence[dict], conversation_id: int, name: str 
     """The attachments `save` acts on. NAME is a `file` (unique) or a stored `name`
     (every attachment of that name); no NAME and no --all: the only attachment."""
     if name is not None and all_:
-        raise UsageError("give either an attachment NAME or --all, not both")
+        raise UsageError("give either an attachment name or all of them, not both", option="all")
     if all_:
         return list(records)
     if name is None:
@@ -99,8 +99,8 @@ def select_attachments(records: Sequence[dict], conversation_id: int, name: str 
             return list(records)
         if not records:
             raise NotFound(f"#{conversation_id} has no attachments")
-        raise UsageError(f"#{conversation_id} has {len(records)} attachments: give a NAME or --all "
-                         f"({_names(records)})")
+        raise UsageError(f"#{conversation_id} has {len(records)} attachments ({_names(records)}): name one "
+                         "or save them all", option="all")
     chosen = [r for r in records if r["file"] == name] or [r for r in records if r["name"] == name]
     if not chosen:
         known = f" (attachments: {_names(records)})" if records else " (it has none)"
@@ -145,12 +145,12 @@ def save_to_directory(settings, records: Sequence[dict], directory: str, *, forc
     and nothing is written. Returns the records with `path` added."""
     target_dir = Path(directory)
     if not target_dir.is_dir():
-        raise UsageError(f"invalid value for -o: {directory!r} is not a directory")
+        raise UsageError(f"output directory {directory!r} is not a directory", option="target")
     targets = [(record, target_dir / record["file"]) for record in records]
     if not force:
         existing = [str(path) for _, path in targets if path.exists() or path.is_symlink()]
         if existing:
-            raise Conflict(f"file exists: {', '.join(existing)} (use --force to overwrite)")
+            raise Conflict(f"file exists: {', '.join(existing)}; overwriting was not asked for", option="force")
     sources = [stored_file(settings, record) for record in records]
     mode = default_file_mode()
     staged: list[tuple[str, Path]] = []
@@ -165,7 +165,7 @@ def save_to_directory(settings, records: Sequence[dict], directory: str, *, forc
             try:
                 move_into_place(tmp, path, replace=force)
             except FileExistsError:
-                raise Conflict(f"file exists: {path} (use --force to overwrite)") from None
+                raise Conflict(f"file exists: {path}; overwriting was not asked for", option="force") from None
     except OSError as exc:
         raise write_error(exc, str(target_dir)) from None
     finally:

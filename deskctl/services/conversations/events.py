@@ -24,6 +24,10 @@
   offered            {user, expires_at}                offer mode (actor system)
   declined           {user}                            the offered agent refused (actor: them)
   offer_expired      {user, expired_at}                withdrawn unanswered; the agent went to rona
+  automation         {rule, on, changes}               one per rule firing (actor system); changes: tag,
+                                                       priority, group, assign, watch, note, reply or
+                                                       reply_skipped (why RFC 3834 forbade it)
+  message_out        {message_id, automatic: true}     an automatic reply (actor system)
 A pending conversation's reminder is the `note` of its latest `pending` event
 (`reminders`): `show` prints it, the boomerang's notification repeats it.
 
@@ -77,7 +81,7 @@ def reminders(session, conversation_ids) -> dict[int, str]:
 def created_row(conversation_id: int, *, channel: str, source: str, at: datetime,
                 linked_to: int | None = None) -> dict:
     """A `created` event row for record_many (ingest, bulk creation)."""
-    data = {"channel": channel, "source": source}
+    data: dict[str, str | int] = {"channel": channel, "source": source}
     if linked_to is not None:
         data["linked_to"] = linked_to
     return {"conversation_id": conversation_id, "actor": SYSTEM, "kind": "created", "at": at, "data": data}

@@ -25,12 +25,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case, delete, func, insert, select, update
 
 from deskctl.errors import BulkError, Conflict, DeskError, Forbidden, NotFound, UsageError
 from deskctl.models import (
-    PRIORITIES,
     Conversation,
     ConversationTag,
     Group,
@@ -50,6 +50,7 @@ from deskctl.services.conversations.selection import (
 )
 from deskctl.services.outbound import notifications
 from deskctl.services.sla import deadlines as sla
+from deskctl.vocab import PRIORITIES
 
 C = Conversation
 CHUNK = 2000  # ids per UPDATE: 2 parameters each, well under every engine's limit
@@ -170,7 +171,7 @@ def _fail(failures: list[tuple[int, DeskError]]) -> None:
         return
     if len(failures) == 1:
         cid, error = failures[0]
-        raise type(error)(f"#{cid}: {error.format_message()}")
+        raise type(error)(f"#{cid}: {error.format_message()}", option=error.options)
     raise BulkError(failures)
 
 
@@ -295,15 +296,16 @@ def _add_watchers(session, conversation_ids: Sequence[int], user_id: int, now: d
 
 
 def _add_tags(session, conversation_ids: Sequence[int], tags: Sequence[str]) -> None:
+    """Add the tags (set-based; ones already there kept): one INSERT ... ON CONFLICT DO
+    NOTHING executemany per chunk, no read first."""
     if not tags:
         return
+    from deskctl.db.dml import dialect_insert
+
+    stmt = dialect_insert(session)(ConversationTag.__table__).on_conflict_do_nothing()
+    conn = session.connection()
     for chunk in chunks(list(conversation_ids), CHUNK):
-        have = {(cid, tag) for cid, tag in session.execute(
-            select(ConversationTag.conversation_id, ConversationTag.tag)
-            .where(ConversationTag.conversation_id.in_(chunk), ConversationTag.tag.in_(tags)))}
-        rows = [{"conversation_id": cid, "tag": t} for cid in chunk for t in tags if (cid, t) not in have]
-        if rows:
-            session.execute(insert(ConversationTag), rows)
+        conn.execute(stmt, [{"conversation_id": cid, "tag": t} for cid in chunk for t in tags])
 
 
 def _remove_tags(session, conversation_ids: Sequence[int], tags: Sequence[str]) -> None:
@@ -315,6 +317,7 @@ def _remove_tags(session, conversation_ids: Sequence[int], tags: Sequence[str]) 
 
 
 def _clean_tags(tags: Sequence[str], option: str) -> list[str]:
+    """`option`: the parameter the tags came in (`tags`, `untags`)."""
     out = []
     for raw in tags or ():
         for tag in raw.split(","):
@@ -322,17 +325,17 @@ def _clean_tags(tags: Sequence[str], option: str) -> list[str]:
             if not tag:
                 continue
             if len(tag) > 100:
-                raise UsageError(f"invalid {option} {tag[:20]!r}...: at most 100 characters")
+                raise UsageError(f"invalid tag {tag[:20]!r}...: at most 100 characters", option=option)
             out.append(tag)
     return list(dict.fromkeys(out))
 
 
 def _check_until(until: datetime | None, now: datetime) -> None:
     if until is not None and until <= now:
-        raise UsageError(f"--until {until.isoformat()} is not in the future")
+        raise UsageError(f"boomerang time {until.isoformat()} is not in the future", option="until")
 
 
-def _rules_by_id(session, actor, spec: TargetSpec, settings) -> Callable[[int], object]:
+def _rules_by_id(session, actor, spec: TargetSpec, settings) -> Callable[[int], Any]:
     """The rules of §8 for each target, as its channel makes them (`rules.channels`,
     SPEC §10); without per-channel rules, the global ones and no query."""
     if not settings.channel_rules:
@@ -347,7 +350,8 @@ def _rules_by_id(session, actor, spec: TargetSpec, settings) -> Callable[[int], 
 def check_reason(reason: str | None, settings) -> None:
     """A contact reason must be one of `reasons:` when the desk lists them (SPEC §10)."""
     if reason is not None and settings.reasons is not None and reason not in settings.reasons:
-        raise UsageError(f"invalid --reason {reason!r} (choose from {', '.join(settings.reasons)})")
+        raise UsageError(f"invalid contact reason {reason!r} (choose from {', '.join(settings.reasons)})",
+                         option="reason")
 
 
 def _notify_each(session, snaps: Sequence[Snap], user_id: int | None, *, event: str, subject: str,
@@ -375,7 +379,7 @@ def claim(session, actor, spec: TargetSpec, *, steal: bool = False, now: datetim
           dry_run: bool = False) -> list[dict]:
     """assignee = actor, `new` → `open`; someone else's: exit 4 unless `steal` (supervisor)."""
     if steal:
-        permissions.require_supervisor(actor, "claim --steal")
+        permissions.require_supervisor(actor, "stealing a claimed conversation")
     names = Names(session)
     # Offered conversations (SPEC §10): the offered agent's claim accepts the offer.
     offers = routing.offers_held(session)
@@ -384,9 +388,11 @@ def claim(session, actor, spec: TargetSpec, *, steal: bool = False, now: datetim
         if s.status == "closed":
             return Conflict("is closed: reopen it before claiming it")
         if s.assignee_id not in (None, actor.id) and not steal:
-            return Conflict(f"claimed by {names.user(s.assignee_id)}: use --steal (supervisor or admin)")
+            return Conflict(f"claimed by {names.user(s.assignee_id)}: a supervisor or admin may steal it",
+                            option="steal")
         if offers.get(s.id, actor.id) != actor.id and not steal:
-            return Conflict(f"offered to {names.user(offers[s.id])}: use --steal (supervisor or admin)")
+            return Conflict(f"offered to {names.user(offers[s.id])}: a supervisor or admin may steal it",
+                            option="steal")
         return None
 
     def touch(s: Snap):
@@ -449,7 +455,7 @@ def next_(session, actor, *, group: str | None = None, now: datetime, settings, 
         group_ids = sorted(actor.group_ids)
     where_groups = ", ".join(sorted(names.group(g) for g in group_ids)) or "no group"
     if not group_ids:
-        raise NotFound(f"no conversation waiting: {actor.handle} is in no group (use --group G)")
+        raise NotFound(f"no conversation waiting: {actor.handle} is in no group (name one)", option="group")
     waiting = [C.status == "new", C.assignee_id.is_(None), C.offered_to.is_(None), C.group_id.in_(group_ids)]
     scope = permissions.scope_clause(actor, settings)
     if scope is not None:
@@ -498,14 +504,16 @@ def resolve_ref(session, ref: str) -> TransferTarget:
     kind, sep, name = ref.partition(":")
     if sep and kind in ("user", "group"):
         if not name:
-            raise UsageError(f"invalid --to {ref!r}: expected user:HANDLE, group:NAME or a name")
+            raise UsageError(f"invalid transfer target {ref!r}: expected user:HANDLE, group:NAME or a name",
+                             option="to")
         kinds = [kind]
     elif sep:
-        raise UsageError(f"invalid --to {ref!r}: expected user:HANDLE, group:NAME or a name")
+        raise UsageError(f"invalid transfer target {ref!r}: expected user:HANDLE, group:NAME or a name",
+                         option="to")
     else:
         name, kinds = ref, ["user", "group"]
     if not name:
-        raise UsageError("--to needs user:HANDLE, group:NAME or a name")
+        raise UsageError("no transfer target: expected user:HANDLE, group:NAME or a name", option="to")
     found = []
     if "user" in kinds:
         user = session.execute(select(User.id, User.handle, User.availability, User.active)
@@ -519,11 +527,26 @@ def resolve_ref(session, ref: str) -> TransferTarget:
         if group is not None:
             found.append(TransferTarget("group", group.id, group.name, location_id=group.location_id))
     if len(found) > 1:
-        raise UsageError(f"--to {name!r} is ambiguous: both user:{name} and group:{name} exist; say which")
+        raise UsageError(f"transfer target {name!r} is ambiguous: both user:{name} and group:{name} exist; "
+                         "say which", option="to")
     if not found:
         what = {"user": "user", "group": "group"}[kinds[0]] if len(kinds) == 1 else "user or group"
         raise NotFound(f"{what} not found: {name}")
     return found[0]
+
+
+def transfer_values(assignee_id: int | None, group_id: int | None = None,
+                    location_id: int | None = None) -> dict:
+    """The SET values of a transfer (also automations' `group` and `assign`): status
+    `new`, claim, boomerang and pending cleared, any offer withdrawn, the assignee set
+    (None: cleared); to a group, the group and, when it has one, its location."""
+    values: dict = {"status": "new", "assignee_id": assignee_id, "claimed_at": None, "boomerang_at": None,
+                    "pending_since": None, **routing.withdraw_offer_values()}
+    if group_id is not None:
+        values["group_id"] = group_id
+        if location_id is not None:
+            values["location_id"] = location_id
+    return values
 
 
 def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None = None,
@@ -533,11 +556,13 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
     the user notified. `message` is an internal note linked to each transfer event."""
     target = resolve_ref(session, to)
     if target.kind == "user" and not settings.rules.transfer_to_user and not settings.channel_rules:
-        raise Forbidden("transfers to users are turned off (rules.transfer_to_user): use --to group:NAME")
+        raise Forbidden("transfers to users are turned off (rules.transfer_to_user): transfer to group:NAME",
+                        option="to")
     if message is not None and not message.strip():
-        raise UsageError("--message is empty")
+        raise UsageError("the transfer message is empty", option="message")
     names = Names(session)
     rules_of = _rules_by_id(session, actor, spec, settings)
+    after: Callable[[Snap], tuple[str, int | None, int | None]]  # (status, assignee, group) once moved
 
     def check(s: Snap):
         rules = rules_of(s.id)
@@ -545,21 +570,17 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
             return Conflict("is closed: reopen it before transferring it")
         if target.kind == "user" and not rules.transfer_to_user:
             return Forbidden("transfers to users are turned off for its channel (rules.transfer_to_user): "
-                             "use --to group:NAME")
+                             "transfer to group:NAME", option="to")
         if rules.transfer_requires_claim and not actor.is_supervisor and s.assignee_id != actor.id:
             return Conflict("claim it first (rules.transfer_requires_claim)")
         return None
 
-    values: dict = {"status": "new", "claimed_at": None, "boomerang_at": None, "pending_since": None,
-                    **routing.withdraw_offer_values()}
     if target.kind == "user":
-        values["assignee_id"] = target.id
+        values = transfer_values(target.id)
         after = lambda s: ("new", target.id, s.group_id)  # noqa: E731
         to_user, to_group = target.name, None
     else:
-        values.update(assignee_id=None, group_id=target.id)
-        if target.location_id is not None:
-            values["location_id"] = target.location_id
+        values = transfer_values(None, target.id, target.location_id)
         after = lambda s: ("new", None, target.id)  # noqa: E731
         to_user, to_group = None, target.name
 
@@ -648,7 +669,7 @@ def pending(session, actor, spec: TargetSpec, *, until: datetime | None = None, 
         if s.status == "closed":
             return Conflict("is closed: cannot put it pending (reopen it first)")
         if s.status == "pending" and until is None:
-            return Conflict("is already pending (give --until to set a boomerang)")
+            return Conflict("is already pending (only a boomerang time would change it)", option="until")
         return None
 
     plan = Plan(kind="pending", check=check,
@@ -681,24 +702,18 @@ def resolve(session, actor, spec: TargetSpec, *, until: datetime | None = None, 
 
 # -- close / qualify ------------------------------------------------------------------------
 
-CLOSE_STATUSES = ("closed", "pending", "open")
-
 
 def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason: str | None = None,
           note: str | None = None, csat: int | None = None, status: str = "closed",
           transcript_to: str | None = None, now: datetime, settings, dry_run: bool = False) -> list[dict]:
     """End the conversation with its qualification. `status` closed (default), or
     pending/open to end a chat session but keep the request going."""
-    if status not in CLOSE_STATUSES:
-        raise UsageError(f"invalid --status {status!r} (choose from {', '.join(CLOSE_STATUSES)})")
-    if csat is not None and not 1 <= csat <= 5:
-        raise UsageError(f"invalid --csat {csat}: 1 to 5")
-    tags = _clean_tags(tags, "--tag")
+    tags = _clean_tags(tags, "tag")
     check_reason(reason, settings)
     if transcript_to is not None:
         from deskctl.services.addresses import check_address
 
-        check_address(transcript_to, "--transcript-to")
+        check_address(transcript_to, "the transcript", option="transcript_to")
     rules_of = _rules_by_id(session, actor, spec, settings)
     tagged: set[int] = set()
     some_need_tags = settings.rules.close_requires_tag or any(
@@ -714,10 +729,10 @@ def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason:
         if s.status == "closed":
             return Conflict("is already closed")
         if rules.close_requires_tag and not tags and s.id not in tagged:
-            return UsageError("needs a tag to close (rules.close_requires_tag): pass --tag")
+            return UsageError("needs a tag to close (rules.close_requires_tag)", option="tag")
         if rules.close_requires_reason and reason is None:
             hint = f" (one of {', '.join(settings.reasons)})" if settings.reasons else ""
-            return UsageError(f"needs a reason to close (rules.close_requires_reason): pass --reason{hint}")
+            return UsageError(f"needs a contact reason to close (rules.close_requires_reason){hint}", option="reason")
         return None
 
     values: dict = {"status": status, "boomerang_at": None, **routing.withdraw_offer_values()}
@@ -746,6 +761,10 @@ def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason:
             from deskctl.services.outbound import transcripts as mail
             for cid in ids:
                 mail.queue_transcript(session, cid, transcript_to, actor=actor.handle, now=now, settings=settings)
+        if status == "closed":
+            from deskctl.services import automations
+
+            automations.on_events(session, "closed", ids, now=now, settings=settings)
 
     plan = Plan(kind="closed", check=check, values=values, after=after,
                 data=lambda s: {"status": status, "tags": tags, "reason": reason, "csat": csat, "note": note})
@@ -757,15 +776,14 @@ def qualify(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), untag
             reason: str | None = None, priority: str | None = None, note: str | None = None, now: datetime,
             settings, dry_run: bool = False) -> list[dict]:
     """Set or fix the qualification at any time, also after closing."""
-    tags = _clean_tags(tags, "--tag")
-    untags = _clean_tags(untags, "--untag")
+    tags = _clean_tags(tags, "tag")
+    untags = _clean_tags(untags, "untag")
     if not (tags or untags or reason is not None or priority is not None or note is not None):
-        raise UsageError("nothing to qualify: give --tag, --untag, --reason, --priority or --note")
+        raise UsageError("nothing to qualify: no tag to add or remove, no contact reason, priority or note",
+                         option=("tag", "untag", "reason", "priority", "note"))
     both = set(tags) & set(untags)
     if both:
         raise UsageError(f"tag {sorted(both)[0]!r} is both added and removed")
-    if priority is not None and priority not in PRIORITIES:
-        raise UsageError(f"invalid --priority {priority!r} (choose from {', '.join(PRIORITIES)})")
     check_reason(reason, settings)
     values: dict = {}
     if reason is not None:

@@ -49,6 +49,7 @@ def forbidden_error(actor: Actor) -> Forbidden:
                      "not in their groups or location")
 
 
-def require_supervisor(actor: Actor, what: str) -> None:
+def require_supervisor(actor: Actor, what: str, *, option: str | None = None) -> None:
     if not actor.is_supervisor:
-        raise Forbidden(f"{what} needs the supervisor or admin role ({actor.handle} is {actor.role})")
+        raise Forbidden(f"{what} needs the supervisor or admin role ({actor.handle} is {actor.role})",
+                        option=option)

@@ -15,8 +15,8 @@ from deskctl.services.conversations.selection import chunks
 C = Conversation
 
 
-def unread_clause(user_id: int):
-    """WHERE clause over conversations: unread for `user_id`."""
+def unread_clause(user_id: int | None):
+    """WHERE clause over conversations: unread for `user_id` (None: no one has read any)."""
     read = exists().where(ReadMark.user_id == user_id, ReadMark.conversation_id == C.id,
                           ReadMark.read_at >= C.last_inbound_at)
     return and_(C.last_inbound_at.is_not(None), not_(read))

@@ -33,14 +33,14 @@ from datetime import datetime
 from sqlalchemy import and_, case, func, or_, select, update
 
 from deskctl.errors import Conflict, NotFound
-from deskctl.models import PRIORITIES, Conversation, Event, GroupMember, User
+from deskctl.models import Conversation, Event, GroupMember, User
 from deskctl.services.conversations import events
 from deskctl.services.conversations.selection import chunks
 from deskctl.services.outbound import notifications
 from deskctl.services.sla import deadlines as sla
+from deskctl.vocab import PRIORITIES, SUPERVISOR_ROLES
 
 C = Conversation
-SUPERVISOR_ROLES = ("supervisor", "admin")
 
 
 def waiting_clause():

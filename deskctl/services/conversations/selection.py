@@ -10,11 +10,9 @@ from datetime import datetime
 
 from sqlalchemy import Select, case, exists, select
 
-from deskctl.errors import NotFound, UsageError
+from deskctl.db.bulk import chunks  # IN lists in slices; imported from here by other services
+from deskctl.errors import DeskError, NotFound, UsageError
 from deskctl.models import (
-    PRIORITIES,
-    SLA_STATES,
-    STATUSES,
     Conversation,
     ConversationTag,
     Group,
@@ -22,6 +20,7 @@ from deskctl.models import (
     User,
     Watcher,
 )
+from deskctl.vocab import PRIORITIES
 
 _ID = re.compile(r"^#?(\d{1,18})$")
 # Ids are 32-bit on PostgreSQL; a larger one is well formed but cannot exist.
@@ -98,11 +97,11 @@ SORT_KEYS = {
 
 
 def check_query(text: str | None, max_chars: int) -> str | None:
-    """`--query` longer than `limits.query_chars` is refused up front: the database would
+    """A search text longer than `limits.query_chars` is refused up front: the database would
     otherwise fail on the pattern (SQLite: "too complex"), which no retry can fix."""
     if text is not None and len(text) > max_chars:
-        raise UsageError(f"--query is {len(text)} characters long; the limit is {max_chars} "
-                         "(limits.query_chars)")
+        raise UsageError(f"the search text is {len(text)} characters long; the limit is {max_chars} "
+                         "(limits.query_chars)", option="query")
     return text
 
 
@@ -137,9 +136,8 @@ def apply_filter(stmt: Select, session, flt: ConversationFilter, *, actor_id: in
                  channels: Sequence[str] | None = None) -> Select:
     """Add the WHERE clauses of `flt` to a SELECT over conversations."""
     c = Conversation
-    _check_choices(flt.status, STATUSES, "status")
-    _check_choices(flt.priority, PRIORITIES, "priority")
-    _check_choices(flt.sla, SLA_STATES, "SLA state")
+    # status, priority and sla hold names of the vocabulary, checked at the edge (CommaChoice);
+    # the channels are the desk's own (configuration), checked here.
     if channels is not None:
         _check_choices(flt.channel, channels, "channel")
     if flt.status:
@@ -198,7 +196,7 @@ def apply_sort(stmt: Select, sort: str | None, *, query: str | None = None, dial
         name = key[1:] if descending else key
         if name == "relevance":
             if not query:
-                raise UsageError("--sort relevance needs --query")
+                raise UsageError("sorting by relevance needs a search text", option="query")
             from deskctl.services.views import search
             score = search.relevance(query, dialect)
             order.append(score.asc() if descending else score.desc())
@@ -244,7 +242,7 @@ def select_conversations(session, flt: ConversationFilter, *, actor_id: int | No
     return stmt
 
 
-def resolve_target_ids(session, spec: TargetSpec, *, actor_id: int | None) -> tuple[list[int], list[tuple[int, Exception]]]:
+def resolve_target_ids(session, spec: TargetSpec, *, actor_id: int | None) -> tuple[list[int], list[tuple[int, DeskError]]]:
     """The ids a verb acts on, in order, and the explicit ids that do not exist.
 
     Explicit ids keep their order (duplicates dropped); filters select in `--sort`
@@ -257,16 +255,12 @@ def resolve_target_ids(session, spec: TargetSpec, *, actor_id: int | None) -> tu
         found: set[int] = set()
         for chunk in chunks(wanted):
             found.update(session.scalars(select(Conversation.id).where(Conversation.id.in_(chunk))))
-        missing = [(i, NotFound(f"conversation not found: #{i}")) for i in wanted if i not in found]
+        missing: list[tuple[int, DeskError]] = [
+            (i, NotFound(f"conversation not found: #{i}")) for i in wanted if i not in found]
         return [i for i in wanted if i in found], missing
     if spec.filter.is_empty() and not spec.all:
-        raise UsageError("no targets: give conversation ids, `-` to read them from stdin, a filter, or --all")
+        raise UsageError("no targets: give conversation ids, `-` to read them from stdin, a filter, or all of "
+                         "them", option="all_")
     sort = spec.sort or ("created" if spec.filter.assigned_from else None)
     stmt = select_conversations(session, spec.filter, actor_id=actor_id, sort=sort, limit=spec.limit)
     return list(session.scalars(stmt)), []
-
-
-def chunks(items: Sequence, size: int = 5000):
-    """Slices of `items`: IN lists stay under every engine's parameter limit."""
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -136,6 +136,9 @@ def auto_close(session, *, now: datetime, settings) -> dict:
                            "data": {"after_s": int(after.total_seconds())}} for cid in won])
     counts["closed"] = len(closed)
     sla.refresh(session, closed, now=now, settings=settings)
+    from deskctl.services import automations
+
+    automations.on_events(session, "closed", closed, now=now, settings=settings)
     _expire(session, closed)
     return counts
 

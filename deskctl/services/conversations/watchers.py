@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import and_, case, delete, exists, or_, select
 
 from deskctl.db.dml import dialect_insert
-from deskctl.errors import BulkError, NotFound
+from deskctl.errors import BulkError, DeskError, NotFound
 from deskctl.models import Conversation, Watcher
 from deskctl.services.actor import Actor
 from deskctl.services.conversations import events, permissions
@@ -24,7 +24,8 @@ def _check_targets(session, actor: Actor, ids: Sequence[int], settings) -> None:
     found: set[int] = set()
     for chunk in chunks(list(ids)):
         found.update(session.scalars(select(Conversation.id).where(Conversation.id.in_(chunk))))
-    failures = [(i, NotFound(f"conversation not found: #{i}")) for i in ids if i not in found]
+    failures: list[tuple[int, DeskError]] = [
+        (i, NotFound(f"conversation not found: #{i}")) for i in ids if i not in found]
     existing = [i for i in ids if i in found]
     denied = set(permissions.forbidden_ids(session, actor, existing, settings))
     failures += [(i, permissions.forbidden_error(actor)) for i in existing if i in denied]
@@ -71,7 +72,8 @@ def unwatch(session, actor: Actor, ids: Sequence[int], *, now: datetime, setting
     found: set[int] = set()
     for chunk in chunks(ids):
         found.update(session.scalars(select(Conversation.id).where(Conversation.id.in_(chunk))))
-    missing = [(i, NotFound(f"conversation not found: #{i}")) for i in ids if i not in found]
+    missing: list[tuple[int, DeskError]] = [
+        (i, NotFound(f"conversation not found: #{i}")) for i in ids if i not in found]
     if missing:
         raise BulkError(missing)
     removed: set[int] = set()

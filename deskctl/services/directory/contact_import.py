@@ -11,8 +11,9 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import String, bindparam, insert, select, update
 
 from deskctl.errors import DataError, UsageError
 from deskctl.models import Contact, Conversation
@@ -28,7 +29,15 @@ FIELDS = {"email": "email", "name": "name", "phone": "phone", "account": "accoun
 EXPECTED_HEADER = "email,name,phone,account,vip"
 _VIP = {"true": True, "yes": True, "y": True, "1": True, "false": False, "no": False, "n": False, "0": False}
 _TABLE = Contact.__table__
-_LENGTHS = {name: _TABLE.c[name].type.length for name in ("name", "email", "phone", "account_id")}
+
+
+def _length(column: str) -> int:
+    length = cast(String, _TABLE.c[column].type).length
+    assert length is not None, f"contacts.{column} is a String with a length"
+    return length
+
+
+_LENGTHS = {name: _length(name) for name in ("name", "email", "phone", "account_id")}
 
 
 class BadLines(DataError):

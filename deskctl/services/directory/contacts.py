@@ -27,10 +27,10 @@ _ATTR_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 BATCH = 1000
 
 
-def normalize_email(value: str, what: str = "--email") -> str:
+def normalize_email(value: str, what: str = "the contact", *, option: str | None = None) -> str:
     from deskctl.services.addresses import check_address
 
-    return check_address(value, what).lower()
+    return check_address(value, what, option=option).lower()
 
 
 def parse_attrs(values: Sequence[str]) -> dict[str, str | None]:
@@ -40,7 +40,8 @@ def parse_attrs(values: Sequence[str]) -> dict[str, str | None]:
         key, sep, value = raw.partition("=")
         key = key.strip()
         if not sep or not _ATTR_KEY.match(key):
-            raise UsageError(f"invalid --attr {raw!r}: expected key=value (key: letters, digits, _ . : -)")
+            raise UsageError(f"invalid attribute {raw!r}: expected key=value (key: letters, digits, _ . : -)",
+                             option="attrs")
         attrs[key] = value if value != "" else None
     return attrs
 
@@ -78,7 +79,7 @@ def find_contact(session, ref: str) -> Contact | None:
         # Past the id column's range (int4 on PostgreSQL) no contact can exist.
         return session.get(Contact, contact_id) if contact_id <= MAX_ID else None
     if "@" in text:
-        return session.scalar(select(Contact).where(Contact.email == normalize_email(text, "contact REF")))
+        return session.scalar(select(Contact).where(Contact.email == normalize_email(text, "the contact reference", option="contact")))
     raise UsageError(f"invalid contact reference {ref!r}: give a contact id or an email address")
 
 
@@ -96,7 +97,7 @@ def resolve_or_create(session, ref: str, *, now: datetime, name: str | None = No
         return contact, False
     if _ID.match((ref or "").strip()):
         raise NotFound(f"contact not found: {ref}")
-    email = normalize_email(ref, "contact REF")
+    email = normalize_email(ref, "the contact reference", option="contact")
     # ON CONFLICT DO NOTHING: when another command creates the same address at the same
     # moment, use its contact instead of failing on the unique email.
     table = Contact.__table__
@@ -121,10 +122,11 @@ def _check_email_free(session, email: str, except_id: int | None = None) -> None
 def add_contact(session, actor: Actor, *, name: str | None, email: str | None, phone: str | None,
                 account_id: str | None, vip: bool, attrs: Sequence[str], now: datetime) -> dict:
     if not any(v and v.strip() for v in (name, email, phone, account_id)):
-        raise UsageError("a contact needs at least one of --name, --email, --phone, --account-id")
+        raise UsageError("a contact needs at least a name, an email address, a phone number or an account id",
+                         option=("name", "email", "phone", "account_id"))
     attributes = {k: v for k, v in parse_attrs(attrs).items() if v is not None}
     if email:
-        email = normalize_email(email)
+        email = normalize_email(email, option="email")
         _check_email_free(session, email)
     contact = Contact(name=(name or "").strip() or (email.partition("@")[0] if email else ""), email=email,
                       phone=(phone or "").strip() or None, account_id=(account_id or "").strip() or None,
@@ -142,14 +144,15 @@ def set_contact(session, actor: Actor, ref: str, *, name: str | None = None, ema
     contact = get_contact(session, ref)
     changes = parse_attrs(attrs)
     if all(v is None for v in (name, email, phone, account_id, vip)) and not changes:
-        raise UsageError("nothing to change: give --name, --email, --phone, --account-id, --vip/--no-vip or --attr")
+        raise UsageError("nothing to change: no name, email address, phone number, account id, VIP flag or "
+                         "attribute given", option=("name", "email", "phone", "account_id", "vip", "attrs"))
     if name is not None:
         contact.name = name.strip()
     if email is not None:
         if email.strip() == "":
             contact.email = None
         else:
-            normalized = normalize_email(email)
+            normalized = normalize_email(email, option="email")
             _check_email_free(session, normalized, except_id=contact.id)
             contact.email = normalized
     if phone is not None:

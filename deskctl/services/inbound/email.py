@@ -6,12 +6,12 @@ the reason (no sender, broken MIME structure, text that cannot be decoded).
 quarantine, duplicate, append or create. The command runs one transaction per message,
 so one bad or failing message never takes the others of an mbox down with it.
 
-Threading, in this order: In-Reply-To, then References (newest first) against the
-stored Message-IDs of every email message (inbound and our own outbound replies); then a
-stored message naming this one or one of its ancestors in its own References; then a
-`[#123]` tag in the subject; else a new conversation. Where the conversation found was
-merged or closed, `messages.Router` says where the message goes (the survivor, the
-follow-up already opened, or a new follow-up linked to it). Docs: docs/threading.md.
+This module parses; `pipeline.store` stores (duplicates, threading, contacts, events,
+SLA, automations), the same for every channel. Threading, in this order: In-Reply-To,
+then References (newest first) against the stored Message-IDs of every email message
+(inbound and our own outbound replies); then a stored message naming this one or one of
+its ancestors in its own References; then a `[#123]` tag in the subject; else a new
+conversation. Docs: docs/threading.md, docs/channels.md.
 """
 
 from __future__ import annotations
@@ -25,33 +25,20 @@ from email import errors as email_errors
 from email import policy
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
+from typing import cast
 
-from sqlalchemy import bindparam, insert, select, update
-
-from deskctl.models import Attachment, Contact, Conversation, Event, Group, Message
-from deskctl.services.conversations import events
+from deskctl.services.inbound import pipeline
 from deskctl.services.inbound import quarantine as quarantine_service
 from deskctl.services.inbound.htmltext import html_to_text
 from deskctl.services.inbound.intake import Spilled, email_over_limits, spill
-from deskctl.services.inbound.jsonl import insert_ids, message_in_events, update_touched
-from deskctl.services.inbound.messages import (
-    Router,
-    StoredMessage,
-    ancestors,
-    body_sha256,
-    redelivery_problem,
-    sharing,
-    store_references,
-)
-from deskctl.services.outbound import notifications
-from deskctl.services.sla import deadlines as sla
+from deskctl.services.inbound.messages import ancestors
 
 CHANNEL = "email"
 SOURCE = "email"
-REOPENED_BY_REPLY = ("pending", "resolved")
+# Headers kept (unfolded, lower-case names) for the automation rules: auto-replies and
+# mailing lists are not answered automatically.
+KEPT_HEADERS = ("auto-submitted", "precedence", "list-id")
 _MSGID = re.compile(r"<([^<>\s]+)>")
-_TAG = re.compile(r"\[#(\d{1,9})\]")
-_TAG_SPACED = re.compile(r"\s*\[#\d{1,9}\]\s*")
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
 # Defects that mean the MIME tree we got is not the one that was sent.
@@ -108,6 +95,7 @@ class ParsedEmail:
     references: list[str] = field(default_factory=list)
     cc: list[str] = field(default_factory=list)
     attachments: list[tuple[str, str, bytes]] = field(default_factory=list)  # filename, type, bytes
+    headers: dict[str, str] = field(default_factory=dict)  # KEPT_HEADERS present: name -> value
 
     def thread_candidates(self) -> list[str]:
         """Message-IDs that may name the parent, most specific first."""
@@ -192,6 +180,7 @@ def _parse_message(msg, raw: bytes) -> ParsedEmail:
         date=date, in_reply_to=_safe(_first_id(_unfold(raw_headers.get("in-reply-to")))),
         references=[_safe(r) for r in references], cc=[_safe(c) for c in cc],
         attachments=[(_safe(name), _safe(ctype), data) for name, ctype, data in attachments],
+        headers={name: _safe(_unfold(raw_headers[name]).strip()) for name in KEPT_HEADERS if name in raw_headers},
     )
 
 
@@ -323,22 +312,6 @@ def _attachment(part, number: int) -> tuple[str, str, bytes]:
 
 
 # -- storing -------------------------------------------------------------------------
-_CONV = Conversation.__table__
-_MSG = Message.__table__
-_CONTACT = Contact.__table__
-# Statements built once: per-batch cost is then binding and executing, not building.
-_SELECT_KNOWN = select(_MSG.c.external_id, _MSG.c.conversation_id, _MSG.c.direction, _MSG.c.author_contact_id,
-                       _MSG.c.body_sha256).where(
-    _MSG.c.channel == CHANNEL, _MSG.c.external_id.in_(bindparam("ids", expanding=True)))
-_SELECT_CONTACTS = select(_CONTACT.c.email, _CONTACT.c.id).where(
-    _CONTACT.c.email.in_(bindparam("emails", expanding=True)))
-_SELECT_NAMED_CONTACTS = _SELECT_CONTACTS.add_columns(_CONTACT.c.name)
-_NAME_CONTACT = update(_CONTACT).where(_CONTACT.c.id == bindparam("b_id")).values(name=bindparam("b_name"))
-_INSERT_EVENTS = insert(Event.__table__)
-_INSERT_ATTACHMENTS = insert(Attachment.__table__)
-_SELECT_LOCATIONS = select(Group.id, Group.location_id).where(Group.id.in_(bindparam("ids", expanding=True)))
-
-
 def ingest_message(session, raw: bytes | Spilled, *, now: datetime, settings, group_id: int | None = None,
                    filename: str | None = None, store_attachment=None, hold: bool = True) -> dict:
     """One message: `created`, `appended`, `duplicate` or `quarantined` (the raw bytes
@@ -360,10 +333,9 @@ def ingest_batch(session, messages: list[tuple[bytes | Spilled, str | None]], *,
     """(raw bytes, origin) pairs → one result each, in order, in the caller's transaction.
 
     Each message is treated as if it came alone, in order (a reply later in the batch
-    threads onto a conversation created earlier in it), but the database work is
-    set-based: one query each for known Message-IDs, conversations and contacts, one
-    executemany INSERT each for conversations, messages, attachments and events, one
-    UPDATE for the conversations that got replies, one SLA refresh."""
+    threads onto a conversation created earlier in it); the parsed ones are stored by
+    one `pipeline.store` call (set-based). Unparseable ones, and a different message
+    reusing a stored Message-ID, are quarantined (with hold=False: nothing is stored)."""
     results: list[dict | None] = [None] * len(messages)
     parsed: list[tuple[int, ParsedEmail]] = []
     for index, (raw, origin) in enumerate(messages):
@@ -383,160 +355,30 @@ def ingest_batch(session, messages: list[tuple[bytes | Spilled, str | None]], *,
             results[index] = {"message_id": _peek_message_id(head), "id": None, "action": "quarantined",
                               "quarantine_id": qid, "reason": str(exc)}
     if parsed:
-        rejected = _store(session, parsed, results, now=now, settings=settings, group_id=group_id,
-                          store_attachment=store_attachment, refresh=refresh)
-        for index, message_id, reason in rejected:
+        items = [_incoming(p, now=now, group_id=group_id) for _, p in parsed]
+        outcomes = pipeline.store(session, items, now=now, settings=settings, source=SOURCE,
+                                  store_attachment=store_attachment, refresh=refresh)
+        for (index, p), outcome in zip(parsed, outcomes, strict=True):
+            if outcome.reason is None:
+                results[index] = {"message_id": p.message_id, "id": outcome.conversation_id,
+                                  "action": outcome.action, "quarantine_id": None, "reason": None}
+                continue
             raw, origin = messages[index]
-            qid = quarantine_service.hold(session, source=SOURCE, reason=reason, raw=raw, now=now,
+            qid = quarantine_service.hold(session, source=SOURCE, reason=outcome.reason, raw=raw, now=now,
                                           filename=origin) if hold else None
-            results[index] = {"message_id": message_id, "id": None, "action": "quarantined",
-                              "quarantine_id": qid, "reason": reason}
-    return results
+            results[index] = {"message_id": p.message_id, "id": None, "action": "quarantined",
+                              "quarantine_id": qid, "reason": outcome.reason}
+    return cast(list[dict], results)  # every index is filled above: parsed or quarantined
 
 
-def _store(session, parsed, results, *, now, settings, group_id, store_attachment,
-           refresh) -> list[tuple[int, str, str]]:
-    """Store the parsed messages (index, ParsedEmail) and fill their results; returns
-    (index, Message-ID, reason) for each one to quarantine instead: a different message
-    reusing a stored Message-ID (SPEC §13). Everything is received now: `created_at` and
-    every clock use the desk's time; the Date header is only kept as `sent_at`."""
-    conn = session.connection()
-    # What the database knows: Message-IDs (ours and theirs), the messages naming the
-    # same ancestors, conversations, and the senders of the Message-IDs already used.
-    wanted = {p.message_id for _, p in parsed} | {c for _, p in parsed for c in p.thread_candidates()}
-    stored = {external_id: StoredMessage(cid, direction == "outbound", contact_id, sha256)
-              for external_id, cid, direction, contact_id, sha256 in conn.execute(_SELECT_KNOWN,
-                                                                                 {"ids": sorted(wanted)})}
-    shared = sharing(conn, wanted)
-    tags = {int(t) for _, p in parsed for t in _TAG.findall(p.subject)}
-    router = Router(conn, {*(m.conversation_id for m in stored.values()), *shared.values(), *tags})
-
-    # Duplicates first: a stored Message-ID is a re-delivery only from the same sender
-    # with the same content; otherwise the message is quarantined, never dropped.
-    digests = {index: body_sha256(p.text, p.html, (data for _, _, data in p.attachments)) for index, p in parsed}
-    reused = [p.sender for _, p in parsed if p.message_id in stored]
-    senders = dict(conn.execute(_SELECT_CONTACTS, {"emails": sorted(set(reused))}).all()) if reused else {}
-    verdicts: dict[int, str | None] = {}  # index -> None (store it), "duplicate", or the reason to quarantine
-    first_in_batch: dict[str, StoredMessage] = {}
-    for index, p in parsed:
-        if p.message_id in stored:
-            problem = redelivery_problem(stored[p.message_id], sender=senders.get(p.sender), sha256=digests[index])
-        elif p.message_id in first_in_batch:
-            problem = redelivery_problem(first_in_batch[p.message_id], sender=p.sender, sha256=digests[index])
-        else:
-            first_in_batch[p.message_id] = StoredMessage(None, False, p.sender, digests[index])
-            verdicts[index] = None
-            continue
-        verdicts[index] = "duplicate" if problem is None else (
-            f"Message-ID <{p.message_id}> is already stored and this is a different message: {problem}")
-    contacts = _contacts(conn, [p for index, p in parsed if verdicts[index] is None], now=now)
-
-    new_convs: list[dict] = []  # a new conversation's ref is ("new", index) until inserted
-    touched: dict[object, dict] = {}
-    known: dict[str, object] = {external_id: m.conversation_id for external_id, m in stored.items()}
-    planned: list[tuple[int, ParsedEmail, object, str]] = []
-    rejected: list[tuple[int, str, str]] = []
-    for index, p in parsed:
-        verdict = verdicts[index]
-        if verdict == "duplicate":
-            planned.append((index, p, known[p.message_id], "duplicate"))
-            continue
-        if verdict is not None:
-            rejected.append((index, p.message_id, verdict))
-            continue
-        candidates = p.thread_candidates()
-        # The parent (or a nearer ancestor) stored; else a stored message naming this one
-        # as its ancestor (it came first) or sharing an ancestor with it; else the tag.
-        ref = next((known[c] for c in candidates if c in known), None)
-        if ref is None:
-            ref = next((shared[c] for c in [p.message_id, *candidates] if c in shared), None)
-        target = router.target(ref) if ref is not None else None
-        if target is None:
-            target = next(filter(None, (router.target(int(t)) for t in _TAG.findall(p.subject))), None)
-        if target is not None and target[1]["status"] != "closed":
-            ref, state = target
-            action = "appended"
-            if isinstance(ref, tuple):
-                conv = new_convs[ref[1]]
-                conv["last_inbound_at"] = now
-            else:
-                mark = touched.setdefault(ref, {"first": now, "last": now, "reopened": None})
-                if state["status"] in REOPENED_BY_REPLY:
-                    mark["reopened"] = state["status"]
-                    state["status"] = "new"
-        else:
-            action = "created"
-            linked = target[0] if target is not None else None
-            gid = group_id if group_id is not None else (target[1]["group_id"] if target is not None else None)
-            subject = p.subject
-            if linked is not None:
-                # A follow-up's tags name older conversations (the closed one, or a
-                # duplicate merged into it); its own tag is added to our replies.
-                subject = _TAG_SPACED.sub(" ", subject).strip()
-            ref = ("new", len(new_convs))
-            new_convs.append({
-                "subject": subject[:998], "channel": CHANNEL, "status": "new", "priority": "low",
-                "assignee_id": None, "group_id": gid, "location_id": None, "contact_id": contacts[p.sender],
-                "linked_to_id": linked, "thread_key": None, "created_at": now, "updated_at": now,
-                "first_inbound_at": now, "last_inbound_at": now, "sla_state": "none", "sla_paused_s": 0,
-                "version": 1})
-            router.opened(linked, ref, group_id=gid)
-        known[p.message_id] = ref
-        for ancestor in candidates:
-            shared.setdefault(ancestor, ref)
-        planned.append((index, p, ref, action))
-
-    new_ids: list[int] = []
-    if new_convs:
-        groups = sorted({c["group_id"] for c in new_convs if c["group_id"] is not None})
-        if groups:
-            locations = dict(conn.execute(_SELECT_LOCATIONS, {"ids": groups}).all())
-            for conv in new_convs:
-                conv["location_id"] = locations.get(conv["group_id"])
-        new_ids = insert_ids(conn, _CONV, new_convs)
-
-    def real(ref):
-        return new_ids[ref[1]] if isinstance(ref, tuple) else ref
-
-    to_store = [(index, p, ref) for index, p, ref, action in planned if action != "duplicate"]
-    message_ids = insert_ids(conn, _MSG, [{
-        "conversation_id": real(ref), "direction": "inbound", "author_user_id": None,
-        "author_contact_id": contacts[p.sender], "author_name": p.sender_name or None, "channel": CHANNEL,
-        "message_type": "email", "subject": p.subject, "text": p.text, "html": p.html,
-        "external_id": p.message_id, "in_reply_to": p.in_reply_to,
-        "references": " ".join(f"<{r}>" for r in p.references) or None, "cc": p.cc, "bcc": [],
-        "created_at": now, "sent_at": _sent_at(p.date), "body_sha256": digests[index]}
-        for index, p, ref in to_store])
-    store_references(conn, [(message_id, p.thread_candidates())
-                            for (_, p, _), message_id in zip(to_store, message_ids, strict=True)])
-    attachment_rows = []
-    for (_, p, _), message_id in zip(to_store, message_ids, strict=True):
-        for name, ctype, data in p.attachments:
-            if store_attachment is None:
-                from deskctl.services.outbound.replies import store_attachment
-            attachment_rows.append({"message_id": message_id, "filename": name, "content_type": ctype,
-                                    "size": len(data), "sha256": store_attachment(settings, data)})
-    if attachment_rows:
-        conn.execute(_INSERT_ATTACHMENTS, attachment_rows)
-
-    event_rows = [events.created_row(cid, channel=CHANNEL, source=SOURCE, at=now,
-                                     linked_to=new_convs[number]["linked_to_id"])
-                  for number, cid in enumerate(new_ids)]
-    for index, p, ref, action in planned:
-        results[index] = {"message_id": p.message_id, "id": real(ref), "action": action, "quarantine_id": None,
-                          "reason": None}
-    message_events, first_reply = message_in_events(
-        [(ref, real(ref), p.message_id) for _, p, ref in to_store], message_ids, touched, now=now)
-    event_rows += message_events
-    if event_rows:
-        conn.execute(_INSERT_EVENTS, event_rows)
-    update_touched(conn, list(touched.items()), now=now)
-    notifications.notify_contact_messages(session, first_reply, now=now)
-    if refresh:
-        ids = sorted({*new_ids, *touched})
-        if ids:
-            sla.refresh(session, ids, now=now, settings=settings)
-    return rejected
+def _incoming(p: ParsedEmail, *, now: datetime, group_id: int | None) -> pipeline.Incoming:
+    """A parsed email as the pipeline takes it. Everything is received now: `at` is the
+    desk's time; the Date header is only kept as `sent_at`."""
+    return pipeline.Incoming(
+        kind=pipeline.MAIL, channel=CHANNEL, external_id=p.message_id, text=p.text, at=now, subject=p.subject,
+        html=p.html, name=p.sender_name, email=p.sender, attachments=p.attachments, sent_at=_sent_at(p.date),
+        message_type="email", in_reply_to=p.in_reply_to, references=p.references, cc=p.cc, group_id=group_id,
+        headers=p.headers)
 
 
 def _sent_at(date: datetime | None) -> datetime | None:
@@ -547,29 +389,3 @@ def _sent_at(date: datetime | None) -> datetime | None:
         return date.astimezone(UTC)
     except (OverflowError, ValueError):
         return None
-
-
-def _contacts(conn, parsed: list[ParsedEmail], *, now: datetime) -> dict[str, int]:
-    """Contact id per sender address; new ones created in one INSERT, and a known
-    contact without a name gets the display name."""
-    names: dict[str, str] = {}
-    for p in parsed:
-        if not names.get(p.sender):
-            names[p.sender] = p.sender_name
-    found: dict[str, int] = {}
-    unnamed = []
-    if not names:
-        return found
-    for email, cid, name in conn.execute(_SELECT_NAMED_CONTACTS, {"emails": sorted(names)}):
-        found[email] = cid
-        if not name and names.get(email):
-            unnamed.append({"b_id": cid, "b_name": names[email]})
-    if unnamed:
-        conn.execute(_NAME_CONTACT, unnamed)
-    missing = [address for address in names if address not in found]
-    if missing:
-        rows = [{"name": names[a], "email": a, "phone": None, "account_id": None, "vip": False, "attributes": {},
-                 "created_at": now} for a in missing]
-        for address, cid in zip(missing, insert_ids(conn, _CONTACT, rows), strict=True):
-            found[address] = cid
-    return found

@@ -29,7 +29,7 @@ class _Renderer(HTMLParser):
         self.links: list[str | None] = []
         self.link_text: list[int] = []
         self.table: list[list[list[str]]] = []  # stack of tables: rows of cells
-        self.cell: list[list[str]] | None = None  # parts of the open cell, while in a table
+        self.cell: list[str] | None = None  # parts of the open cell, while in a table
         self.marker = ""  # a list item's bullet and indent, for the line being built
 
     # -- output helpers ------------------------------------------------------------
@@ -179,7 +179,7 @@ class _Renderer(HTMLParser):
         self._newline()
         while self.lines and self.lines[-1] == "":
             self.lines.pop()
-        out = []
+        out: list[str] = []
         for line in self.lines:  # at most one blank line in a row
             if line == "" and out and out[-1] == "":
                 continue

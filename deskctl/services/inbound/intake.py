@@ -61,7 +61,7 @@ class Collector:
         self._settings = settings
         self._cap = settings.limits.message_bytes if cap is None else cap
         self._buffer = io.BytesIO()
-        self._file = None  # (fd, temporary path, sha256) once on disk
+        self._file: tuple[int, str, hashlib._Hash] | None = None  # (fd, temp path, sha256) once on disk
         self._size = 0
         self._head = b""
 
@@ -69,18 +69,19 @@ class Collector:
         if not data:
             return
         self._size += len(data)
-        if self._file is None:
+        file = self._file
+        if file is None:
             if self._size <= min(self._cap, MEMORY_BYTES):
                 self._buffer.write(data)
                 return
-            self._to_disk()
+            file = self._to_disk()
         if len(self._head) < HEAD_BYTES:
             self._head += data[:HEAD_BYTES - len(self._head)]
-        fd, _tmp, digest = self._file
+        fd, _tmp, digest = file
         digest.update(data)
         _write_all(fd, data)
 
-    def _to_disk(self) -> None:
+    def _to_disk(self) -> tuple[int, str, hashlib._Hash]:
         folder = quarantine_dir(self._settings)
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
@@ -92,15 +93,17 @@ class Collector:
         _write_all(fd, kept)
         del kept
         self._buffer = io.BytesIO()
+        return self._file
 
     def finish(self, reason: str | None = None) -> bytes | Spilled:
         """The bytes, or a Spilled when they are over the cap (or `reason` says the
         input must be kept on disk anyway)."""
-        if self._file is None:
+        file = self._file
+        if file is None:
             if reason is None:
                 return self._buffer.getvalue()
-            self._to_disk()
-        fd, tmp, digest = self._file
+            file = self._to_disk()
+        fd, tmp, digest = file
         self._file = None
         if reason is None and self._size <= self._cap:
             try:
@@ -136,7 +139,9 @@ def spill(settings, raw: bytes, reason: str) -> Spilled:
     """Bytes already in memory that broke a cap: kept on disk, like oversized ones."""
     collector = Collector(settings, cap=0)
     collector.add(raw)
-    return collector.finish(reason)
+    spilled = collector.finish(reason)
+    assert isinstance(spilled, Spilled)  # a reason always keeps the bytes on disk
+    return spilled
 
 
 def read_one(stream, settings) -> bytes | Spilled:

@@ -5,16 +5,13 @@ One object a line:
    "from": {"name": ..., "email": ..., "phone": ..., "handle": ...}, "text": "...",
    "subject": null, "group": null, "priority": null, "attachments": []}
 
-Messages with the same (channel, thread) form one conversation (its `thread_key`); where
-that conversation was merged or closed, `messages.Router` (the rule email uses too) sends
-the message to the survivor, to the follow-up already opened, or to a new follow-up
-linked to it. (channel, id) is the message's external id: a re-delivered line (same
-sender, same content) is a `duplicate`, a different message reusing it is quarantined.
-A bad line is quarantined with its line number and the rest of the batch is kept.
-
-Speed: a batch is a handful of set-based statements (one SELECT each for duplicates,
-threads, contacts and groups; one executemany INSERT each for conversations,
-messages, attachments and events; one UPDATE executemany for touched conversations).
+This module parses; `pipeline.store` stores a batch (set-based), the same for every
+channel. Messages with the same (channel, thread) form one conversation (its
+`thread_key`); where that conversation was merged or closed, the message goes to the
+survivor, to the follow-up already opened, or to a new follow-up linked to it. (channel,
+id) is the message's external id: a re-delivered line (same sender, same content) is a
+`duplicate`, a different message reusing it is quarantined. A bad line is quarantined
+with its line number and the rest of the batch is kept.
 """
 
 from __future__ import annotations
@@ -26,23 +23,15 @@ import mimetypes
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal, overload
 
-from sqlalchemy import and_, bindparam, case, func, insert, literal_column, or_, select, update
+from sqlalchemy import select
 
-from deskctl.db.types import UTCDateTime
-from deskctl.models import PRIORITIES, Attachment, Contact, Conversation, Event, Group, Message
-from deskctl.services.conversations import events
+from deskctl.models import Group
+from deskctl.services.inbound import pipeline
 from deskctl.services.inbound import quarantine as quarantine_service
 from deskctl.services.inbound.intake import Spilled, spill
-from deskctl.services.inbound.messages import (
-    REOPENED_BY_REPLY,
-    Router,
-    StoredMessage,
-    body_sha256,
-    redelivery_problem,
-)
-from deskctl.services.outbound import notifications
-from deskctl.services.sla import deadlines as sla
+from deskctl.vocab import PRIORITIES
 
 SOURCE = "jsonl"
 _ADDRESS = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+$")
@@ -50,41 +39,6 @@ _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\]+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _FIELDS = {"channel", "thread", "id", "at", "from", "text", "html", "subject", "group", "priority",
            "attachments", "type", "url"}
-
-
-
-# Columns every JSON-lines message has the same value in: rendered once in the INSERT
-# instead of bound (and JSON-encoded) per row.
-_MESSAGE_CONSTANTS = {"direction": "inbound", "in_reply_to": None, "references": None, "author_user_id": None,
-                      "cc": literal_column("'[]'"), "bcc": literal_column("'[]'")}
-
-
-def insert_ids(conn, table, rows: list[dict], inline: dict | None = None) -> list[int]:
-    """INSERT many rows (Core, one executemany) and return their new ids in order.
-
-    The ids are chosen first and sent with the rows, so the INSERT needs no RETURNING:
-    - PostgreSQL: one `nextval` per row from the id column's sequence, in one query
-      (safe under concurrency, as the sequence is). An ordered `INSERT ... RETURNING`
-      took two to three times as long as a plain executemany of the same rows.
-    - SQLite cannot batch an ordered RETURNING at all (SQLAlchemy falls back to one
-      statement per row), so ids continue from max(id): safe because a SQLite writer
-      holds the database's write lock for its whole transaction (BEGIN IMMEDIATE; a
-      deferred one would fail with "database is locked" rather than collide, and the
-      primary key forbids a duplicate)."""
-    if not rows:
-        return []
-    stmt = insert(table).values(**inline) if inline else insert(table)
-    if conn.dialect.name == "sqlite":
-        start = conn.execute(select(func.max(table.c.id))).scalar() or 0
-        ids = range(start + 1, start + 1 + len(rows))
-    else:
-        sequence = func.pg_get_serial_sequence(table.name, table.c.id.name)
-        ids = conn.execute(select(func.nextval(sequence)).select_from(func.generate_series(1, len(rows)))).scalars().all()
-    for row, new_id in zip(rows, ids, strict=True):
-        row["id"] = new_id
-    conn.execute(stmt, rows)
-    return [row["id"] for row in rows]
-
 
 
 class Bad(Exception):
@@ -116,14 +70,6 @@ class Item:
     attachments: list[tuple[str, str, bytes]] = field(default_factory=list)
     url: str | None = None
 
-    @property
-    def contact_key(self) -> tuple[str, str]:
-        if self.email:
-            return ("email", self.email)
-        if self.phone:
-            return ("phone", self.phone)
-        return ("handle", f"{self.channel}:{self.handle}")
-
 
 def batches(lines, size: int):
     """(line number, raw bytes) pairs (from `intake.jsonl_lines`) in lists of `size`."""
@@ -149,6 +95,14 @@ def _text(value: str, key: str) -> str:
             raise Bad(f"`{key}` holds a lone surrogate (\\u{ord(found.group()):04x}) at character {found.start()}: "
                       "not Unicode text")
     return value
+
+
+@overload
+def _str(obj: dict, key: str, *, required: Literal[True], limit: int = ..., path: str = ...) -> str: ...
+
+
+@overload
+def _str(obj: dict, key: str, *, required: bool = False, limit: int = ..., path: str = ...) -> str | None: ...
 
 
 def _str(obj: dict, key: str, *, required: bool = False, limit: int = 998, path: str = "") -> str | None:
@@ -276,12 +230,13 @@ def ingest_batch(session, lines: list[tuple[int, bytes | Spilled]], *, now: date
     """Ingest (line number, raw bytes) pairs in the caller's transaction; one result
     per line, in order: `created`, `appended`, `duplicate` or `quarantined`."""
     results: dict[int, dict] = {}
-    bad: list[tuple[int, bytes, str]] = []
+    bad: list[tuple[int, bytes | Spilled, str]] = []
     items: list[Item] = []
     for number, raw in lines:
+        if isinstance(raw, Spilled):  # over a cap already when read: quarantined as it is
+            bad.append((number, raw, raw.reason))
+            continue
         try:
-            if isinstance(raw, Spilled):
-                raise Bad(raw.reason)
             items.append(parse_line(number, raw, now=now, channels=settings.channels,
                                     subject_chars=settings.limits.subject_chars))
         except OverLimit as exc:
@@ -297,8 +252,14 @@ def ingest_batch(session, lines: list[tuple[int, bytes | Spilled]], *, now: date
         else:
             good.append(item)
     if good:
-        bad += _store(session, good, results, groups=groups, now=now, settings=settings,
-                      store_attachment=store_attachment)
+        outcomes = pipeline.store(session, [_incoming(item, groups) for item in good], now=now, settings=settings,
+                                  source=SOURCE, store_attachment=store_attachment)
+        for item, outcome in zip(good, outcomes, strict=True):
+            if outcome.reason is not None:
+                bad.append((item.line, item.raw, outcome.reason))
+            else:
+                results[item.line] = {"line": item.line, "id": outcome.conversation_id, "action": outcome.action,
+                                      "external_id": item.external_id, "quarantine_id": None, "reason": None}
     if bad:
         bad.sort()
         ids = quarantine_service.hold_many(
@@ -317,258 +278,10 @@ def _groups(session, names: set[str]) -> dict[str, tuple[int, int | None]]:
         select(Group.id, Group.name, Group.location_id).where(Group.name.in_(sorted(names))))}
 
 
-def _store(session, items: list[Item], results: dict, *, groups, now, settings, store_attachment,
-           refresh: bool = True) -> list[tuple[int, bytes, str]]:
-    """Store the items and fill their results; returns (line, raw, reason) for each one
-    to quarantine instead: a different message reusing a stored (channel, id)."""
-    conn = session.connection()
-    # 1. duplicates: already stored, or earlier in this batch; a re-delivery only from the
-    # same sender with the same content (SPEC §13), else the line is quarantined
-    stored: dict[tuple[str, str], StoredMessage] = {}
-    for channel, external_id, conversation_id, direction, contact_id, sha256 in conn.execute(
-            select(Message.channel, Message.external_id, Message.conversation_id, Message.direction,
-                   Message.author_contact_id, Message.body_sha256)
-            .where(Message.channel.in_(sorted({i.channel for i in items})),  # the (channel, external_id) index
-                   Message.external_id.in_(sorted({i.external_id for i in items})))):
-        stored[(channel, external_id)] = StoredMessage(conversation_id, direction == "outbound", contact_id, sha256)
-    digests = {item.line: body_sha256(item.text, item.html, (data for _, _, data in item.attachments))
-               for item in items}
-    reused = [item for item in items if (item.channel, item.external_id) in stored]
-    senders = _contacts(session, reused, now=now, create=False) if reused else {}
-    verdicts: dict[int, str | None] = {}  # line -> None (store it), "duplicate", or the reason to quarantine
-    first_in_batch: dict[tuple[str, str], StoredMessage] = {}
-    for item in items:
-        key = (item.channel, item.external_id)
-        if key in stored:
-            problem = redelivery_problem(stored[key], sender=senders.get(item.contact_key),
-                                         sha256=digests[item.line])
-        elif key in first_in_batch:
-            problem = redelivery_problem(first_in_batch[key], sender=item.contact_key, sha256=digests[item.line])
-        else:
-            first_in_batch[key] = StoredMessage(None, False, item.contact_key, digests[item.line])
-            verdicts[item.line] = None
-            continue
-        verdicts[item.line] = "duplicate" if problem is None else (
-            f"{item.channel} message id {item.external_id!r} is already stored and this is a different "
-            f"message: {problem}")
-    fresh = [item for item in items if verdicts[item.line] is None]
-    # 2. threads: the newest conversation of each (channel, thread), then where its
-    # messages go now (a merge or a follow-up may have moved them on)
-    threads: dict[tuple[str, str], object] = {}
-    keys = {(i.channel, i.thread) for i in fresh}
-    if keys:
-        for cid, channel, thread_key in conn.execute(
-                select(Conversation.id, Conversation.channel, Conversation.thread_key)
-                .where(Conversation.channel.in_(sorted({k[0] for k in keys})),
-                       Conversation.thread_key.in_(sorted({k[1] for k in keys}))).order_by(Conversation.id)):
-            if (channel, thread_key) in keys:
-                threads[(channel, thread_key)] = cid
-    router = Router(conn, threads.values())
-    # 3. contacts
-    contacts = _contacts(session, fresh, now=now)
-
-    new_convs: list[dict] = []  # placeholders: "ref" is ("new", index) until inserted
-    touched: dict = {}  # ref -> {"first": at, "last": at, "reopened": previous status or None}
-    planned: list[tuple[Item, object, str]] = []
-    rejected: list[tuple[int, bytes, str]] = []
-    seen: dict[tuple[str, str], object] = {}
-    for item in items:
-        key = (item.channel, item.external_id)
-        verdict = verdicts[item.line]
-        if verdict == "duplicate":
-            if key in stored:
-                results[item.line] = {"line": item.line, "id": stored[key].conversation_id, "action": "duplicate",
-                                      "external_id": item.external_id, "quarantine_id": None, "reason": None}
-            else:
-                planned.append((item, seen[key], "duplicate"))
-            continue
-        if verdict is not None:
-            rejected.append((item.line, item.raw, verdict))
-            continue
-        thread = threads.get((item.channel, item.thread))
-        target = router.target(thread) if thread is not None else None
-        contact_id = contacts[item.contact_key]
-        if target is None or target[1]["status"] == "closed":
-            linked = target[0] if target is not None else None
-            if item.group:
-                group_id, location_id = groups[item.group]
-            else:
-                group_id = target[1]["group_id"] if target is not None else None
-                location_id = None
-            ref = ("new", len(new_convs))
-            new_convs.append({
-                "subject": (item.subject or _subject_from(item.text))[:998], "channel": item.channel,
-                "status": "new", "priority": item.priority or "low", "group_id": group_id,
-                "location_id": location_id, "contact_id": contact_id, "linked_to_id": linked,
-                "thread_key": item.thread, "created_at": item.at, "updated_at": now, "sla_state": "none",
-                "sla_paused_s": 0, "version": 1, "first_inbound_at": item.at, "last_inbound_at": item.at,
-            })
-            threads[(item.channel, item.thread)] = ref
-            router.opened(linked, ref, group_id=group_id)
-            action = "created"
-        else:
-            ref, state = target
-            action = "appended"
-            if isinstance(ref, tuple):
-                conv = new_convs[ref[1]]
-                conv["first_inbound_at"] = min(conv["first_inbound_at"], item.at)
-                conv["last_inbound_at"] = max(conv["last_inbound_at"], item.at)
-            else:
-                mark = touched.setdefault(ref, {"first": item.at, "last": item.at, "reopened": None})
-                mark["first"] = min(mark["first"], item.at)
-                mark["last"] = max(mark["last"], item.at)
-                if state["status"] in REOPENED_BY_REPLY:
-                    mark["reopened"] = state["status"]
-                    state["status"] = "new"
-        seen[key] = ref
-        planned.append((item, ref, action))
-
-    # 4. new conversations, then every id is known
-    new_ids: list[int] = []
-    if new_convs:
-        missing = [c for c in new_convs if c["group_id"] is not None and c["location_id"] is None]
-        if missing:
-            locations = dict(conn.execute(select(Group.id, Group.location_id).where(
-                Group.id.in_(sorted({c["group_id"] for c in missing})))).all())
-            for conv in missing:
-                conv["location_id"] = locations.get(conv["group_id"])
-        new_ids = insert_ids(conn, Conversation.__table__, new_convs)
-
-    def real(ref):
-        return new_ids[ref[1]] if isinstance(ref, tuple) else ref
-
-    # 5. messages, attachments, events
-    message_rows = []
-    to_store = []
-    for item, ref, action in planned:
-        if action == "duplicate":
-            continue
-        message_rows.append({
-            "conversation_id": real(ref), "author_contact_id": contacts[item.contact_key],
-            "author_name": item.name or item.handle or None, "channel": item.channel,
-            "message_type": item.message_type, "subject": item.subject, "text": item.text, "html": item.html,
-            "external_id": item.external_id, "created_at": item.at, "body_sha256": digests[item.line],
-            "url": item.url,
-        })
-        to_store.append(item)
-    message_ids = insert_ids(conn, Message.__table__, message_rows, inline=_MESSAGE_CONSTANTS)
-    attachment_rows = []
-    for item, message_id in zip(to_store, message_ids, strict=True):
-        for name, ctype, data in item.attachments:
-            if store_attachment is None:
-                from deskctl.services.outbound.replies import store_attachment
-            attachment_rows.append({"message_id": message_id, "filename": name, "content_type": ctype,
-                                    "size": len(data), "sha256": store_attachment(settings, data)})
-    if attachment_rows:
-        conn.execute(insert(Attachment.__table__), attachment_rows)
-    event_rows = [events.created_row(cid, channel=new_convs[index]["channel"], source=SOURCE, at=now,
-                                     linked_to=new_convs[index]["linked_to_id"])
-                  for index, cid in enumerate(new_ids)]
-    for item, ref, action in planned:
-        results[item.line] = {"line": item.line, "id": real(ref), "action": action,
-                              "external_id": item.external_id, "quarantine_id": None, "reason": None}
-    stored = [(ref, real(ref), item.external_id) for item, ref, action in planned if action != "duplicate"]
-    message_events, first_reply = message_in_events(stored, message_ids, touched, now=now)
-    event_rows += message_events
-    if event_rows:
-        conn.execute(insert(Event.__table__), event_rows)
-
-    # 6. existing conversations: inbound timestamps, and back to `new` on a contact reply
-    existing = [(ref, state) for ref, state in touched.items() if not isinstance(ref, tuple)]
-    update_touched(conn, existing, now=now)
-    notifications.notify_contact_messages(session, first_reply, now=now)
-    touched_ids = sorted({*new_ids, *(ref for ref, _ in existing)})
-    if touched_ids and refresh:
-        sla.refresh(session, touched_ids, now=now, settings=settings)
-    return rejected
-
-
-def message_in_events(stored: list[tuple[object, int, str]], message_ids: list[int], touched: dict, *,
-                      now: datetime) -> tuple[list[dict], dict[int, int]]:
-    """Event rows for the messages just stored, in order, and {existing conversation: its
-    first new message} for the notifications. stored: (ref, conversation id, external
-    id) per message; a ref is ("new", n) for a conversation created in this batch. The
-    first message to an existing conversation carries the `reopened` of its touch."""
-    rows: list[dict] = []
-    first_reply: dict[int, int] = {}
-    reopened_done: set[int] = set()
-    for (ref, cid, external_id), message_id in zip(stored, message_ids, strict=True):
-        state = touched.get(ref)
-        reopened = state["reopened"] if state and cid not in reopened_done else None
-        if reopened:
-            reopened_done.add(cid)
-        if not isinstance(ref, tuple):
-            first_reply.setdefault(cid, message_id)
-        rows += events.message_in_rows(cid, message_id=message_id, external_id=external_id, at=now,
-                                       reopened_from=reopened)
-    return rows, first_reply
-
-
-def update_touched(conn, existing: list[tuple[int, dict]], *, now: datetime) -> None:
-    """Existing conversations that got inbound messages: (id, {first, last, reopened}).
-    Inbound timestamps widened, updated_at and version bumped (one executemany), and
-    the reopened ones back to `new` without boomerang (one UPDATE)."""
-    if not existing:
-        return
-    table = Conversation.__table__
-    at_first = bindparam("b_first", type_=UTCDateTime())
-    at_last = bindparam("b_last", type_=UTCDateTime())
-    conn.execute(
-        update(table).where(table.c.id == bindparam("b_id")).values(
-            first_inbound_at=case((or_(table.c.first_inbound_at.is_(None),
-                                       table.c.first_inbound_at > at_first), at_first),
-                                  else_=table.c.first_inbound_at),
-            last_inbound_at=case((or_(table.c.last_inbound_at.is_(None),
-                                      table.c.last_inbound_at < at_last), at_last),
-                                 else_=table.c.last_inbound_at),
-            updated_at=bindparam("b_now", type_=UTCDateTime()),
-            version=table.c.version + 1),
-        [{"b_id": ref, "b_first": s["first"], "b_last": s["last"], "b_now": now} for ref, s in existing])
-    reopened = sorted(ref for ref, s in existing if s["reopened"])
-    if reopened:
-        conn.execute(update(table).where(table.c.id.in_(reopened))
-                     .values(status="new", boomerang_at=None, pending_since=None))
-
-
-def _subject_from(text: str) -> str:
-    first = next((line.strip() for line in (text or "").splitlines() if line.strip()), "")
-    return first if len(first) <= 80 else first[:79] + "…"
-
-
-def _contacts(session, items: list[Item], *, now: datetime, create: bool = True) -> dict[tuple[str, str], int]:
-    """Contact id per sender key (email, else phone, else channel:handle), creating the
-    missing ones in one INSERT (with create=False, only the ones that exist)."""
-    wanted: dict[tuple[str, str], Item] = {}
-    for item in items:
-        wanted.setdefault(item.contact_key, item)
-    found: dict[tuple[str, str], int] = {}
-    emails = sorted(k[1] for k in wanted if k[0] == "email")
-    phones = sorted(k[1] for k in wanted if k[0] == "phone")
-    handles = sorted(k[1] for k in wanted if k[0] == "handle")
-    if emails:
-        for cid, email in session.execute(select(Contact.id, Contact.email).where(Contact.email.in_(emails))):
-            found[("email", email)] = cid
-    if phones:
-        for cid, phone in session.execute(select(Contact.id, Contact.phone).where(
-                and_(Contact.phone.in_(phones), Contact.email.is_(None))).order_by(Contact.id.desc())):
-            found[("phone", phone)] = cid
-        for cid, phone in session.execute(select(Contact.id, Contact.phone).where(Contact.phone.in_(phones))
-                                          .order_by(Contact.id.desc())):
-            found.setdefault(("phone", phone), cid)
-    if handles:
-        handle = Contact.attributes["handle"].as_string()
-        for cid, value in session.execute(select(Contact.id, handle).where(handle.in_(handles))):
-            found[("handle", value)] = cid
-    missing = [key for key in wanted if key not in found]
-    if missing and create:
-        rows = []
-        for key in missing:
-            item = wanted[key]
-            rows.append({"name": item.name or (item.handle or ""), "email": item.email,
-                         "phone": item.phone, "account_id": None, "vip": False,
-                         "attributes": {"handle": key[1]} if key[0] == "handle" else {}, "created_at": now})
-        ids = insert_ids(session.connection(), Contact.__table__, rows)
-        for key, cid in zip(missing, ids, strict=True):
-            found[key] = cid
-    return found
-
+def _incoming(item: Item, groups) -> pipeline.Incoming:
+    """A parsed line as the pipeline takes it."""
+    return pipeline.Incoming(
+        kind=pipeline.CHAT, channel=item.channel, external_id=item.external_id, text=item.text, at=item.at,
+        subject=item.subject, html=item.html, name=item.name, email=item.email, phone=item.phone,
+        handle=item.handle, attachments=item.attachments, message_type=item.message_type, url=item.url,
+        thread=item.thread, group_id=groups[item.group][0] if item.group else None, priority=item.priority)

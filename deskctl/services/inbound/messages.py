@@ -1,11 +1,8 @@
-"""Adding messages to conversations, and what a message changes (SPEC §1, §4, §9, §13).
+"""Messages and threading rules (SPEC §1, §4, §9, §13).
 
-Inbound: the contact wrote. A `pending` or `resolved` conversation comes back to `new`
-and its boomerang is cancelled; a `closed` one is not touched here (the caller opens a
-new conversation linked to it). Outbound: an agent replied; it sets first response.
-Both stamp the timestamps the SLA engine and reports read, and record an event.
-
-The rules both ingests (email and JSON lines) share live here too:
+`add_outbound`: an agent replied; it sets first response, stamps the timestamps the SLA
+engine and reports read, and records an event. Inbound messages (the contact wrote) all
+go through `pipeline.store`, which applies the rules below:
 - `Router`: where a new inbound message for a conversation goes. A merged duplicate
   sends it on to the conversation it was merged into; a closed conversation to the
   follow-up a first reply already opened; else a closed one gets a new follow-up.
@@ -30,7 +27,6 @@ from deskctl.models.message import MAX_REFERENCE
 from deskctl.services.conversations import events
 from deskctl.services.sla import deadlines as sla
 
-REOPENED_BY_REPLY = ("pending", "resolved")
 # The parent and its most recent ancestors are enough to thread; a References header of
 # hundreds of ids must not become hundreds of query parameters or stored rows.
 MAX_ANCESTORS = 40
@@ -38,38 +34,9 @@ MAX_ANCESTORS = 40
 # against a cycle made by hand in the database, not a limit met in practice).
 MAX_HOPS = 20
 _MSGID = re.compile(r"<([^<>\s]+)>")
-
-
-def add_inbound(session, conversation: Conversation, *, now: datetime, settings, text: str,
-                html: str | None = None, external_id: str | None = None, author_contact_id: int | None = None,
-                author_name: str | None = None, subject: str | None = None, message_type: str | None = None,
-                in_reply_to: str | None = None, references: str | None = None, cc=None, bcc=None,
-                at: datetime | None = None) -> Message:
-    at = at or now
-    message = Message(
-        conversation_id=conversation.id, direction="inbound", author_contact_id=author_contact_id,
-        author_name=author_name, channel=conversation.channel, message_type=message_type, subject=subject,
-        text=text or "", html=html, external_id=external_id, in_reply_to=in_reply_to, references=references,
-        cc=list(cc or []), bcc=list(bcc or []), created_at=at,
-    )
-    session.add(message)
-    if conversation.first_inbound_at is None:
-        conversation.first_inbound_at = at
-    conversation.last_inbound_at = at
-    conversation.updated_at = now
-    session.flush()
-    events.record(session, conversation_id=conversation.id, actor=events.SYSTEM, kind="message_in", at=now,
-                  data={"message_id": message.id, "external_id": external_id})
-    if conversation.status in REOPENED_BY_REPLY:
-        previous = conversation.status
-        conversation.status = "new"
-        conversation.boomerang_at = None
-        conversation.pending_since = None
-        events.record(session, conversation_id=conversation.id, actor=events.SYSTEM, kind="reopened", at=now,
-                      data={"previous_status": previous, "cause": "contact_reply"})
-    session.flush()
-    sla.refresh(session, [conversation.id], now=now, settings=settings)
-    return message
+# Where a message of a batch goes: a stored conversation's id, or ("new", n) for the n-th
+# conversation the batch creates.
+Ref = int | tuple[str, int]
 
 
 def add_outbound(session, conversation: Conversation, *, now: datetime, settings, author_user_id: int,
@@ -195,21 +162,22 @@ class Router:
 
     def __init__(self, conn, conversation_ids: Iterable[int]):
         self._destination: dict[int, int] = {}
-        self.states: dict[object, dict] = {}
+        self.states: dict[Ref, dict] = {}
         for cid, d in destinations(conn, conversation_ids).items():
             self._destination[cid] = d.id
             self.states.setdefault(d.id, {"status": d.status, "group_id": d.group_id})
-        self._followup: dict[object, object] = {}
+        self._followup: dict[Ref, Ref] = {}
 
-    def target(self, ref) -> tuple[object, dict] | None:
+    def target(self, ref: Ref) -> tuple[Ref, dict] | None:
         if not isinstance(ref, tuple):
-            ref = self._destination.get(ref)
-            if ref is None:
+            destination = self._destination.get(ref)
+            if destination is None:
                 return None
+            ref = destination
         ref = self._followup.get(ref, ref)
         return ref, self.states[ref]
 
-    def opened(self, closed_ref, new_ref, *, group_id: int | None) -> None:
+    def opened(self, closed_ref: Ref | None, new_ref: Ref, *, group_id: int | None) -> None:
         self.states[new_ref] = {"status": "new", "group_id": group_id}
         if closed_ref is not None:
             self._followup[closed_ref] = new_ref
@@ -225,7 +193,8 @@ def ancestors(in_reply_to: str | None, references: Sequence[str], own_id: str | 
         out[in_reply_to] = None
     for ref in reversed(references):
         out.setdefault(ref, None)
-    out.pop(own_id, None)
+    if own_id is not None:
+        out.pop(own_id, None)
     ids = list(out)
     if len(ids) > MAX_ANCESTORS:
         root = [references[0]] if references and references[0] != own_id else []
@@ -285,7 +254,7 @@ def body_sha256(text: str | None, html: str | None, attachments: Iterable[bytes]
 class StoredMessage:
     """What a duplicate check needs of the message already stored under an external id."""
 
-    conversation_id: object
+    conversation_id: int | None  # None: first seen earlier in the batch, not stored yet
     outbound: bool
     # Who sent it: a contact id for a stored message, the sender's address or key for
     # one earlier in the batch (compared with the same kind of value).

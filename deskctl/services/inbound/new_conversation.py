@@ -14,16 +14,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from deskctl.errors import UsageError
-from deskctl.models import PRIORITIES, Conversation, Event, Group
+from deskctl.models import Conversation, Group
 from deskctl.services.actor import Actor
 from deskctl.services.conversations import events
 from deskctl.services.conversations.selection import group_id_by_name
 from deskctl.services.directory import contacts
-from deskctl.services.inbound import messages
+from deskctl.services.inbound import pipeline
 from deskctl.services.sla import deadlines as sla
+from deskctl.vocab import DEFAULT_PRIORITY
 
 SUBJECT_WIDTH = 78
 
@@ -40,34 +41,42 @@ def create(session, actor: Actor, *, channel: str, contact_ref: str, text: str, 
     record, contact created)."""
     if channel not in settings.channels:
         raise UsageError(f"invalid channel {channel!r} (choose from {', '.join(settings.channels)})")
-    priority = priority or "low"
-    if priority not in PRIORITIES:
-        raise UsageError(f"invalid priority {priority!r} (choose from {', '.join(PRIORITIES)})")
+    priority = priority or DEFAULT_PRIORITY
     if text is None or not text.strip():
         raise UsageError("the message text is empty")
-    group_id = location_id = None
-    if group:
-        group_id = group_id_by_name(session, group)
-        location_id = session.scalar(select(Group.location_id).where(Group.id == group_id))
+    group_id = group_id_by_name(session, group) if group else None
     contact, created = contacts.resolve_or_create(session, contact_ref, now=now, name=contact_name)
     subject = (subject or "").strip() or default_subject(text)
+    if outbound:
+        cid = _create_outbound(session, actor, channel=channel, subject=subject, priority=priority,
+                               group_id=group_id, contact_id=contact.id, text=text, now=now, settings=settings)
+    else:
+        # The contact's request as the agent took it down: an inbound message like any
+        # other (the inbound pipeline), whose events name the agent, not "system".
+        [outcome] = pipeline.store(session, [pipeline.Incoming(
+            kind=pipeline.AGENT, channel=channel, external_id=None, text=text, at=now, subject=subject,
+            contact_id=contact.id, email=contact.email, message_type="agent_entry", group_id=group_id,
+            priority=priority)], now=now, settings=settings, source="agent", actor=actor.handle)
+        # No external id: never a duplicate nor rejected, so always `created`.
+        assert outcome.conversation_id is not None, outcome
+        cid = outcome.conversation_id
+    return cid, contacts.record_for(session, contact), created
+
+
+def _create_outbound(session, actor: Actor, *, channel: str, subject: str, priority: str, group_id: int | None,
+                     contact_id: int, text: str, now: datetime, settings) -> int:
+    """The conversation, then the agent's first message sent like `reply`."""
+    from deskctl.services.outbound import replies
+
+    location_id = session.scalar(select(Group.location_id).where(Group.id == group_id)) if group_id else None
     conversation = Conversation(
         subject=subject, channel=channel, status="new", priority=priority, assignee_id=None, group_id=group_id,
-        location_id=location_id, contact_id=contact.id, created_at=now, updated_at=now, sla_state="none",
+        location_id=location_id, contact_id=contact_id, created_at=now, updated_at=now, sla_state="none",
     )
     session.add(conversation)
     session.flush()
-    cid = conversation.id
-    events.record(session, conversation_id=cid, actor=actor.handle, kind="created", at=now,
+    events.record(session, conversation_id=conversation.id, actor=actor.handle, kind="created", at=now,
                   data={"channel": channel, "source": "agent"})
-    if outbound:
-        from deskctl.services.outbound import replies as outbound_service
-        outbound_service.reply(session, actor, cid, now=now, settings=settings, text=text)
-    else:
-        messages.add_inbound(session, conversation, now=now, settings=settings, text=text,
-                             author_contact_id=contact.id, subject=subject, message_type="agent_entry")
-        # The agent typed it in: the audit trail names them, not "system".
-        session.execute(update(Event).where(Event.conversation_id == cid, Event.kind == "message_in")
-                        .values(actor=actor.handle))
-    sla.refresh(session, [cid], now=now, settings=settings)
-    return cid, contacts.record_for(session, contact), created
+    replies.reply(session, actor, conversation.id, now=now, settings=settings, text=text)
+    sla.refresh(session, [conversation.id], now=now, settings=settings)
+    return conversation.id

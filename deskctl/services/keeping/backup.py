@@ -56,7 +56,7 @@ def backup_sqlite(engine, source: Path, target: str, *, force: bool = False) -> 
         if path.samefile(source):
             raise UsageError(f"backup target {target} is the database itself")
         if not force:
-            raise Conflict(f"backup target {target} exists (use --force to replace it)")
+            raise Conflict(f"backup target {target} exists; replacing it was not asked for", option="force")
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
@@ -67,7 +67,7 @@ def backup_sqlite(engine, source: Path, target: str, *, force: bool = False) -> 
         try:
             move_into_place(tmp, path, replace=force)
         except FileExistsError:
-            raise Conflict(f"backup target {target} exists (use --force to replace it)") from None
+            raise Conflict(f"backup target {target} exists; replacing it was not asked for", option="force") from None
         fsync_directory(path.parent)
     except OSError as exc:
         raise write_error(exc, str(path.parent)) from None

@@ -91,7 +91,8 @@ def _erase_batch(session, ids: list[int], *, actor: str, now: datetime, cause: s
                  .execution_options(synchronize_session=False))
     conn.execute(update(Outbox).where(Outbox.conversation_id.in_(ids))
                  .values(body=ERASED, raw=None, subject=ERASED,
-                         recipient=case((Outbox.kind == "email", ERASED), else_=Outbox.recipient)))
+                         recipient=case((Outbox.kind.in_(("email", "message")), ERASED),
+                                        else_=Outbox.recipient)))
     _erase_event_texts(session, ids)
     conn.execute(Event.__table__.insert(), [
         {"conversation_id": cid, "actor": actor, "kind": "erased", "at": now, "data": {"cause": cause}}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import aliased
 
 from deskctl.models import (
@@ -29,7 +29,7 @@ SAMPLE = 10
 class Check:
     name: str
     description: str
-    query: object  # a SELECT of offending ids
+    query: Select  # a SELECT of offending ids
 
 
 def _checks() -> list[Check]:

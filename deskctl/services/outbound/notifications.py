@@ -10,12 +10,16 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import CompoundSelect, Select, and_, func, or_, select, update
 
 from deskctl.db.dml import insert_ignore
 from deskctl.models import Conversation, Outbox, User, Watcher
 from deskctl.services.addresses import is_address
+
+if TYPE_CHECKING:
+    import smtplib
 
 # Above this many conversations from one command, a follower gets one summary
 # notification instead of one per conversation (a bulk transfer of an absent agent's
@@ -83,10 +87,11 @@ def notify_followers(session, keys: dict[int, str], *, event: str, now: datetime
     ids = sorted(keys)
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start:start + _CHUNK]
-        watching = (select(Watcher.conversation_id.label("cid"), Watcher.user_id.label("uid"))
+        watchers = (select(Watcher.conversation_id.label("cid"), Watcher.user_id.label("uid"))
                     .where(Watcher.conversation_id.in_(chunk)))
+        watching: Select | CompoundSelect = watchers
         if assignee:
-            watching = watching.union(select(c.id, c.assignee_id)
+            watching = watchers.union(select(c.id, c.assignee_id)
                                       .where(c.id.in_(chunk), c.assignee_id.is_not(None)))
         followers = watching.subquery()
         for cid, uid, title, handle, email in session.connection().execute(
@@ -157,25 +162,28 @@ def backoff(attempts: int) -> timedelta:
     return BACKOFF[min(max(attempts, 1), len(BACKOFF)) - 1]
 
 
-def _due(now: datetime):
+def due(now: datetime):
+    """Rows to try now: waiting and due, or claimed by a run that died (lease expired)."""
     return or_(
-        and_(Outbox.status.in_(("queued", "retryable")), Outbox.next_attempt_at <= now),
+        and_(Outbox.status.in_(("queued", "retrying")), Outbox.next_attempt_at <= now),
         and_(Outbox.status == "sending", Outbox.claimed_at < now - CLAIM_LEASE),
     )
 
 
-def claim(session, *, now: datetime, batch: int = 100) -> list[int]:
-    """Mark up to `batch` due rows `sending` and COMMIT; returns the ids this call won.
+def claim(session, *, now: datetime, batch: int = 100, where=None) -> list[int]:
+    """Mark up to `batch` due rows (also matching `where`) `sending` and COMMIT; returns
+    the ids this call won.
 
     The UPDATE re-checks the due condition, so of two concurrent workers only one
     claims a row (PostgreSQL re-evaluates the WHERE after waiting on the row lock;
     SQLite writers are serialised)."""
-    ids = list(session.scalars(select(Outbox.id).where(_due(now))
+    condition = due(now) if where is None else and_(due(now), where)
+    ids = list(session.scalars(select(Outbox.id).where(condition)
                                .order_by(Outbox.next_attempt_at, Outbox.id).limit(batch)))
     if not ids:
         return []
     won = list(session.scalars(
-        update(Outbox).where(Outbox.id.in_(ids), _due(now))
+        update(Outbox).where(Outbox.id.in_(ids), condition)
         .values(status="sending", claimed_at=now, attempts=Outbox.attempts + 1)
         .returning(Outbox.id).execution_options(synchronize_session=False)))
     session.commit()
@@ -189,10 +197,10 @@ class _Smtp:
     def __init__(self, smtp, password: str | None):
         self.smtp = smtp
         self.password = password
-        self.conn = None
+        self.conn: smtplib.SMTP | None = None
         self.broken: Exception | None = None
 
-    def _connect(self):
+    def _connect(self) -> smtplib.SMTP:
         import smtplib
         import ssl
 
@@ -212,9 +220,10 @@ class _Smtp:
 
         if self.broken is not None:
             raise _Transient(f"not connected: {self.broken}")
-        if self.conn is None:
+        conn = self.conn
+        if conn is None:
             try:
-                self.conn = self._connect()
+                conn = self.conn = self._connect()
             except (OSError, smtplib.SMTPException) as exc:
                 # Whatever the code (even a 5xx greeting or a refused login), it is not
                 # this message's fault: keep the rows and retry with backoff.
@@ -222,7 +231,7 @@ class _Smtp:
                 raise _Transient(f"cannot connect to {self.smtp.host}:{self.smtp.port}: {_describe(exc)}") \
                     from exc
         try:
-            return self.conn.send_message(msg)
+            return conn.send_message(msg)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             text = "; ".join(f"{rcpt}: {code} {_text(resp)}" for rcpt, (code, resp) in exc.recipients.items())
@@ -305,20 +314,35 @@ def _log_line(row: Outbox) -> str:
 
 
 def deliver(session, *, now: datetime, settings, batch: int = 100) -> dict:
-    """Deliver every due outbox row: SMTP when smtp.host is set (notifications to users
-    without an email address go to the log), else the log. Commits as it goes.
+    """Deliver every due outbox row: mail and notifications by SMTP when smtp.host is set
+    (notifications to users without an email address go to the log), else the log;
+    replies on other channels through their `delivery` connector, each channel in its
+    own thread (services.outbound.delivery). Commits as it goes.
 
-    Returns counts, each delivery once: sent (by SMTP), logged (written to the log),
-    retried, failed, recovered (rows reclaimed from a crashed run)."""
-    counts = {"sent": 0, "logged": 0, "retried": 0, "failed": 0, "recovered": 0}
-    password = _password(settings)  # a config error before anything is claimed
-    transport = _Smtp(settings.smtp, password) if settings.smtp.host else None
+    Returns counts, each delivery once: sent (by SMTP or a connector), logged (written
+    to the log), retried, failed, recovered (rows reclaimed from a crashed run), deferred
+    (channel rows left for the next run: their channel used its time)."""
+    from deskctl.errors import ConfigError
+    from deskctl.services.outbound.delivery import KIND, ChannelRuns
+
+    counts = {"sent": 0, "logged": 0, "retried": 0, "failed": 0, "recovered": 0, "deferred": 0}
+    channels = ChannelRuns(settings, now=now, counts=counts)
     try:
-        while True:
-            counts["recovered"] += session.scalar(
-                select(func.count()).select_from(Outbox)
-                .where(Outbox.status == "sending", Outbox.claimed_at < now - CLAIM_LEASE)) or 0
-            ids = claim(session, now=now, batch=batch)
+        password = _password(settings)  # before any mail is claimed
+    except ConfigError as exc:
+        # Mail waits; the other channels need no SMTP password and go on.
+        channels.problems.append(exc)
+        mail = False
+    else:
+        mail = True
+    counts["recovered"] += session.scalar(
+        select(func.count()).select_from(Outbox)
+        .where(Outbox.status == "sending", Outbox.claimed_at < now - CLAIM_LEASE)) or 0
+    channels.start(session)  # connectors work in their threads while mail goes on here
+    transport = _Smtp(settings.smtp, password) if mail and settings.smtp.host else None
+    try:
+        while mail:
+            ids = claim(session, now=now, batch=batch, where=Outbox.kind != KIND)
             if not ids:
                 break
             rows = session.scalars(select(Outbox).where(Outbox.id.in_(ids)).order_by(Outbox.id)
@@ -326,9 +350,12 @@ def deliver(session, *, now: datetime, settings, batch: int = 100) -> dict:
             for row in rows:
                 _deliver_one(session, row, transport, now=now, settings=settings, counts=counts)
                 session.commit()
+                channels.step(session)
     finally:
         if transport is not None:
             transport.close()
+        channels.finish(session)
+    channels.raise_problems()
     return counts
 
 
@@ -357,7 +384,7 @@ def _deliver_one(session, row: Outbox, transport, *, now: datetime, settings, co
                 counts["failed"] += 1
                 log.error("outbox %s to %s failed: %s", row.id, row.recipient, values["last_error"])
             else:
-                values.update(status="queued", next_attempt_at=now + backoff(row.attempts), last_error=str(exc))
+                values.update(status="retrying", next_attempt_at=now + backoff(row.attempts), last_error=str(exc))
                 counts["retried"] += 1
                 log.warning("outbox %s to %s: retry at %s: %s", row.id, row.recipient,
                             values["next_attempt_at"].isoformat(), exc)

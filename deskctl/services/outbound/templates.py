@@ -94,7 +94,7 @@ def add(session, actor: Actor, *, name: str, body: str, personal: bool, now: dat
         raise UsageError("the template body is empty")
     parse_body(body)
     if not personal:
-        require_supervisor(actor, "adding a team template (use --personal for your own)")
+        require_supervisor(actor, "adding a team template (a personal one needs no role)", option="personal")
     owner_id = actor.id if personal else None
     if _find(session, name, owner_id) is not None:
         where = "your personal templates" if personal else "the team templates"

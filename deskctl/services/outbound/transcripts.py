@@ -63,7 +63,7 @@ def queue_transcript(session, conversation_id: int, to_address: str, *, actor: s
     """Queue the conversation's history (inbound and outbound messages, never internal
     notes) plus its closing note as one email to `to_address`, and record
     `transcript_sent`."""
-    address = check_address(to_address, "--transcript-to")
+    address = check_address(to_address, "the transcript", option="transcript_to")
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:
         raise NotFound(f"conversation not found: #{conversation_id}")

@@ -39,15 +39,13 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from deskctl.errors import UsageError
 from deskctl.models import Conversation, ConversationTag, Event, Group, Location, User
 from deskctl.services.conversations.selection import ConversationFilter, apply_filter
+from deskctl.vocab import REPORT_KINDS, REPORT_TIME_KEYS
 
-KINDS = ("volume", "sla", "agents", "tags", "csat", "backlog", "conversations")
-BY_CHOICES = ("day", "week", "month", "agent", "group", "channel", "tag", "location")
-TIME_KEYS = ("day", "week", "month")
 FINISHED = ("resolved", "closed")
 DEFAULT_DAYS = 7
 
@@ -126,14 +124,14 @@ DEFINITIONS: dict[str, str] = {
     ),
 }
 
-DEFAULT_BY = {kind: "day" for kind in KINDS} | {"tags": "tag", "backlog": "group"}
+DEFAULT_BY = {kind: "day" for kind in REPORT_KINDS} | {"tags": "tag", "backlog": "group"}
 
 
 def columns_for(kind: str, by: str) -> list[ReportColumn]:
     if kind == "conversations":
         key = ReportColumn("id", "int")
     else:
-        key = ReportColumn(by, "date" if by in TIME_KEYS else "str")
+        key = ReportColumn(by, "date" if by in REPORT_TIME_KEYS else "str")
     return [key, *COLUMNS[kind]]
 
 
@@ -168,7 +166,7 @@ def next_period(day: date, by: str) -> date:
 
 @dataclass
 class _Ctx:
-    session: object
+    session: Session
     dialect: str
     kind: str
     by: str
@@ -182,7 +180,7 @@ class _Ctx:
 
     @property
     def timed(self) -> bool:
-        return self.by in TIME_KEYS
+        return self.by in REPORT_TIME_KEYS
 
     @property
     def pg(self) -> bool:
@@ -198,9 +196,9 @@ class _Ctx:
         if isinstance(value, int) and self.by in ("agent", "group", "location"):
             names = self.__dict__.get("_names")
             if names is None:
-                model, column = {"agent": (User, User.handle), "group": (Group, Group.name),
-                                 "location": (Location, Location.name)}[self.by]
-                names = self.__dict__["_names"] = dict(self.session.execute(select(model.id, column)).all())
+                key, column = {"agent": (User.id, User.handle), "group": (Group.id, Group.name),
+                               "location": (Location.id, Location.name)}[self.by]
+                names = self.__dict__["_names"] = dict(self.session.execute(select(key, column)).all())
             return names.get(value, str(value))
         return value
 
@@ -218,7 +216,9 @@ def _offset_segments(zone: ZoneInfo, since: datetime, until: datetime) -> list[t
     """[(segment end or None for the last, UTC offset seconds)] over [since, until)."""
 
     def offset(ts: int) -> int:
-        return int(datetime.fromtimestamp(ts, zone).utcoffset().total_seconds())
+        utcoffset = datetime.fromtimestamp(ts, zone).utcoffset()
+        assert utcoffset is not None  # an aware datetime always has one
+        return int(utcoffset.total_seconds())
 
     start, end = int(since.timestamp()), int(until.timestamp()) + 1
     current = offset(start)
@@ -606,17 +606,13 @@ def run_report(session, kind: str, *, since: datetime | None, until: datetime | 
                actor_id: int | None = None) -> tuple[list[ReportColumn], Iterator[dict]]:
     """(columns, rows) of report KIND over [since, until) (default: the last 7 days),
     grouped by `by` (default DEFAULT_BY[kind]). Reads only."""
-    if kind not in KINDS:
-        raise UsageError(f"invalid report {kind!r} (choose from {', '.join(KINDS)})")
-    by = by or DEFAULT_BY[kind]
-    if by not in BY_CHOICES:
-        raise UsageError(f"invalid --by {by!r} (choose from {', '.join(BY_CHOICES)})")
+    by = by or DEFAULT_BY[kind]  # kind and by are names of vocab.REPORT_KINDS and REPORT_BY
     tz = settings.timezone
     if since is None:  # the 7 local days up to --until (default: up to now, today included)
         since = default_period(now if until is None else until - timedelta(microseconds=1), tz)[0]
     until = until or now
     if since >= until:
-        raise UsageError("--since must be before --until")
+        raise UsageError("the start of the period must be before its end", option=("since", "until"))
     ctx = _Ctx(session=session, dialect=session.get_bind().dialect.name, kind=kind, by=by, since=since,
                until=until, tz=tz, zone=ZoneInfo(tz), flt=flt or ConversationFilter(), actor_id=actor_id,
                channels=settings.channels)

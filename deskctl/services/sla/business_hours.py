@@ -111,10 +111,8 @@ class Calendar:
             if self.holidays_country:
                 import holidays
 
-                kwargs = {"years": year}
-                if self.holidays_subdiv:
-                    kwargs["subdiv"] = self.holidays_subdiv
-                found = frozenset(holidays.country_holidays(self.holidays_country, **kwargs).keys())
+                found = frozenset(holidays.country_holidays(
+                    self.holidays_country, subdiv=self.holidays_subdiv or None, years=year).keys())
             self._holiday_years[year] = found
         return found
 
@@ -175,8 +173,8 @@ class Calendar:
             day += timedelta(days=1)
         cum_end: list[int] = []
         total = 0
-        for a, b in zip(starts, ends, strict=True):
-            total += b - a
+        for start_us, end_us in zip(starts, ends, strict=True):
+            total += end_us - start_us
             cum_end.append(total)
         index = _Index(lo, hi, starts, ends, cum_end)
         self._index = index

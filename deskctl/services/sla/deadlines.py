@@ -44,10 +44,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, bindparam, case, exists, func, insert, null, or_, select, update
+from sqlalchemy.sql.expression import ColumnElement
 
 from deskctl.db.dml import insert_ignore
 from deskctl.db.planner import not_indexed
@@ -65,9 +66,8 @@ from deskctl.models import (
 from deskctl.services.conversations import events as events_service
 from deskctl.services.outbound import notifications
 from deskctl.services.sla.business_hours import calendar_for
+from deskctl.services.sla.core import STOPPED, assess, compute, match_policy
 
-TARGETS = ("first_response", "next_response", "resolution")
-STOPPED = ("resolved", "closed")
 CHUNK = 2000
 
 # Event kinds that take a conversation out of `pending` (ending a pause). `closed` ends
@@ -80,28 +80,9 @@ _SLA_COLUMNS = ("sla_policy", "sla_state", "first_response_due", "next_response_
                 "sla_next_check_at", "sla_paused_s")
 
 
-@dataclass
-class _Target:
-    name: str
-    due: datetime | None
-    warn_at: datetime | None
-    running: bool
-    late: bool = False  # finished (replied / resolved) after its due time
-
-
-def match_policy(policies, *, vip: bool, priority: str, channel: str, group: str | None,
-                 location: str | None):
-    """The first policy whose every `when` condition holds, or None."""
-    facts = {"vip": bool(vip), "priority": priority, "channel": channel, "group": group, "location": location}
-    for policy in policies:
-        if all(facts[cond] in values for cond, values in policy.when.items()):
-            return policy
-    return None
-
-
 def _facts_select(ids):
     c = Conversation
-    cycle_start = (
+    cycle_start: ColumnElement[Any] = (
         select(func.min(Message.created_at))
         .where(Message.conversation_id == c.id, Message.direction == "inbound",
                Message.created_at > c.last_outbound_at)
@@ -157,97 +138,6 @@ def _pauses(session, ids: Sequence[int]) -> dict[int, list[tuple[str, datetime, 
     return out
 
 
-def _pause_state(row, trail, calendar, now: datetime) -> tuple[float, datetime | None]:
-    """(seconds of open time paused in finished pauses, start of the running pause)."""
-    paused = 0.0
-    since: datetime | None = None
-    for kind, at, data in trail:
-        starts = kind == "pending" or (kind == "closed" and data.get("status") == "pending")
-        if starts:
-            if since is None:
-                since = at
-        elif since is not None:
-            paused += calendar.measure(since, at)
-            since = None
-    if row.status == "pending":
-        if since is None:  # no trail (data inserted directly): trust the row
-            since = row.pending_since or row.updated_at or now
-    elif since is not None:  # left pending by a change the trail does not name
-        paused += calendar.measure(since, row.updated_at or now)
-        since = None
-    return paused, since
-
-
-def _compute(row, policy, calendar, warning: float, trail, now: datetime):
-    """Targets and derived columns for one conversation."""
-    targets: list[_Target] = []
-    stopped = row.status in STOPPED
-    # When the conversation stopped: a target still running then ended at that moment.
-    stop = (row.resolved_at or row.closed_at or row.updated_at) if stopped else None
-    values = dict(first_response_due=None, next_response_due=None, resolution_due=None, sla_paused_s=0)
-
-    def deadline(start, target: timedelta, extra: float = 0.0):
-        due = calendar.add(start, target.total_seconds() + extra)
-        warn_at = calendar.add(start, target.total_seconds() * warning + extra)
-        return due, warn_at
-
-    if policy.first_response and row.first_inbound_at:
-        due, warn_at = deadline(row.first_inbound_at, policy.first_response)
-        values["first_response_due"] = due
-        if row.first_response_at is not None:
-            late = due is not None and row.first_response_at > due and row.first_response_at >= row.first_inbound_at
-            targets.append(_Target("first_response", due, warn_at, False, late))
-        elif stopped:  # never answered: late if it stopped after the due time
-            targets.append(_Target("first_response", due, warn_at, False,
-                                   due is not None and stop is not None and stop > due))
-        else:
-            targets.append(_Target("first_response", due, warn_at, True))
-
-    if policy.next_response:
-        waiting = (row.first_response_at is not None and row.last_outbound_at is not None
-                   and row.last_inbound_at is not None and row.last_inbound_at > row.last_outbound_at
-                   and row.cycle_start is not None)
-        if waiting and not stopped:
-            due, warn_at = deadline(row.cycle_start, policy.next_response)
-            values["next_response_due"] = due
-            targets.append(_Target("next_response", due, warn_at, True))
-        elif row.next_response_due is not None:
-            # The cycle running at the last refresh has ended: by a reply, or unanswered
-            # by the stop. Late when that came after its due time.
-            end = stop if waiting else row.last_outbound_at
-            if end is not None and end > row.next_response_due:
-                targets.append(_Target("next_response", row.next_response_due, None, False, True))
-
-    if policy.resolution:
-        paused, since = (0.0, None)
-        if policy.pause_when_pending:
-            paused, since = _pause_state(row, trail, calendar, now)
-        values["sla_paused_s"] = int(paused)
-        due, warn_at = deadline(row.created_at, policy.resolution, paused)
-        if stopped:
-            values["resolution_due"] = due
-            targets.append(_Target("resolution", due, warn_at, False,
-                                   due is not None and stop is not None and stop > due))
-        elif since is not None:  # paused: the clock is stopped, no deadline yet
-            targets.append(_Target("resolution", None, None, False))
-        else:
-            values["resolution_due"] = due
-            targets.append(_Target("resolution", due, warn_at, True))
-    return targets, values
-
-
-def _level(target: _Target, now: datetime) -> str | None:
-    if target.late:
-        return "breached"
-    if not target.running or target.due is None:
-        return None
-    if now >= target.due:
-        return "breached"
-    if target.warn_at is not None and now >= target.warn_at:
-        return "warning"
-    return None
-
-
 def refresh(session, conversation_ids: Sequence[int], *, now: datetime, settings,
             sweeping: bool = False) -> dict:
     """Recompute policy, due times, state and sla_next_check_at for these conversations.
@@ -301,33 +191,13 @@ def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: 
                           resolution_due=None, sla_next_check_at=None, sla_paused_s=0)
         else:
             calendar = calendar_for(settings, policy.hours)
-            targets, values = _compute(row, policy, calendar, warning, trails.get(row.id, ()), now)
+            targets, values = compute(row, policy, calendar, warning, trails.get(row.id, ()), now)
             have = marks.get(row.id, set())
-            state = "breached" if any(level == "breached" for _, level in have) else "ok"
-            next_check = None
-            for target in targets:
-                level = _level(target, now)
-                if level == "breached":
-                    state = "breached"
-                elif level == "warning" and state == "ok":
-                    state = "warning"
-                if level is not None and (sweeping or not target.running):
-                    levels = ("warning", "breached") if level == "breached" else ("warning",)
-                    for lv in levels:
-                        if (target.name, lv) in have:
-                            continue
-                        have.add((target.name, lv))
-                        new_marks.append({"conversation_id": row.id, "target": target.name, "level": lv, "at": now})
-                        # Jumping straight to breached records only the breach event.
-                        if lv == level:
-                            announce.append((row, target.name, lv, target.due, target.running))
-                if target.running:
-                    for lv, moment in (("warning", target.warn_at), ("breached", target.due)):
-                        if moment is None or (target.name, lv) in have:
-                            continue
-                        if moment > now or not sweeping:  # not swept yet: due for the next sweep
-                            if next_check is None or moment < next_check:
-                                next_check = moment
+            state, next_check, reached = assess(targets, have, now, sweeping=sweeping)
+            for target, lv, announced in reached:
+                new_marks.append({"conversation_id": row.id, "target": target.name, "level": lv, "at": now})
+                if announced:
+                    announce.append((row, target.name, lv, target.due, target.running))
             values.update(sla_policy=policy.name, sla_state=state, sla_next_check_at=next_check)
         if any(getattr(row, col) != values[col] for col in _SLA_COLUMNS):
             updates.append({"_id": row.id, **{f"_{k}": v for k, v in values.items()}})
@@ -341,7 +211,7 @@ def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: 
     if new_marks:
         inserted = _insert_marks(session, new_marks)
         announce = [a for a in announce if (a[0].id, a[1], a[2]) in inserted]
-        _announce(session, announce, now=now, counts=counts)
+        _announce(session, announce, now=now, counts=counts, settings=settings)
 
 
 def _insert_marks(session, rows: list[dict]) -> set[tuple[int, str, str]]:
@@ -352,8 +222,9 @@ def _insert_marks(session, rows: list[dict]) -> set[tuple[int, str, str]]:
     return {(cid, target, level) for cid, target, level in inserted}
 
 
-def _announce(session, announce: list[tuple], *, now: datetime, counts: dict) -> None:
-    """Events and notifications for newly reached levels (bulk inserts)."""
+def _announce(session, announce: list[tuple], *, now: datetime, counts: dict, settings) -> None:
+    """Events and notifications for newly reached levels (bulk inserts), then the
+    automations `on` sla_warning / sla_breached (SPEC §11)."""
     if not announce:
         return
     event_rows = []
@@ -363,7 +234,17 @@ def _announce(session, announce: list[tuple], *, now: datetime, counts: dict) ->
                            "data": {"target": target, "due": due.isoformat() if due else None}})
         counts["warnings" if level == "warning" else "breaches"] += 1
     session.connection().execute(insert(Event.__table__), event_rows)
+    _notify_levels(session, announce, now=now, counts=counts)
+    if settings.automations:
+        from deskctl.services import automations
 
+        for kind in ("sla_warning", "sla_breached"):
+            ids = [r["conversation_id"] for r in event_rows if r["kind"] == kind]
+            automations.on_events(session, kind, ids, now=now, settings=settings)
+
+
+def _notify_levels(session, announce: list[tuple], *, now: datetime, counts: dict) -> None:
+    """Notifications for newly reached levels: the assignee, else the group's supervisors."""
     # Recipients: the assignee, else the group's supervisors (supervisor or admin members).
     # Only levels the sweep found on running targets: a late reply needs no alert.
     announce = [a for a in announce if a[4]]
@@ -490,7 +371,8 @@ def stop(session, conversation_ids: Sequence[int], *, now: datetime, settings) -
             inserted = _insert_marks(session, [{"conversation_id": row.id, "target": target, "level": lv, "at": now}
                                                for row in late for lv in ("warning", "breached")])
             _announce(session, [(row, target, "breached", row.due, False) for row in late
-                                if (row.id, target, "breached") in inserted], now=now, counts=counts)
+                                if (row.id, target, "breached") in inserted], now=now, counts=counts,
+                      settings=settings)
         conn.execute(update(c.__table__).where(c.id.in_(chunk), c.sla_policy.isnot(None))
                      .values(next_response_due=None, sla_next_check_at=None,
                              sla_state=case((breached, "breached"), else_="ok")))
@@ -520,7 +402,7 @@ def sweep(session, *, now: datetime, settings) -> dict:
 def compact_duration(seconds: float) -> str:
     """2h10m, 35m, 3d4h, 45s: the two largest units."""
     seconds = int(max(seconds, 0))
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size or (unit == "s" and not parts):
             parts.append(f"{seconds // size}{unit}")
@@ -532,7 +414,7 @@ def compact_duration(seconds: float) -> str:
 
 # -- reading -----------------------------------------------------------------------------
 
-def running_late(now) -> dict[str, object]:
+def running_late(now) -> dict[str, ColumnElement[bool]]:
     """Per target, the SQL condition "still running and past its due time at `now`".
 
     `refresh` runs after every change to what the SLA depends on, so the stored due

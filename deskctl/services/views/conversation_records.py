@@ -24,6 +24,7 @@ from deskctl.models import (
     Watcher,
 )
 from deskctl.services.sla import deadlines as sla
+from deskctl.services.sla.core import TARGETS
 
 BATCH = 1000
 
@@ -137,7 +138,7 @@ def records_for_ids(session, ids: Sequence[int], now: datetime | None = None) ->
     by_id = {}
     for row in rows:
         conv = row  # the conversation's own columns, by name
-        late_now = [t for t in sla.TARGETS if getattr(row, f"late_{t}")]
+        late_now = [t for t in TARGETS if getattr(row, f"late_{t}")]
         # One list, one state: the marks plus what is running late at `now`.
         late = sorted(set(breached.get(conv.id, ())) | set(late_now))
         by_id[conv.id] = {

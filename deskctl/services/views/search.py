@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, literal_column, select, text, union_all
+from sqlalchemy import ColumnClause, bindparam, func, literal_column, select, text, union_all
 from sqlalchemy.orm import aliased
 
 from deskctl.errors import UsageError
@@ -45,7 +45,7 @@ class Term:
 def parse(query: str) -> list[Term]:
     """The terms of a query; a query with no word at all is a usage error."""
     if query.count('"') % 2:
-        raise UsageError(f"invalid --query {query!r}: a phrase quote is not closed")
+        raise UsageError(f"invalid search text {query!r}: a phrase quote is not closed", option="query")
     terms = []
     for phrase, bare in _CHUNK.findall(query):
         chunk = phrase if phrase else bare
@@ -54,7 +54,7 @@ def parse(query: str) -> list[Term]:
         if words:
             terms.append(Term(words, prefix))
     if not terms:
-        raise UsageError(f"invalid --query {query!r}: no word to search for")
+        raise UsageError(f"invalid search text {query!r}: no word to search for", option="query")
     return terms
 
 
@@ -104,13 +104,13 @@ def documents(term: Term, dialect: str):
 
 # Constants written into the SQL, not bound: PostgreSQL uses an expression index only for
 # a query expression equal to the indexed one, and migration 0004 indexes these.
-_SIMPLE = literal_column("'simple'::regconfig")
-_EMPTY = literal_column("''")
-_SPACE = literal_column("' '")
+_SIMPLE: ColumnClause[str] = literal_column("'simple'::regconfig")
+_EMPTY: ColumnClause[str] = literal_column("''")
+_SPACE: ColumnClause[str] = literal_column("' '")
 
 
-_PUNCT = literal_column("'[[:punct:]]+'")
-_GLOBAL = literal_column("'g'")
+_PUNCT: ColumnClause[str] = literal_column("'[[:punct:]]+'")
+_GLOBAL: ColumnClause[str] = literal_column("'g'")
 
 
 def tsvector(document):
