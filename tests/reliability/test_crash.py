@@ -124,10 +124,8 @@ def _poll_maildir(tmp_path, name: str, prefix: str):
     return root
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_kill_9_during_mail_poll_stores_every_mail_exactly_once(desk, tmp_path):
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
     warm = _poll_maildir(tmp_path, "warm", "warm")
     root = _poll_maildir(tmp_path, "Maildir", "poll")
     small_batches = tmp_path / "batches"
