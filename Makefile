@@ -46,8 +46,12 @@ demo: install ## Build a sample SQLite desk (desk.db) and show it working
 	@DESKCTL_USER=admin $(DESKCTL) --db sqlite:///$(DEMO_DB) report volume --by week --since 30d --format table
 	@echo; echo "Try it yourself: export DESKCTL_DATABASE_URL=sqlite:///$(DEMO_DB) DESKCTL_USER=admin; $(DESKCTL) --help"
 
+# Bytecode is cached for the tests even where PYTHONDONTWRITEBYTECODE is set: else each
+# pytest worker rewrites and compiles every test module, and each `deskctl` process the
+# tests start recompiles whatever changed since the install (a merge, an edit).
 test: lint ## Lint, then every test on SQLite and PostgreSQL
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	$(PY) -m compileall -q deskctl
+	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: install-test ## ruff, import contracts, mypy on the lower layers, migrations match models, CLI reference up to date
 	$(VENV)/bin/ruff check deskctl tests bench
@@ -66,8 +70,8 @@ bench: install-test ## Benchmarks on SQLite (BENCH_N conversations); figures and
 bench-pg: install-test ## Benchmarks on PostgreSQL (DESKCTL_TEST_POSTGRES_URL)
 	$(PY) -m bench.run --engine postgresql --n $(BENCH_N)
 
-stress: install-test ## The reliability suite at full size
-	DESKCTL_STRESS=1 $(PY) -m pytest -n 2 tests/reliability $(PYTEST_ARGS)
+stress: install-test ## The concurrency and reliability suites at full size
+	PYTHONDONTWRITEBYTECODE= DESKCTL_STRESS=1 $(PY) -m pytest -n 2 tests/concurrency tests/reliability $(PYTEST_ARGS)
 
 clean: ## Remove the virtualenv, caches and the demo desk
 	rm -rf $(VENV) .pytest_cache .ruff_cache $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm

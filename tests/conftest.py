@@ -1,7 +1,9 @@
 """Test harness: every test that uses `desk` runs on SQLite and on PostgreSQL.
 
-The schema is built by running the migrations, once per engine per test session; each
-test then gets a clean database (a copied SQLite file, or truncated PostgreSQL tables).
+The schema is built by running the migrations, and the small directory of `seeded` made,
+once per engine per test session (per xdist worker); each test then starts from one of
+those two states (a copied SQLite file, or a reset PostgreSQL database: see Database and
+docs/development.md).
 """
 
 from __future__ import annotations
@@ -50,98 +52,112 @@ def _pg_available(url: str) -> str | None:
         return str(exc).splitlines()[0]
 
 
-def _capture(engine) -> dict[str, list[dict]]:
-    """Every row of every non-empty table, by table name."""
-    from deskctl.db.base import Base
-
-    out = {}
-    with engine.connect() as conn:
-        for table in Base.metadata.sorted_tables:
-            rows = [dict(r._mapping) for r in conn.execute(table.select())]
-            if rows:
-                out[table.name] = rows
-    return out
-
-
 class Database:
-    """One migrated database per engine for the whole test session."""
+    """The databases of one engine for one test session (per xdist worker).
+
+    Migrated once, and seeded once with the directory of tests.factories.seed_directory
+    (made through the CLI); each test then starts from one of the two states, `empty` or
+    `seeded`:
+
+    - SQLite: two template files, and each test gets a copy of one (`fresh`).
+    - PostgreSQL: one database for the session, put back in the state the test asks for
+      in one transaction: every row deleted, the sequences that moved set back, the seed
+      rows inserted again. `CREATE DATABASE ... TEMPLATE` per test (as bench/run.py does
+      for its scratch copies) was measured and is slower here: a copy takes 0.1-0.4 s,
+      and each DROP DATABASE forces a checkpoint of the whole server (0.5-6 s on a busy
+      machine), which every other test session on the server waits for as well.
+      TRUNCATE makes new files for every table and index (0.3-0.8 s); this takes 0.02-0.2 s.
+    """
 
     def __init__(self, engine_name: str, tmp_root: Path):
         from deskctl.db.engine import make_engine
         from deskctl.db.migrate import upgrade
 
         self.engine_name = engine_name
-        self.seed_rows: dict[str, list[dict]] | None = None
+        self.tmp_root = tmp_root
         if engine_name == "sqlite":
-            self.template = tmp_root / "template.db"
-            engine = make_engine(f"sqlite:///{self.template}")
+            self.templates = {"empty": tmp_root / "empty.db"}
+            engine = make_engine(f"sqlite:///{self.templates['empty']}")
             upgrade(engine)
             engine.dispose()
-        else:
-            admin = _pg_admin_url()
-            problem = _pg_available(admin)
-            if problem:
-                message = f"PostgreSQL not reachable at DESKCTL_TEST_POSTGRES_URL ({admin}): {problem}"
-                if os.environ.get("CI", "").lower() == "true":
-                    pytest.fail(message + " (CI=true: PostgreSQL tests must run)")
-                pytest.skip(message)
-            import psycopg
+            return
+        admin = _pg_admin_url()
+        problem = _pg_available(admin)
+        if problem:
+            message = f"PostgreSQL not reachable at DESKCTL_TEST_POSTGRES_URL ({admin}): {problem}"
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(message + " (CI=true: PostgreSQL tests must run)")
+            pytest.skip(message)
+        import psycopg
 
-            self.pg_name = f"deskctl_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-            self.admin_plain = admin.replace("postgresql+psycopg://", "postgresql://")
-            with psycopg.connect(self.admin_plain, autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{self.pg_name}"')
-            base, _, _ = admin.rpartition("/")
-            self.url = f"{base}/{self.pg_name}"
-            self.engine = make_engine(self.url)
-            upgrade(self.engine)
-            from sqlalchemy import inspect
+        self.pg_name = f"deskctl_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        self.admin_plain = admin.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(self.admin_plain, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{self.pg_name}"')
+            # A throwaway database: a commit need not wait for its WAL to reach the disk
+            # (it is visible to every other session at once all the same; only a crash of
+            # the server itself could lose it).
+            conn.execute(f'ALTER DATABASE "{self.pg_name}" SET synchronous_commit = off')
+        self.url = f"{admin.rpartition('/')[0]}/{self.pg_name}"
+        self.engine = make_engine(self.url)
+        upgrade(self.engine)
+        self.seed_rows: dict[str, list[dict]] | None = None
 
-            self.tables = [t for t in inspect(self.engine).get_table_names() if t != "alembic_version"]
-
-    def fresh(self, tmp_path: Path) -> str:
-        """A clean, migrated database for one test; returns its URL."""
+    def fresh(self, tmp_path: Path, kind: str = "empty") -> str:
+        """A migrated database for one test, `empty` or `seeded`; returns its URL."""
         if self.engine_name == "sqlite":
             target = tmp_path / "desk.db"
-            shutil.copyfile(self.template, target)
+            if kind not in self.templates:
+                self._seed_sqlite()
+            shutil.copyfile(self.templates[kind], target)
             return f"sqlite:///{target}"
-        from sqlalchemy import text
-
-        with self.engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(self.tables)} RESTART IDENTITY CASCADE"))
+        if kind == "seeded" and self.seed_rows is None:
+            self._seed_postgresql()
+        self._reset(self.seed_rows if kind == "seeded" else {})
         return self.url
 
-    def seed(self, desk: Desk) -> None:
-        """Give `desk` (fresh) the directory of tests.factories.seed_directory. It is built
-        by the CLI once per engine per session, then restored per test: a file copy on
-        SQLite, the captured rows on PostgreSQL (nine CLI calls per test before)."""
-        if self.seed_rows is None:
-            from tests.factories import seed_directory
+    def _seed_sqlite(self) -> None:
+        from tests.factories import seed_directory
 
-            seed_directory(desk)
-            desk.close()
-            if self.engine_name == "sqlite":
-                self.seeded_template = self.template.with_name("seeded.db")
-                shutil.copyfile(desk.url.removeprefix("sqlite:///"), self.seeded_template)
-            self.seed_rows = _capture(desk.engine)
-            desk.close()
-            return
-        if self.engine_name == "sqlite":
-            shutil.copyfile(self.seeded_template, desk.url.removeprefix("sqlite:///"))
-            return
+        path = self.tmp_root / "seeded.db"
+        shutil.copyfile(self.templates["empty"], path)
+        desk = Desk(f"sqlite:///{path}", "sqlite", self.tmp_root)
+        seed_directory(desk)
+        desk.close()
+        self.templates["seeded"] = path
+
+    def _seed_postgresql(self) -> None:
+        from deskctl.db.base import Base
+        from tests.factories import seed_directory
+
+        self._reset({})
+        desk = Desk(self.url, "postgresql", self.tmp_root)
+        seed_directory(desk)
+        desk.close()
+        with self.engine.connect() as conn:
+            self.seed_rows = {table.name: rows for table in Base.metadata.sorted_tables
+                              if (rows := [dict(r._mapping) for r in conn.execute(table.select())])}
+
+    def _reset(self, rows: dict[str, list[dict]]) -> None:
+        """Every row deleted, every sequence back at its start, then `rows` inserted (ids
+        kept, their sequences moved past them): one transaction, one commit."""
         from sqlalchemy import text
 
         from deskctl.db.base import Base
 
-        with desk.engine.begin() as conn:
+        with self.engine.begin() as conn:
+            # One round trip; children before parents, so no foreign key is left dangling.
+            conn.exec_driver_sql("".join(f'DELETE FROM "{table.name}";'
+                                         for table in reversed(Base.metadata.sorted_tables))
+                                 + "SELECT setval(quote_ident(schemaname) || '.' || quote_ident(sequencename), "
+                                 "start_value, false) FROM pg_sequences "
+                                 "WHERE schemaname = current_schema() AND last_value IS NOT NULL")
             for table in Base.metadata.sorted_tables:
-                rows = self.seed_rows.get(table.name)
-                if not rows:
-                    continue
-                conn.execute(table.insert(), rows)
-                if "id" in table.c and table.c.id.autoincrement:  # ids restored: move the sequence past them
-                    conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
-                                      f"(SELECT max(id) FROM {table.name}))"))
+                if table.name in rows:
+                    conn.execute(table.insert(), rows[table.name])
+                    if "id" in table.c and table.c.id.autoincrement:
+                        conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                                          f"(SELECT max(id) FROM {table.name}))"))
 
     def close(self) -> None:
         if self.engine_name == "postgresql":
@@ -207,6 +223,7 @@ class Desk:
         # runs with the ordinary lookup and the default (override off).
         self.replay = True
         self._engine = None
+        self._tables: list[str] | None = None
 
     def replay_config(self) -> Path:
         path = self.tmp_path / "replay-desk.yaml"
@@ -277,7 +294,9 @@ class Desk:
 
         out = []
         with self.engine.connect() as conn:
-            for table in sorted(inspect(conn).get_table_names()):
+            if self._tables is None:  # the schema does not change within a test
+                self._tables = sorted(inspect(conn).get_table_names())
+            for table in self._tables:
                 rows = conn.execute(text(f'SELECT * FROM "{table}" ORDER BY 1')).all()
                 out.append((table, [tuple(r) for r in rows]))
         return out
@@ -288,15 +307,18 @@ class Desk:
 
 
 @pytest.fixture
-def desk(database, tmp_path) -> Desk:
-    d = Desk(database.fresh(tmp_path), database.engine_name, tmp_path)
+def desk(database, tmp_path, request) -> Desk:
+    """A fresh migrated database of its own for the test; seeded (see `seeded`) when the
+    test asks for `seeded` too."""
+    kind = "seeded" if "seeded" in request.fixturenames else "empty"
+    d = Desk(database.fresh(tmp_path, kind), database.engine_name, tmp_path)
     yield d
     d.close()
 
 
 @pytest.fixture
-def seeded(desk, database) -> Desk:
+def seeded(desk) -> Desk:
     """A small directory: root (admin), carol (supervisor, paris), alice and bob (agents,
-    paris: billing / support), dave (agent, lyon: sales); everyone available."""
-    database.seed(desk)
+    paris: billing / support), dave (agent, lyon: sales); everyone available. The database
+    is a copy of a template seeded once per session (see Database)."""
     return desk

@@ -214,22 +214,36 @@ def test_short_work_shows_no_bar_even_on_a_terminal(desk):
 # -- completion of values (Click's shell_complete) -------------------------------------
 
 
-def _complete(line: str, env: dict | None = None) -> list[str]:
-    """What bash completion offers for the last word of `line` (the env var protocol)."""
+def _complete(line: str, env: dict | None = None, *, real: bool = False) -> list[str]:
+    """What bash completion offers for the last word of `line` (the env var protocol):
+    `deskctl.cli:main` in-process, as for every other command here; `real` runs it as the
+    shell does, `python -m deskctl` in a process of its own."""
     words = line.split(" ")
-    full_env = {key: value for key, value in os.environ.items() if not key.startswith("DESKCTL_")}
-    full_env.update(env or {})
-    full_env.update(_DESKCTL_COMPLETE="bash_complete", COMP_WORDS=line, COMP_CWORD=str(len(words) - 1))
-    result = subprocess.run([sys.executable, "-m", "deskctl"], env=full_env, capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == 0 and result.stderr == "", result
-    return [line.partition(",")[2] for line in result.stdout.splitlines() if line]
+    protocol = {"_DESKCTL_COMPLETE": "bash_complete", "COMP_WORDS": line, "COMP_CWORD": str(len(words) - 1)}
+    if real:
+        full_env = {key: value for key, value in os.environ.items() if not key.startswith("DESKCTL_")}
+        full_env.update(env or {})
+        full_env.update(protocol)
+        result = subprocess.run([sys.executable, "-m", "deskctl"], env=full_env, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0 and result.stderr == "", result
+        stdout = result.stdout
+    else:
+        from click.testing import CliRunner
+
+        from deskctl.cli import cli
+
+        unset = {key: None for key in os.environ if key.startswith("DESKCTL_")}
+        result = CliRunner().invoke(cli, [], prog_name="deskctl", env={**unset, **(env or {}), **protocol})
+        assert result.exit_code == 0 and result.stderr == "", (result, result.stderr, result.exception)
+        stdout = result.stdout
+    return [line.partition(",")[2] for line in stdout.splitlines() if line]
 
 
 def test_completion_of_fixed_vocabularies(tmp_path):
     # No database file (its directory exists: a missing one is a configuration error).
     env = {"DESKCTL_DATABASE_URL": f"sqlite:///{tmp_path / 'none.db'}"}
-    assert _complete("deskctl list --status ", env) == ["new", "open", "pending", "resolved", "closed"]
+    assert _complete("deskctl list --status ", env, real=True) == ["new", "open", "pending", "resolved", "closed"]
     assert _complete("deskctl list --status new,p", env) == ["new,pending"]
     assert _complete("deskctl close 3 --priority u", env) == ["urgent"]
     assert _complete("deskctl list --priority ", env) == ["low", "medium", "high", "urgent"]
@@ -255,7 +269,7 @@ def test_completion_of_names_from_the_database(seeded):
     seeded.ok("template", "add", "goodbye", "Bye", "--personal", as_="alice")
     seeded.ok("template", "add", "private", "Mine", "--personal", as_="bob")
     env = {"DESKCTL_DATABASE_URL": seeded.url, "DESKCTL_USER": "alice"}
-    assert _complete("deskctl list --group ", env) == ["billing", "sales", "support"]
+    assert _complete("deskctl list --group ", env, real=True) == ["billing", "sales", "support"]
     assert _complete("deskctl list --assignee ", env) == ["alice", "bob", "carol", "dave", "root"]
     assert _complete("deskctl claim 3 --as c", env) == ["carol"]
     assert _complete("deskctl --as r", env) == ["root"]

@@ -92,31 +92,3 @@ def test_new_refreshes_the_sla_of_the_new_conversation(seeded, monkeypatch):
     monkeypatch.setattr(sla, "refresh", lambda session, ids, **kw: calls.append(list(ids)))
     [conv] = seeded.json("new", "--channel", "chat", "--contact", "lea@example.fr", "hello", as_="alice")
     assert calls and all(ids == [conv["id"]] for ids in calls)
-
-
-WORKER = """
-import json, sys
-from click.testing import CliRunner
-from deskctl.cli import cli
-url, user, n = sys.argv[1:4]
-codes = []
-for i in range(int(n)):
-    result = CliRunner().invoke(cli, ["new", "--channel", "phone", "--contact", f"caller{i}@example.org",
-                                      f"call {i} taken by {user}"],
-                                env={"DESKCTL_DATABASE_URL": url, "DESKCTL_USER": user})
-    codes.append(result.exit_code)
-print(json.dumps(codes))
-"""
-
-
-def test_concurrent_new_for_the_same_unknown_email_creates_one_contact(seeded):
-    import subprocess
-    import sys
-
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, seeded.url, user, "5"], stdout=subprocess.PIPE,
-                              text=True) for user in ("alice", "bob", "carol")]
-    codes = [c for p in procs for c in json.loads(p.communicate(timeout=300)[0])]
-    assert codes == [0] * 15
-    assert seeded.scalar("SELECT count(*) FROM contacts") == 5
-    assert seeded.scalar("SELECT count(*) FROM conversations") == 15
-    assert seeded.scalar("SELECT count(DISTINCT contact_id) FROM conversations") == 5

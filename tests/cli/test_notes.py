@@ -139,53 +139,6 @@ def test_note_output_formats(seeded):
     assert "plain" in seeded.ok("note", cid, "plain", as_="alice", fmt="table").stdout
 
 
-WORKER = """
-import json, sys
-from click.testing import CliRunner
-from deskctl.cli import cli
-url, user, verb, target, n = sys.argv[1:6]
-codes = []
-for i in range(int(n)):
-    args = ["note", target, f"{user} {i}"] if verb == "add" else ["note", "edit", target, f"{user} {i}"]
-    result = CliRunner().invoke(cli, args, env={"DESKCTL_DATABASE_URL": url, "DESKCTL_USER": user})
-    codes.append(result.exit_code)
-print(json.dumps(codes))
-"""
-
-
-def _run_workers(desk, verb, target, users, n):
-    import subprocess
-    import sys
-
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, desk.url, user, verb, str(target), str(n)],
-                              stdout=subprocess.PIPE, text=True) for user in users]
-    return [json.loads(p.communicate(timeout=300)[0]) for p in procs]
-
-
-def test_concurrent_notes_and_edits_lose_nothing(seeded):
-    cid = make_conversation(seeded)
-    # Concurrent adds on one conversation: a note changes no conversation state, so none
-    # of them may lose a race (no exit 4), and every one is stored with its event.
-    codes = _run_workers(seeded, "add", cid, ["alice", "bob", "carol"], 8)
-    assert all(code == 0 for per_worker in codes for code in per_worker), codes
-    assert seeded.scalar("SELECT count(*) FROM notes") == 24
-    assert seeded.scalar("SELECT count(*) FROM events WHERE kind = 'note_added'") == 24
-    # Concurrent edits of one note: applied one after the other; versions are 1..N with
-    # no gap or duplicate, and each event's previous text is the version before it.
-    [note] = seeded.json("note", cid, "v1", as_="alice")
-    codes = _run_workers(seeded, "edit", note["id"], ["alice", "carol", "root"], 6)
-    assert all(code == 0 for per_worker in codes for code in per_worker), codes
-    versions = [r["text"] for r in seeded.rows(
-        "SELECT text FROM note_versions WHERE note_id = :n ORDER BY version", n=note["id"])]
-    assert len(versions) == 19 and versions[0] == "v1"
-    assert [r["version"] for r in seeded.rows(
-        "SELECT version FROM note_versions WHERE note_id = :n ORDER BY version", n=note["id"])] == list(range(1, 20))
-    chain = [_data(r["data"]) for r in seeded.rows(
-        "SELECT data FROM events WHERE kind = 'note_edited' ORDER BY id")]
-    assert [(e["previous_text"], e["text"]) for e in chain] == list(zip(versions, versions[1:], strict=False))
-    assert seeded.scalar("SELECT text FROM notes WHERE id = :n", n=note["id"]) == versions[-1]
-
-
 def test_note_ids_beyond_the_id_column_are_not_found(seeded):
     assert seeded.run("note", "edit", "99999999999", "x").exit_code == 3
     assert seeded.run("note", "delete", "999999999999999999").exit_code == 3

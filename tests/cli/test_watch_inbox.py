@@ -99,40 +99,6 @@ def test_inbox_of_another_user_needs_supervisor(seeded):
     assert empty.exit_code == 0 and empty.json() == [] and "empty" in empty.stderr
 
 
-WORKER = """
-import json, sys
-from click.testing import CliRunner
-from deskctl.cli import cli
-url, user, verb, ids = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].split(",")
-codes = []
-for cid in ids:
-    result = CliRunner().invoke(cli, [verb, cid], env={"DESKCTL_DATABASE_URL": url, "DESKCTL_USER": user})
-    codes.append(result.exit_code)
-print(json.dumps(codes))
-"""
-
-
-def _race(desk, verb, ids, workers=3):
-    import subprocess
-    import sys
-
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, desk.url, "alice", verb, ",".join(map(str, ids))],
-                              stdout=subprocess.PIPE, text=True) for _ in range(workers)]
-    return [code for p in procs for code in json.loads(p.communicate(timeout=300)[0])]
-
-
-def test_concurrent_watch_and_unwatch_are_idempotent(seeded):
-    ids = [make_conversation(seeded) for _ in range(8)]
-    codes = _race(seeded, "watch", ids)
-    assert codes == [0] * 24  # no "changed by someone else" for a watch race
-    assert seeded.scalar("SELECT count(*) FROM watchers") == 8
-    assert len(_events(seeded, "watched")) == 8  # one event per conversation, never two
-    codes = _race(seeded, "unwatch", ids)
-    assert codes == [0] * 24
-    assert seeded.scalar("SELECT count(*) FROM watchers") == 0
-    assert len(_events(seeded, "unwatched")) == 8
-
-
 # -- watchers hear about activity ------------------------------------------------------------
 
 def _notifications(desk, like: str):

@@ -1,42 +1,19 @@
 """Separate processes routing the same backlog at once (SPEC §10): no conversation is
 given to two agents, no agent goes over capacity, and no pass fails (no deadlock).
 
-Each worker is its own Python process running routing passes, each in its own App,
-engine and transaction, as concurrent `route` job runs (cron and daemon) and
-`availability set available` would; the job runner's own lock is bypassed on purpose,
-so the passes really overlap and only the database guards them. A second test races
+Each worker (tests/concurrency/worker.py) is its own Python process running routing
+passes, each in its own App, engine and transaction, as concurrent `route` job runs (cron
+and daemon) and `availability set available` would; the job runner's own lock is bypassed
+on purpose, so the passes really overlap and only the database guards them. A second test races
 real `deskctl availability set available` processes against `deskctl next`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections import Counter
 
+from tests.concurrency import worker
 from tests.factories import make_conversation
-
-DRIVER = r"""
-import json, os, sys
-from deskctl.app import App
-from deskctl.services.conversations import routing
-passes, out_path = int(sys.argv[1]), sys.argv[2]
-results = []
-for _ in range(passes):
-    app = App(db_url=os.environ["DESKCTL_DATABASE_URL"], config_file=os.environ["DESKCTL_CONFIG"])
-    try:
-        with app.transaction() as session:
-            counts = routing.route(session, now=app.now(), settings=app.settings)
-        results.append({"ok": True, "counts": counts})
-    except Exception as exc:  # recorded: the test fails on any
-        results.append({"ok": False, "error": repr(exc)[:300]})
-    finally:
-        app.close()
-with open(out_path, "w") as fh:
-    json.dump(results, fh)
-"""
 
 CAPACITY = 3
 
@@ -47,18 +24,8 @@ def _config(desk, mode):
     return path
 
 
-def _env(desk, config, handle="root"):
-    env = dict(os.environ)
-    env.update(DESKCTL_DATABASE_URL=desk.url, DESKCTL_USER=handle, DESKCTL_CONFIG=str(config), DESKCTL_FORMAT="ids")
-    env.pop("DESKCTL_NOW", None)
-    return env
-
-
 def _agents(desk, n, state="available"):
-    handles = [f"router{i}" for i in range(n)]
-    for handle in handles:
-        desk.ok("user", "add", handle, "--location", "paris", "--group", "billing")
-        desk.ok("availability", "set", state, as_=handle)
+    handles = worker.agents(desk, "router", n, state=state)
     # alice and carol (billing too) stay out of the count
     for other in ("alice", "carol"):
         desk.ok("availability", "set", "away", "--user", other, as_="carol")
@@ -76,7 +43,7 @@ def _check(desk, handles, conversations):
     return loads
 
 
-def test_concurrent_route_passes_never_double_assign_nor_exceed_capacity(seeded, tmp_path):
+def test_concurrent_route_passes_never_double_assign_nor_exceed_capacity(seeded):
     workers, agents, waiting, passes = (
         (6, 12, 60, 12) if seeded.engine_name == "postgresql" else (3, 6, 30, 6))
     handles = _agents(seeded, agents, state="away")
@@ -87,17 +54,10 @@ def test_concurrent_route_passes_never_double_assign_nor_exceed_capacity(seeded,
 
     with seeded.engine.begin() as conn:
         conn.execute(text("UPDATE users SET availability = 'available' WHERE handle LIKE 'router%'"))
-    procs = []
-    for n in range(workers):
-        out = tmp_path / f"route{n}.json"
-        procs.append((out, subprocess.Popen([sys.executable, "-c", DRIVER, str(passes), str(out)],
-                                            env=_env(seeded, config), stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE)))
+    passes_of = worker.run(seeded, {f"route{n}": ("root", [{"route": True, "repeat": passes}])
+                                    for n in range(workers)}, timeout=600, DESKCTL_CONFIG=config, DESKCTL_FORMAT="ids")
     total = 0
-    for out, proc in procs:
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err.decode()[-2000:]
-        results = json.loads(out.read_text())
+    for results in passes_of.values():
         assert all(r["ok"] for r in results), [r for r in results if not r["ok"]]
         total += sum(r["counts"]["routed"] for r in results)
     loads = _check(seeded, handles, ids)
@@ -111,18 +71,17 @@ def _check_routers(desk):
         "WHERE c.status = 'open' AND u.handle LIKE 'router%'"))
 
 
-def test_agents_becoming_available_race_next_without_double_assignment(seeded, tmp_path):
+def test_agents_becoming_available_race_next_without_double_assignment(seeded):
     """Real `python -m deskctl availability set available` processes (each routes at
     once) racing `python -m deskctl next` by an agent already available."""
     handles = _agents(seeded, 4, state="away")
     ids = [make_conversation(seeded, with_message=False) for _ in range(30)]
     config = _config(seeded, "assign")
     seeded.ok("availability", "set", "available", as_="alice")
-    procs = [subprocess.Popen([sys.executable, "-m", "deskctl", "availability", "set", "available"],
-                              env=_env(seeded, config, h), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for h in handles]
-    nexts = [subprocess.Popen([sys.executable, "-m", "deskctl", "next"], env=_env(seeded, config, "alice"),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    procs = [worker.deskctl(seeded, "availability", "set", "available", user=h, DESKCTL_CONFIG=config,
+                            DESKCTL_FORMAT="ids") for h in handles]
+    nexts = [worker.deskctl(seeded, "next", user="alice", DESKCTL_CONFIG=config, DESKCTL_FORMAT="ids")
+             for _ in range(3)]
     for proc in procs + nexts:
         _, err = proc.communicate(timeout=300)
         assert proc.returncode in (0, 3), err.decode()[-2000:]

@@ -21,6 +21,8 @@ import random
 import subprocess
 import time
 
+import pytest
+
 from tests.reliability.conftest import (
     bulk_conversations,
     deskctl_argv,
@@ -55,10 +57,8 @@ def _check(desk, ids, completed):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_kill_9_during_bulk_transfer_leaves_each_conversation_moved_or_untouched(desk, tmp_path):
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
     ids = bulk_conversations(desk, N, assignee="alice", status="open")
     rng = random.Random(8)
     completed = 0
@@ -124,10 +124,8 @@ def _poll_maildir(tmp_path, name: str, prefix: str):
     return root
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_kill_9_during_mail_poll_stores_every_mail_exactly_once(desk, tmp_path):
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
     warm = _poll_maildir(tmp_path, "warm", "warm")
     root = _poll_maildir(tmp_path, "Maildir", "poll")
     small_batches = tmp_path / "batches"

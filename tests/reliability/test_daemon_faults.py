@@ -64,9 +64,6 @@ def _arrange(desk, config, n_boomerang, n_sla):
 
     from deskctl.config import load_settings
     from deskctl.services.sla import deadlines as sla
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
     rng = random.Random(20)
     boomerangs = bulk_conversations(desk, n_boomerang, assignee="alice", status="pending")
     with desk.engine.begin() as conn:
@@ -104,6 +101,7 @@ def _check_exports(export_dir, days):
     return complete
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_kill_9_and_restart_across_three_days_does_every_job_exactly_once(desk):
     config, export_dir = _configure(desk)
     boomerangs, slas = _arrange(desk, config, size(60, 500), size(60, 500))
@@ -159,6 +157,7 @@ def test_kill_9_and_restart_across_three_days_does_every_job_exactly_once(desk):
 
 
 @pytest.mark.postgres_only
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_two_daemons_side_by_side_never_run_a_job_twice(desk):
     if desk.engine_name != "postgresql":
         pytest.skip("PostgreSQL: database-level job locks between daemons")
@@ -255,13 +254,11 @@ class _Proxy:
         self.server.close()
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_database_down_under_a_running_daemon_is_survived(desk):
     if desk.engine_name != "postgresql":
         pytest.skip("needs a network database to cut")
     config, _ = _configure(desk, every="1s")
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
     proxy = _Proxy()
     try:
         url = desk.url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{proxy.port}/")

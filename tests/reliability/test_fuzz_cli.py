@@ -114,9 +114,6 @@ def invocation(draw, name):
 
 
 def _arrange(desk):
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
     for i in range(4):
         make_conversation(desk, subject=f"=cmd|' /C calc'!A{i}", assignee="alice" if i % 2 else None,
                           status="open" if i % 2 else "new", group="billing" if i < 3 else "sales",
@@ -132,6 +129,7 @@ CALLS = {"n": 0, "failing": 0}
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[n])) if n in KNOWN_BUGS else n
     for n in COMMAND_NAMES])
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_fuzzed_invocations_exit_cleanly_and_change_nothing_on_failure(desk, name):
     if _command(name) is None:
         pytest.skip(f"not built yet: deskctl {name}")

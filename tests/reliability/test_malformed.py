@@ -36,12 +36,6 @@ def _run_measured(desk, *args, stdin=None):
     return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), peak_mb
 
 
-def _seed(desk):
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
-
-
 def _nul(raw: bytes) -> bool:
     return b"\x00" in raw or b"\\u0000" in raw
 
@@ -54,21 +48,23 @@ def _surrogate(raw: bytes) -> bool:
     return b"\\ud8" in raw or b"\\udc" in raw
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_broken_mail_corpus_is_stored_or_quarantined_never_lost(desk):
     _check_mail_corpus(desk, [(n, raw) for n, raw in broken_mails(big_bytes=BIG)
                               if not _nul(raw) and not _long_sender(raw)])
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_a_mail_from_an_oversized_address_is_stored_or_quarantined(desk):
     _check_mail_corpus(desk, [(n, raw) for n, raw in broken_mails(big_bytes=1024) if _long_sender(raw)])
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_mails_with_nul_bytes_are_stored_or_quarantined(desk):
     _check_mail_corpus(desk, [(n, raw) for n, raw in broken_mails(big_bytes=1024) if _nul(raw)])
 
 
 def _check_mail_corpus(desk, corpus):
-    _seed(desk)
     maildir = desk.tmp_path / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (maildir / sub).mkdir(parents=True)
@@ -103,8 +99,8 @@ def _check_mail_corpus(desk, corpus):
           f"peak RSS {peak_mb:.0f} MB")
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_each_broken_mail_on_stdin_exits_0_or_65_like_an_mta_expects(desk):
-    _seed(desk)
     corpus = [item for i, item in enumerate(broken_mails(seed=9, big_bytes=64 * 1024))
               if i % 4 == 0 and not _nul(item[1]) and not _long_sender(item[1])]
     runner = CliRunner()
@@ -125,24 +121,27 @@ def test_each_broken_mail_on_stdin_exits_0_or_65_like_an_mta_expects(desk):
             assert quarantined == 0 and (stored == 1 or record["action"] == "duplicate"), (name, record)
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_broken_json_lines_quarantined_by_line_and_good_lines_kept(desk):
     _check_json_corpus(desk, [line for line in broken_json_lines() if not _nul(line) and not _surrogate(line)])
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_json_lines_with_nul_are_stored_or_quarantined(desk):
     _check_json_corpus(desk, [line for line in broken_json_lines() if _nul(line)])
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_json_lines_with_lone_surrogates_are_quarantined(desk):
     _check_json_corpus(desk, [line for line in broken_json_lines() if _surrogate(line)])
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_deeply_nested_json_lines_are_quarantined_too(desk):
     _check_json_corpus(desk, broken_json_lines(deep=True))
 
 
 def _check_json_corpus(desk, bad):
-    _seed(desk)
     good = [json.dumps({"channel": "chat", "thread": f"ok-{i}", "id": f"ok-{i}", "at": "2026-11-20T10:02:00Z",
                         "from": {"name": "Léa", "email": f"lea{i}@example.fr"}, "text": "Bonjour"}).encode()
             for i in range(10)]
@@ -178,12 +177,12 @@ def test_corpus_size_meets_the_issue():
     assert len(broken_mails(big_bytes=1024)) + len(broken_json_lines()) >= 200
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_mails_whose_decoding_makes_lone_surrogates_are_stored_or_quarantined(desk):
     """Undecodable header bytes come out of the parser as surrogateescape characters,
     and a UTF-7 part can decode to a lone surrogate: neither may reach the database
     (UnicodeEncodeError, exit 1). Bodies and 8-bit headers are stored with U+FFFD; an
     encoded word the stdlib header parser refuses is quarantined with the reason."""
-    _seed(desk)
     mails = [
         b"From: \xff\xfe\x80 <s1@example.fr>\r\nSubject: \xc3\x28 \xff\r\nMessage-ID: <s1@x>\r\n\r\nbody\r\n",
         b"From: s2@example.fr\r\nSubject: s2\r\nMessage-ID: <s2@x>\r\n"
@@ -208,8 +207,8 @@ def test_mails_whose_decoding_makes_lone_surrogates_are_stored_or_quarantined(de
     assert bytes(held["raw"]) == mails[2] and "UnicodeEncodeError" in held["reason"]
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_nul_is_removed_from_stored_text_the_same_on_both_engines(desk):
-    _seed(desk)
     line = json.dumps({"channel": "chat", "thread": "nul-1", "id": "nul-1", "text": "nul\u0000byte",
                        "from": {"name": "L\u0000éa", "email": "nul@example.fr"}}).encode()
     result = desk.run("ingest", "jsonl", "-", "--format", "jsonl", input=line + b"\n")

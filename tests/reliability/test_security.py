@@ -35,9 +35,6 @@ def _formula_cells(text: str, delimiter: str) -> list[str]:
 
 
 def _evil_desk(desk):
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
     desk.ok("user", "add", "mallory", "--name", EVIL[0], "--email", "mallory@desk.example", "--location", "paris",
             "--group", "billing")
     cids = []
@@ -69,6 +66,7 @@ def _listings(cids):
 
 
 @pytest.mark.parametrize("fmt,delimiter", [("csv", ",")])
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_no_csv_output_starts_a_cell_with_a_formula(desk, fmt, delimiter):
     cids = _evil_desk(desk)
     desk.ok("close", *map(str, cids), "--tag", "=evil", "--reason", EVIL[3]) if command_available("close") else None
@@ -86,6 +84,7 @@ def test_no_csv_output_starts_a_cell_with_a_formula(desk, fmt, delimiter):
     assert "'=HYPERLINK" in out and "'@SUM(A1:A9)" in out
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_tsv_keeps_the_formula_looking_text_as_it_is(desk):
     from deskctl.output import tsv_unescape
 
@@ -95,6 +94,7 @@ def test_tsv_keeps_the_formula_looking_text_as_it_is(desk):
     assert sorted(tsv_unescape(line.split("\t")[subject]) for line in lines[1:]) == sorted(EVIL)
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_nightly_export_csv_files_are_neutralised(desk):
     require_commands("jobs", "close")
     cids = _evil_desk(desk)
@@ -113,10 +113,8 @@ INJECTIONS = ["' OR '1'='1", "x'; DROP TABLE conversations; --", "\" OR 1=1 --",
               "\\", "%' OR 'a' LIKE '%", "*", "'--"]
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_filter_values_with_sql_metacharacters_are_inert(desk):
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
     plain = make_conversation(desk, subject="Invoice question")
     odd = {value: make_conversation(desk, subject=f"literal {value} here", contact_email=f"odd{i}@example.fr")
            for i, value in enumerate(INJECTIONS)}
@@ -198,10 +196,8 @@ def test_a_malformed_database_url_is_a_usage_error_without_the_password(tmp_path
     assert proc.returncode == 2, proc.stderr
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_csv_cells_with_a_carriage_return_are_quoted(desk):
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
     make_conversation(desk, subject="first line\r=1+1")
     out = desk.ok("list", fmt="csv").stdout
     rows = list(csv.reader(io.StringIO(out, newline="")))
@@ -211,12 +207,10 @@ def test_csv_cells_with_a_carriage_return_are_quoted(desk):
     assert len(lines) == 3 and lines[1].split("\t")[1] == "first line\\r=1+1", lines
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_database_password_kept_out_of_jobs_history(desk):
     require_commands("jobs")
     # A job that fails because its database went away must not store the URL's password.
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
     desk.ok("jobs", "run", "sla-sweep")
     history = desk.ok("jobs", "history", fmt="json").stdout
     assert SECRET not in history
@@ -228,10 +222,8 @@ def _private(path) -> bool:
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_stored_attachments_are_not_world_readable(desk, tmp_path, umask):
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
     cid = make_conversation(desk, assignee="alice")
     source = tmp_path / "contract.pdf"
     source.write_bytes(b"%PDF-1.4 private" * 100)
@@ -247,11 +239,9 @@ def test_stored_attachments_are_not_world_readable(desk, tmp_path, umask):
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_export_files_are_not_world_readable(desk, umask):
     require_commands("jobs")
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
     make_conversation(desk)
     old = os.umask(umask)
     try:
@@ -268,9 +258,6 @@ NOTE = "INTERNAL-ONLY: customer is on the fraud watch list"
 
 
 def _with_note(desk):
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
     cid = make_conversation(desk, assignee="alice", status="open")
     if command_available("note"):
         desk.ok("note", cid, NOTE, as_="alice")
@@ -286,6 +273,7 @@ def _outbox_text(desk) -> str:
                      for r in rows)
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_internal_notes_never_reach_a_reply_or_a_transcript(desk):
     cid = _with_note(desk)
     desk.ok("reply", cid, "We are looking into it", as_="alice")
@@ -304,6 +292,7 @@ def test_internal_notes_never_reach_a_reply_or_a_transcript(desk):
     assert "fraud watch list" not in text
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_close_transcript_to_carries_no_notes(desk):
     require_commands("close")
     cid = _with_note(desk)
@@ -314,6 +303,7 @@ def test_close_transcript_to_carries_no_notes(desk):
     assert "fraud watch list" not in text
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_template_reply_cannot_pull_in_notes(desk):
     cid = _with_note(desk)
     for field in ("{conversation.notes}", "{note.text}", "{conversation.closing_note}", "{notes}"):
@@ -325,6 +315,7 @@ def test_template_reply_cannot_pull_in_notes(desk):
     assert "fraud watch list" not in _outbox_text(desk)
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_customer_export_has_no_notes(desk):
     require_commands("jobs", "close")
     cid = _with_note(desk)
@@ -371,11 +362,9 @@ PERMISSIONS = [
 ]
 
 
+@pytest.mark.usefixtures("seeded")  # the directory of seed_directory
 def test_every_verb_checks_role_and_location(desk):
     """Each cell runs on fresh conversations; a refused call (5) changes nothing."""
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
     desk.now = (T0 + timedelta(hours=1)).isoformat()
     cells = 0
     wrong = []

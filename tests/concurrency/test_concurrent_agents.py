@@ -7,72 +7,45 @@ nothing waiting) — never 1, never a deadlock trace.
 PostgreSQL: 6 processes on 150 conversations by default, 16 on 1,000 with DESKCTL_STRESS=1.
 SQLite: 4 processes (writers queue on the busy timeout, WAL).
 
-Each worker is one Python process calling the `deskctl` entry point once per operation
-(its own App, engine and transaction each time, as separate runs would), so interpreter
-start-up is paid once per worker.
+Each worker is a tests/concurrency/worker.py process calling the `deskctl` entry point once
+per operation (its own App, engine and transaction each time, as separate runs would), so
+interpreter start-up is paid once per worker; its random plan is drawn here, from a fixed seed.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import random
 from collections import Counter, defaultdict
 
 from deskctl.services.keeping.integrity import run_checks
-from tests.reliability.conftest import bulk_conversations, size, subprocess_env
+from tests.concurrency import worker
+from tests.reliability.conftest import bulk_conversations, size
 
-WORKER = r"""
-import contextlib, io, json, random, sys
-from deskctl.cli import cli
 
-handle, seed, ops, first, last, out_path = sys.argv[1:7]
-others = sys.argv[7:]
-rng = random.Random(int(seed))
-results = []
+def _plan(seed: int, ops: int, first: int, last: int, others: list[str]) -> list[tuple[str, list[str]]]:
+    """(op, args) for one agent: claims, nexts, single and bulk transfers at random."""
+    rng = random.Random(seed)
+    plan = []
+    for _ in range(ops):
+        roll = rng.random()
+        cid = str(rng.randint(first, last))
+        if roll < 0.35:
+            op, args = "claim", ["claim", cid]
+        elif roll < 0.6:
+            op, args = "next", ["next", "--group", "billing"]
+        elif roll < 0.92:
+            to = rng.choice(["user:" + rng.choice(others), "group:billing", "group:support"])
+            args = ["transfer", cid, "--to", to] + (["--message", "over to you"] if rng.random() < 0.3 else [])
+            op = "transfer"
+        else:
+            op = "bulk"
+            args = ["transfer", "--from", rng.choice(others), "--to", "group:billing", "--limit", "5"]
+        plan.append((op, args))
+    return plan
 
-def call(args):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            cli.main(args, prog_name="deskctl")
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException as exc:  # a crash must be seen by the test, not kill the worker
-            code, err = -1, io.StringIO(repr(exc))
-    return code, out.getvalue(), err.getvalue()
-
-for _ in range(int(ops)):
-    roll = rng.random()
-    cid = str(rng.randint(int(first), int(last)))
-    if roll < 0.35:
-        op, args = "claim", ["claim", cid]
-    elif roll < 0.6:
-        op, args = "next", ["next", "--group", "billing"]
-    elif roll < 0.92:
-        to = rng.choice(["user:" + rng.choice(others), "group:billing", "group:support"])
-        args = ["transfer", cid, "--to", to] + (["--message", "over to you"] if rng.random() < 0.3 else [])
-        op = "transfer"
-    else:
-        op = "bulk"
-        args = ["transfer", "--from", rng.choice(others), "--to", "group:billing", "--limit", "5"]
-    code, out, err = call(args + ["--format", "jsonl"])
-    records = [json.loads(l) for l in out.splitlines() if l.strip()] if code == 0 else []
-    results.append({"op": op, "args": args, "code": code, "records": records, "err": err[-500:]})
-with open(out_path, "w") as fh:
-    json.dump(results, fh)
-"""
 
 EXPECTED = {"claim": {0, 4}, "next": {0, 3}, "transfer": {0, 4}, "bulk": {0, 4}}
-
-
-def _agents(desk, n):
-    handles = [f"agent{i:02d}" for i in range(n)]
-    for handle in handles:
-        desk.ok("user", "add", handle, "--location", "paris", "--group", "billing", "--group", "support")
-        desk.ok("availability", "set", "available", as_=handle)
-    return handles
 
 
 def _replay(events, group_names):
@@ -95,26 +68,21 @@ def _replay(events, group_names):
     return state, mismatches
 
 
-def _run(desk, tmp_path, workers, conversations, ops):
-    from tests.factories import seed_directory
-
-    seed_directory(desk)
+def _run(desk, workers, conversations, ops):
     ids = bulk_conversations(desk, conversations)
-    handles = _agents(desk, workers)
-    procs = []
-    for i, handle in enumerate(handles):
-        out = tmp_path / f"{handle}.json"
-        argv = [sys.executable, "-c", WORKER, handle, str(1000 + i), str(ops), str(ids[0]), str(ids[-1]), str(out),
-                *[h for h in handles if h != handle]]
-        procs.append((handle, out, subprocess.Popen(argv, env=subprocess_env(desk, DESKCTL_USER=handle),
-                                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
-    results = {}
-    for handle, out, proc in procs:
-        _, err = proc.communicate(timeout=1800)
-        assert proc.returncode == 0, err.decode()[-3000:]
-        results[handle] = json.loads(out.read_text())
+    handles = worker.agents(desk, "agent", workers, groups=("billing", "support"))
+    plans = {handle: _plan(1000 + i, ops, ids[0], ids[-1], [h for h in handles if h != handle])
+             for i, handle in enumerate(handles)}
+    results = worker.run(desk, {handle: (handle, [{"cli": args + ["--format", "jsonl"]} for _, args in plan])
+                                for handle, plan in plans.items()}, timeout=1800)
 
-    calls = [dict(c, actor=h) for h, cs in results.items() for c in cs]
+    calls = []
+    for handle, plan in plans.items():
+        assert len(results[handle]) == len(plan)
+        for (op, args), c in zip(plan, results[handle], strict=True):
+            records = [json.loads(line) for line in c["out"].splitlines() if line.strip()] if c["code"] == 0 else []
+            calls.append({"op": op, "args": args, "code": c["code"], "records": records, "err": c["err"],
+                          "actor": handle})
     assert len(calls) == workers * ops
     for c in calls:
         assert c["code"] in EXPECTED[c["op"]], c
@@ -153,12 +121,12 @@ def _run(desk, tmp_path, workers, conversations, ops):
     return Counter((c["op"], c["code"]) for c in calls)
 
 
-def test_concurrent_claim_next_transfer_keep_one_owner_and_a_true_audit_trail(desk, tmp_path):
-    if desk.engine_name == "postgresql":
+def test_concurrent_claim_next_transfer_keep_one_owner_and_a_true_audit_trail(seeded):
+    if seeded.engine_name == "postgresql":
         workers, conversations, ops = size(6, 16), size(150, 1000), size(30, 250)
     else:
         workers, conversations, ops = 4, size(80, 1000), size(25, 250)
-    outcome = _run(desk, tmp_path, workers, conversations, ops)
-    print(f"{desk.engine_name}: {workers} processes, {conversations} conversations, outcomes {dict(outcome)}")
+    outcome = _run(seeded, workers, conversations, ops)
+    print(f"{seeded.engine_name}: {workers} processes, {conversations} conversations, outcomes {dict(outcome)}")
     assert outcome[("claim", 0)] + outcome[("next", 0)] > 0
     assert outcome[("transfer", 0)] > 0
