@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from deskctl.db.bulk import chunks
+
 
 def dialect_insert(session):
     """The `insert` of the session's dialect: it has `on_conflict_do_nothing`."""
@@ -19,3 +21,14 @@ def insert_ignore(session, table, rows: list[dict], returning) -> list:
     insertmanyvalues (one cached statement); the rows actually inserted."""
     stmt = dialect_insert(session)(table).on_conflict_do_nothing().returning(*returning)
     return session.connection().execute(stmt, rows).all()
+
+
+def insert_keeping_existing(session, table, rows: list[dict], chunk: int = 2000) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING (rows already there kept), one executemany per
+    chunk, no read first."""
+    if not rows:
+        return
+    stmt = dialect_insert(session)(table).on_conflict_do_nothing()
+    conn = session.connection()
+    for part in chunks(rows, chunk):
+        conn.execute(stmt, part)

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import case, delete, func, insert, or_, select, update
 
-from deskctl.db.dml import dialect_insert
+from deskctl.db.dml import insert_keeping_existing
 from deskctl.db.idlist import id_in
 from deskctl.errors import BulkError, Conflict, DeskError, Forbidden, NotFound, UsageError
 from deskctl.models import (
@@ -304,26 +304,15 @@ def _notify_watchers(session, actor, kind: str, changed: Sequence[Snap], *, now:
 
 # -- helpers shared by several verbs -------------------------------------------------------
 
-def _insert_keeping_existing(session, table, rows: list[dict]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING (rows already there kept), one executemany per
-    chunk, no read first."""
-    if not rows:
-        return
-    stmt = dialect_insert(session)(table).on_conflict_do_nothing()
-    conn = session.connection()
-    for chunk in chunks(rows, CHUNK):
-        conn.execute(stmt, chunk)
-
-
 def _add_watchers(session, conversation_ids: Sequence[int], user_id: int, now: datetime) -> None:
     """Make `user_id` a watcher of each conversation (set-based, existing ones kept)."""
-    _insert_keeping_existing(session, Watcher.__table__, [
+    insert_keeping_existing(session, Watcher.__table__, [
         {"conversation_id": cid, "user_id": user_id, "created_at": now} for cid in dict.fromkeys(conversation_ids)])
 
 
 def _add_tags(session, conversation_ids: Sequence[int], tags: Sequence[str]) -> None:
     """Add the tags (set-based, ones already there kept)."""
-    _insert_keeping_existing(session, ConversationTag.__table__, [
+    insert_keeping_existing(session, ConversationTag.__table__, [
         {"conversation_id": cid, "tag": t} for cid in dict.fromkeys(conversation_ids) for t in dict.fromkeys(tags)])
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, case, delete, exists, or_, select
 
-from deskctl.db.dml import dialect_insert
+from deskctl.db.dml import insert_ignore
 from deskctl.errors import BulkError, DeskError, NotFound
 from deskctl.models import Conversation, Watcher
 from deskctl.services.actor import Actor
@@ -50,15 +50,12 @@ def watch(session, actor: Actor, ids: Sequence[int], *, now: datetime, settings)
     _check_targets(session, actor, ids, settings)
     already = _watched(session, actor.id, ids)
     wanted = [i for i in ids if i not in already]
-    added: set[int] = set()
+    # ON CONFLICT DO NOTHING: a concurrent `watch` of the same conversation is not a
+    # conflict (watching is idempotent); RETURNING says which rows this call added.
     table = Watcher.__table__
-    insert = dialect_insert(session)
-    for chunk in chunks(wanted, 1000):
-        # ON CONFLICT DO NOTHING: a concurrent `watch` of the same conversation is not a
-        # conflict (watching is idempotent); RETURNING says which rows this call added.
-        stmt = (insert(table).values([{"conversation_id": i, "user_id": actor.id, "created_at": now} for i in chunk])
-                .on_conflict_do_nothing().returning(table.c.conversation_id))
-        added.update(session.scalars(stmt))
+    added = {row.conversation_id for row in insert_ignore(
+        session, table, [{"conversation_id": i, "user_id": actor.id, "created_at": now} for i in wanted],
+        returning=[table.c.conversation_id])} if wanted else set()
     new = [i for i in wanted if i in added]
     events.record_many(session, [{"conversation_id": i, "actor": actor.handle, "kind": "watched", "at": now,
                                   "data": {"user": actor.handle}} for i in new])
