@@ -179,6 +179,45 @@ def sla_query(url):
     return len(rows)
 
 
+def sla_sweep(url):
+    """The sweep of `_make_breach_due`'s conversations by hand: the first-response breach
+    mark, its event, a notification to the assignee (else the group's supervisors), and the
+    state and next check (the resolution's warning moment, 18 hours before it is due)."""
+    from sqlalchemy import text
+
+    with _engine(url).begin() as conn:
+        now = _param(conn, _now())
+        sqlite = conn.dialect.name == "sqlite"
+        late = "c.sla_next_check_at <= :now AND c.first_response_at IS NULL AND c.first_response_due <= :now"
+        conflict = "ON CONFLICT DO NOTHING"
+        conn.execute(text(
+            f"INSERT INTO sla_marks (conversation_id, target, level, at) SELECT id, 'first_response', "
+            f"'breached', :now FROM conversations c WHERE {late} {conflict}"), {"now": now})
+        data = _json_object(conn, "'target'", "'first_response'", "'due'", "c.first_response_due")
+        conn.execute(text(
+            f"INSERT INTO events (conversation_id, at, actor, kind, data) SELECT id, :now, 'system', "
+            f"'sla_breached', {data} FROM conversations c WHERE {late}"), {"now": now})
+        recipients = (
+            "SELECT c.id AS cid, c.first_response_due AS due, u.id AS uid, COALESCE(u.email, u.handle) AS addr "
+            "FROM conversations c JOIN users u ON u.id = c.assignee_id WHERE " + late
+            + " UNION ALL SELECT c.id, c.first_response_due, u.id, COALESCE(u.email, u.handle) FROM conversations c "
+            "JOIN group_members m ON m.group_id = c.group_id JOIN users u ON u.id = m.user_id "
+            "AND u.role IN ('supervisor', 'admin') AND u.active WHERE c.assignee_id IS NULL AND " + late)
+        cast = "" if sqlite else "::text"
+        conn.execute(text(
+            "INSERT INTO outbox (kind, channel, dedupe_key, conversation_id, user_id, recipient, subject, body, "
+            "status, attempts, next_attempt_at, created_at) SELECT 'notification', 'email', "
+            f"'sla_breached:' || r.cid{cast} || ':first_response:user:' || r.uid{cast}, r.cid, r.uid, r.addr, "
+            f"'[#' || r.cid{cast} || '] SLA breached: first response due ' || r.due{cast}, "
+            f"'Conversation #' || r.cid{cast} || ': the first response target is late (due ' || r.due{cast} || ').', "
+            f"'queued', 0, :now, :now FROM ({recipients}) r WHERE true {conflict}"), {"now": now})
+        resolution_warning = ("datetime(resolution_due, '-64800 seconds')" if sqlite
+                              else "resolution_due - interval '18 hours'")
+        return conn.execute(text(
+            f"UPDATE conversations SET sla_state = 'breached', sla_next_check_at = {resolution_warning} "
+            f"WHERE {late.replace('c.', '')}"), {"now": now}).rowcount
+
+
 def boomerang(url):
     from sqlalchemy import text
 
@@ -326,7 +365,7 @@ def parse_jsonl(path):
 OPS = {
     "transfer-from": transfer_from, "transfer-group": transfer_group, "transfer-new": transfer_new,
     "resolve-new": resolve_new, "search": search, "sla-query": sla_query, "route": route,
-    "boomerang": boomerang, "report": report, "list-jsonl": list_jsonl, "parse-mbox": parse_mbox,
+    "boomerang": boomerang, "sla-sweep": sla_sweep, "report": report, "list-jsonl": list_jsonl, "parse-mbox": parse_mbox,
     "parse-maildir": parse_maildir, "parse-jsonl": parse_jsonl,
 }
 

@@ -409,11 +409,36 @@ class Bench:
         if column == "boomerang_at":
             sql = ("UPDATE conversations SET status = 'pending', boomerang_at = :past, pending_since = :past "
                    "WHERE id IN (SELECT id FROM conversations WHERE status <> 'closed' ORDER BY id DESC LIMIT :k)")
-        else:
+        elif column == "recheck":
+            # The first release's setup: a next check passed and a due time moved, which no
+            # change of deskctl's makes (the sweep recomputes and finds nothing reached).
             sql = ("UPDATE conversations SET sla_next_check_at = :past, first_response_due = :past, "
                    "sla_state = 'ok' WHERE id IN (SELECT id FROM conversations WHERE status IN ('new', 'open') "
                    "ORDER BY id DESC LIMIT :k)")
+        else:
+            return self._make_breach_due(url, k)
         return self.sql(url, sql, {"past": past, "k": k})
+
+    def _make_breach_due(self, url: str, k: int) -> int:
+        """K open conversations whose first response (4h, the default policy's, 24x7) fell
+        due a minute ago, unanswered, their SLA as a refresh left it three hours in: a
+        warning reached, the breach the next check. The sweep records the warning mark
+        (unannounced), the breach mark, its event and a notification each."""
+        due = self.now - timedelta(minutes=1)
+        start = due - timedelta(hours=4)
+        pick = "SELECT id FROM conversations WHERE status IN ('new', 'open') ORDER BY id DESC LIMIT :k"
+        self.sql(url, f"DELETE FROM sla_marks WHERE conversation_id IN ({pick})", {"k": k})
+        self.sql(url, f"INSERT INTO sla_marks (conversation_id, target, level, at) SELECT id, 'first_response', "
+                      f"'warning', :warned FROM conversations WHERE id IN ({pick})",
+                 {"k": k, "warned": self.stamp(start + timedelta(hours=3))})
+        return self.sql(url, (
+            "UPDATE conversations SET status = 'open', sla_policy = 'default', sla_state = 'warning', "
+            "created_at = :start, first_inbound_at = :start, last_inbound_at = :start, first_response_at = NULL, "
+            "last_outbound_at = NULL, pending_since = NULL, sla_paused_s = 0, first_response_due = :due, "
+            "next_response_due = NULL, resolution_due = :resolution, sla_next_check_at = :due "
+            f"WHERE id IN ({pick})"),
+            {"k": k, "start": self.stamp(start), "due": self.stamp(due),
+             "resolution": self.stamp(start + timedelta(days=3))})
 
     def _make_route_desk(self, url: str, k: int, agents: int, groups: int) -> None:
         """`groups` route-* groups of agents/groups available agents each, and the K
@@ -504,7 +529,7 @@ class Bench:
 
     def bench_sweeps(self) -> None:
         if not self.has("jobs", "run"):
-            for op in ("sla-sweep idle", "sla-sweep 1% due", "boomerang 1% due"):
+            for op in ("sla-sweep idle", "sla-sweep 1% due", "sla-sweep 1% recheck", "boomerang 1% due"):
                 self.skip(op, "`deskctl jobs run` is not in this checkout")
             return
         self.measure("sla-sweep idle", lambda url: self.dk("jobs", "run", "sla-sweep"),
@@ -518,8 +543,11 @@ class Bench:
                 return argv_for(url)
             return cmd
 
-        self.measure("sla-sweep 1% due", with_due("sla_next_check_at", lambda url: self.dk("jobs", "run", "sla-sweep")),
-                     with_due("sla_next_check_at", lambda url: self.baseline("sla-query", url)),
+        self.measure("sla-sweep 1% due", with_due("breach", lambda url: self.dk("jobs", "run", "sla-sweep")),
+                     with_due("breach", lambda url: self.baseline("sla-sweep", url)),
+                     rows=due, fresh=True)
+        self.measure("sla-sweep 1% recheck", with_due("recheck", lambda url: self.dk("jobs", "run", "sla-sweep")),
+                     with_due("recheck", lambda url: self.baseline("sla-query", url)),
                      rows=due, fresh=True)
         self.measure("boomerang 1% due", with_due("boomerang_at", lambda url: self.dk("jobs", "run", "boomerang")),
                      with_due("boomerang_at", lambda url: self.baseline("boomerang", url)),

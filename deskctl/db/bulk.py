@@ -186,6 +186,36 @@ class Writer:
         return len(rows)
 
 
+def execute_many(conn, stmt, rows: Sequence[dict]) -> None:
+    """Run an INSERT or UPDATE once per row with the driver's executemany. The statement's
+    bind parameters are named by the rows' keys (a bind the rows do not name keeps its own
+    value); each is converted by its type's bind processor, looked up once per call.
+    SQLAlchemy's own executemany processes every row's parameters itself: in a
+    10,000-row SLA refresh that cost more than the database's work."""
+    if not rows:
+        return
+    dialect = conn.dialect
+    compiled = stmt.compile(dialect=dialect, column_keys=list(rows[0]))
+    names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
+    plan = []
+    for name in names:
+        bind = compiled.binds[name]
+        convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if name in rows[0]:
+            plan.append((name, convert, None))
+        else:  # a value of the statement itself (a literal in a SET or WHERE)
+            value = bind.effective_value
+            plan.append((None, None, convert(value) if convert else value))
+    params: list
+    if compiled.positional:
+        params = [tuple([(conv(row[name]) if conv else row[name]) if name is not None else fixed
+                         for name, conv, fixed in plan]) for row in rows]
+    else:
+        params = [{key: ((conv(row[name]) if conv else row[name]) if name is not None else fixed)
+                   for key, (name, conv, fixed) in zip(names, plan, strict=True)} for row in rows]
+    conn.exec_driver_sql(compiled.string, params)
+
+
 def chunks(items: Sequence, size: int = 5000):
     """Slices of `items`: IN lists stay under every engine's parameter limit, executemany
     batches bounded."""

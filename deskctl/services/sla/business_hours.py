@@ -70,7 +70,9 @@ class AlwaysOpen:
     name = "24x7"
 
     def add(self, start: datetime, seconds) -> datetime:
-        return (start + _seconds(seconds)).astimezone(UTC)
+        # The hot path of every SLA refresh: stored times are already UTC.
+        due = start + (seconds if seconds.__class__ is timedelta else timedelta(seconds=seconds))
+        return due if due.tzinfo is UTC else due.astimezone(UTC)
 
     def measure(self, start: datetime, end: datetime) -> float:
         return max((end - start).total_seconds(), 0.0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 TARGETS = ("first_response", "next_response", "resolution")
 STOPPED = ("resolved", "closed")
@@ -59,21 +60,25 @@ def pause_state(row, trail, calendar, now: datetime) -> tuple[float, datetime | 
     return paused, since
 
 
+def deadline(calendar, start: datetime, target: timedelta, warning: float,
+             extra: float = 0.0) -> tuple[datetime, datetime]:
+    """(due time, warning time) of a target of `target` open time starting at `start`,
+    `extra` seconds of pauses added."""
+    due = calendar.add(start, target.total_seconds() + extra)
+    warn_at = calendar.add(start, target.total_seconds() * warning + extra)
+    return due, warn_at
+
+
 def compute(row, policy, calendar, warning: float, trail, now: datetime):
     """Targets and derived columns for one conversation."""
     targets: list[Target] = []
     stopped = row.status in STOPPED
     # When the conversation stopped: a target still running then ended at that moment.
     stop = (row.resolved_at or row.closed_at or row.updated_at) if stopped else None
-    values = dict(first_response_due=None, next_response_due=None, resolution_due=None, sla_paused_s=0)
-
-    def deadline(start, target: timedelta, extra: float = 0.0):
-        due = calendar.add(start, target.total_seconds() + extra)
-        warn_at = calendar.add(start, target.total_seconds() * warning + extra)
-        return due, warn_at
+    values: dict[str, Any] = dict(first_response_due=None, next_response_due=None, resolution_due=None, sla_paused_s=0)
 
     if policy.first_response and row.first_inbound_at:
-        due, warn_at = deadline(row.first_inbound_at, policy.first_response)
+        due, warn_at = deadline(calendar, row.first_inbound_at, policy.first_response, warning)
         values["first_response_due"] = due
         if row.first_response_at is not None:
             late = due is not None and row.first_response_at > due and row.first_response_at >= row.first_inbound_at
@@ -89,7 +94,7 @@ def compute(row, policy, calendar, warning: float, trail, now: datetime):
                    and row.last_inbound_at is not None and row.last_inbound_at > row.last_outbound_at
                    and row.cycle_start is not None)
         if waiting and not stopped:
-            due, warn_at = deadline(row.cycle_start, policy.next_response)
+            due, warn_at = deadline(calendar, row.cycle_start, policy.next_response, warning)
             values["next_response_due"] = due
             targets.append(Target("next_response", due, warn_at, True))
         elif row.next_response_due is not None:
@@ -104,7 +109,7 @@ def compute(row, policy, calendar, warning: float, trail, now: datetime):
         if policy.pause_when_pending:
             paused, since = pause_state(row, trail, calendar, now)
         values["sla_paused_s"] = int(paused)
-        due, warn_at = deadline(row.created_at, policy.resolution, paused)
+        due, warn_at = deadline(calendar, row.created_at, policy.resolution, warning, paused)
         if stopped:
             values["resolution_due"] = due
             targets.append(Target("resolution", due, warn_at, False,
@@ -115,6 +120,41 @@ def compute(row, policy, calendar, warning: float, trail, now: datetime):
             values["resolution_due"] = due
             targets.append(Target("resolution", due, warn_at, True))
     return targets, values
+
+
+def stored_targets(row, policy, calendar, warning: float) -> list[Target] | None:
+    """The running targets of a conversation that is neither resolved nor closed, read
+    from its stored due times when they are the ones `compute` gives: nothing they
+    depend on changed since the last refresh, only time passed (what the sweep finds).
+    None when they differ (a configuration change) or need the pause trail (an earlier
+    pause of the resolution clock): the caller computes in full. Finished targets are
+    left out: the refresh that finished them recorded their marks."""
+    targets: list[Target] = []
+    if policy.first_response and row.first_inbound_at is not None:
+        due, warn_at = deadline(calendar, row.first_inbound_at, policy.first_response, warning)
+        if row.first_response_due != due:
+            return None
+        if row.first_response_at is None:
+            targets.append(Target("first_response", due, warn_at, True))
+    elif row.first_response_due is not None:
+        return None
+    if policy.next_response and row.cycle_start is not None:
+        due, warn_at = deadline(calendar, row.cycle_start, policy.next_response, warning)
+        if row.next_response_due != due:
+            return None
+        targets.append(Target("next_response", due, warn_at, True))
+    elif row.next_response_due is not None:
+        return None
+    if policy.resolution and not (policy.pause_when_pending and row.status == "pending"):
+        if row.sla_paused_s:
+            return None
+        due, warn_at = deadline(calendar, row.created_at, policy.resolution, warning)
+        if row.resolution_due != due:
+            return None
+        targets.append(Target("resolution", due, warn_at, True))
+    elif row.resolution_due is not None:
+        return None
+    return targets
 
 
 def level(target: Target, now: datetime) -> str | None:

@@ -50,6 +50,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, case, exists, func, insert, null, or_, select, update
 from sqlalchemy.sql.expression import ColumnElement
 
+from deskctl.db.bulk import execute_many
 from deskctl.db.dml import insert_ignore
 from deskctl.db.idlist import id_in
 from deskctl.db.planner import not_indexed
@@ -67,7 +68,7 @@ from deskctl.models import (
 from deskctl.services.conversations import events as events_service
 from deskctl.services.outbound import notifications
 from deskctl.services.sla.business_hours import calendar_for
-from deskctl.services.sla.core import STOPPED, assess, compute, match_policy
+from deskctl.services.sla.core import STOPPED, assess, compute, match_policy, stored_targets
 
 CHUNK = 2000
 
@@ -81,35 +82,51 @@ _SLA_COLUMNS = ("sla_policy", "sla_state", "first_response_due", "next_response_
                 "sla_next_check_at", "sla_paused_s")
 
 
-def _facts_select(ids):
+def _cycle_start() -> ColumnElement[Any]:
+    """The first inbound message after the latest reply, for a conversation whose contact
+    waits for an answer (else NULL): the start of the running next-response cycle."""
     c = Conversation
-    cycle_start: ColumnElement[Any] = (
+    first_unanswered: ColumnElement[Any] = (
         select(func.min(Message.created_at))
         .where(Message.conversation_id == c.id, Message.direction == "inbound",
                Message.created_at > c.last_outbound_at)
         .correlate(c)
         .scalar_subquery()
     )
-    # Only a conversation whose contact waits for an answer has a next-response cycle:
-    # the CASE keeps the engine from running the subquery for every other row.
+    # The CASE keeps the engine from running the subquery for every other row.
     waiting = and_(c.status.notin_(STOPPED), c.first_response_at.isnot(None),
                    c.last_inbound_at > c.last_outbound_at)
-    cycle_start = case((waiting, cycle_start), else_=null())
+    return case((waiting, first_unanswered), else_=null())
+
+
+def _facts_select(ids, *columns):
+    """`columns` of these conversations with what picks their policy (vip, group and
+    location names) and the start of their next-response cycle."""
+    c = Conversation
     return (
-        select(
-            c.id, c.status, c.priority, c.channel, c.assignee_id, c.group_id,
-            c.created_at, c.updated_at, c.first_inbound_at, c.first_response_at, c.last_inbound_at,
-            c.last_outbound_at, c.resolved_at, c.closed_at, c.pending_since,
-            c.sla_policy, c.sla_state, c.first_response_due, c.next_response_due, c.resolution_due,
-            c.sla_next_check_at, c.sla_paused_s,
-            Contact.vip.label("vip"), Group.name.label("group_name"), Location.name.label("location_name"),
-            cycle_start.label("cycle_start"),
-        )
+        select(*columns, Contact.vip.label("vip"), Group.name.label("group_name"),
+               Location.name.label("location_name"), _cycle_start().label("cycle_start"))
         .outerjoin(Contact, Contact.id == c.contact_id)
         .outerjoin(Group, Group.id == c.group_id)
         .outerjoin(Location, Location.id == c.location_id)
         .where(id_in(c.id, ids))
     )
+
+
+_c = Conversation
+# What a full refresh reads; what the sweep reads of a conversation whose stored deadlines hold.
+_REFRESH_FACTS = (
+    _c.id, _c.status, _c.priority, _c.channel, _c.assignee_id, _c.group_id,
+    _c.created_at, _c.updated_at, _c.first_inbound_at, _c.first_response_at, _c.last_inbound_at,
+    _c.last_outbound_at, _c.resolved_at, _c.closed_at, _c.pending_since,
+    _c.sla_policy, _c.sla_state, _c.first_response_due, _c.next_response_due, _c.resolution_due,
+    _c.sla_next_check_at, _c.sla_paused_s,
+)
+_SWEEP_FACTS = (
+    _c.id, _c.status, _c.priority, _c.channel, _c.assignee_id, _c.group_id, _c.created_at,
+    _c.first_inbound_at, _c.first_response_at, _c.sla_policy, _c.sla_state, _c.first_response_due,
+    _c.next_response_due, _c.resolution_due, _c.sla_next_check_at, _c.sla_paused_s,
+)
 
 
 def _pause_events_select(ids: Sequence[int]):
@@ -164,24 +181,13 @@ def refresh(session, conversation_ids: Sequence[int], *, now: datetime, settings
 
 
 def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: dict, sweeping: bool) -> None:
-    rows = session.connection().execute(_facts_select(ids)).all()
+    rows = session.connection().execute(_facts_select(ids, *_REFRESH_FACTS)).all()
     if not rows:
         return
-    marks: dict[int, set[tuple[str, str]]] = defaultdict(set)
-    for cid, target, level in session.connection().execute(
-            select(SlaMark.conversation_id, SlaMark.target, SlaMark.level).where(id_in(SlaMark.conversation_id, ids))):
-        marks[cid].add((target, level))
+    marks = _marks(session, ids)
 
-    policies = settings.sla.policies
     warning = settings.sla.warning
-    chosen = {}
-    by_facts: dict[tuple, Any] = {}  # a chunk has few distinct (vip, priority, channel, group, location)
-    for row in rows:
-        key = (bool(row.vip), row.priority, row.channel, row.group_name, row.location_name)
-        if key not in by_facts:
-            by_facts[key] = match_policy(policies, vip=key[0], priority=key[1], channel=key[2], group=key[3],
-                                         location=key[4])
-        chosen[row.id] = by_facts[key]
+    chosen = _policies(rows, settings)
     pausing = [row.id for row in rows
                if chosen[row.id] is not None and chosen[row.id].pause_when_pending and chosen[row.id].resolution]
     trails = _pauses(session, pausing)
@@ -197,26 +203,64 @@ def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: 
         else:
             calendar = calendar_for(settings, policy.hours)
             targets, values = compute(row, policy, calendar, warning, trails.get(row.id, ()), now)
-            have = marks.get(row.id, set())
-            state, next_check, reached = assess(targets, have, now, sweeping=sweeping)
-            for target, lv, announced in reached:
-                new_marks.append({"conversation_id": row.id, "target": target.name, "level": lv, "at": now})
-                if announced:
-                    announce.append((row, target.name, lv, target.due, target.running))
+            state, next_check = _assess(row, targets, marks.get(row.id, set()), now, new_marks, announce,
+                                        sweeping=sweeping)
             values.update(sla_policy=policy.name, sla_state=state, sla_next_check_at=next_check)
         if any(getattr(row, col) != values[col] for col in _SLA_COLUMNS):
             updates.append({"_id": row.id, **{f"_{k}": v for k, v in values.items()}})
     counts["refreshed"] += len(rows)
+    _write(session, _SLA_COLUMNS, updates, new_marks, announce, now=now, counts=counts, settings=settings)
 
+
+def _policies(rows, settings) -> dict[int, Any]:
+    """The policy of each row by id (None: no policy applies), matched once per distinct
+    (vip, priority, channel, group, location): a chunk has few."""
+    policies = settings.sla.policies
+    chosen = {}
+    by_facts: dict[tuple, Any] = {}
+    for row in rows:
+        key = (bool(row.vip), row.priority, row.channel, row.group_name, row.location_name)
+        if key not in by_facts:
+            by_facts[key] = match_policy(policies, vip=key[0], priority=key[1], channel=key[2], group=key[3],
+                                         location=key[4])
+        chosen[row.id] = by_facts[key]
+    return chosen
+
+
+def _write(session, columns: Sequence[str], updates: list[dict], new_marks: list[dict], announce: list[tuple], *,
+           now: datetime, counts: dict, settings) -> None:
+    """Store the changed SLA `columns` (`updates`: "_id" and "_<column>" each), the new
+    marks, and announce the levels whose marks this call inserted."""
     if updates:
         t = Conversation.__table__
         stmt = (update(t).where(t.c.id == bindparam("_id"))
-                .values({col: bindparam(f"_{col}") for col in _SLA_COLUMNS}))
-        session.connection().execute(stmt, updates)
+                .values({col: bindparam(f"_{col}") for col in columns}))
+        execute_many(session.connection(), stmt, updates)
     if new_marks:
         inserted = _insert_marks(session, new_marks)
         announce = [a for a in announce if (a[0].id, a[1], a[2]) in inserted]
         _announce(session, announce, now=now, counts=counts, settings=settings)
+
+
+def _marks(session, ids: list[int]) -> dict[int, set[tuple[str, str]]]:
+    """(target, level) marks each of these conversations already has."""
+    marks: dict[int, set[tuple[str, str]]] = defaultdict(set)
+    for cid, target, level in session.connection().execute(
+            select(SlaMark.conversation_id, SlaMark.target, SlaMark.level).where(id_in(SlaMark.conversation_id, ids))):
+        marks[cid].add((target, level))
+    return marks
+
+
+def _assess(row, targets, have: set, now: datetime, new_marks: list[dict], announce: list[tuple], *,
+            sweeping: bool = True) -> tuple[str, datetime | None]:
+    """`core.assess` for one conversation; the levels it reached go to `new_marks` and
+    `announce`. Returns (state, next check)."""
+    state, next_check, reached = assess(targets, have, now, sweeping=sweeping)
+    for target, lv, announced in reached:
+        new_marks.append({"conversation_id": row.id, "target": target.name, "level": lv, "at": now})
+        if announced:
+            announce.append((row, target.name, lv, target.due, target.running))
+    return state, next_check
 
 
 def _insert_marks(session, rows: list[dict]) -> set[tuple[int, str, str]]:
@@ -475,11 +519,54 @@ def due_ids(session, now: datetime, limit: int | None = None) -> list[int]:
 
 
 def sweep(session, *, now: datetime, settings) -> dict:
-    """The `sla-sweep` job's work: refresh what is due; counts of what it found."""
+    """The `sla-sweep` job's work: the levels reached by what is due; counts of what it found.
+
+    Only time passed since a due conversation's last refresh (every change refreshes), so
+    its stored due times still hold: each is checked against its policy, no pause trail is
+    read, and only the state and the next check are written. A conversation whose stored
+    due times do not hold (the configuration changed), or that needs its pause trail, is
+    refreshed in full."""
     ids = due_ids(session, now)
-    counts = refresh(session, ids, now=now, settings=settings, sweeping=True)
+    counts = {"refreshed": 0, "warnings": 0, "breaches": 0, "notifications": 0}
+    session.flush()
+    full: list[int] = []
+    for start in range(0, len(ids), CHUNK):
+        full.extend(_sweep_chunk(session, ids[start:start + CHUNK], now=now, settings=settings, counts=counts))
+    for key, value in refresh(session, full, now=now, settings=settings, sweeping=True).items():
+        counts[key] += value
+    _expire_loaded(session, set(ids))
     return {"checked": counts["refreshed"], "warnings": counts["warnings"], "breaches": counts["breaches"],
             "notifications": counts["notifications"]}
+
+
+_SWEPT_COLUMNS = ("sla_state", "sla_next_check_at")
+
+
+def _sweep_chunk(session, ids: list[int], *, now: datetime, settings, counts: dict) -> list[int]:
+    """Levels, state and next check of due conversations from their stored due times;
+    returns the ids that need a full refresh instead."""
+    rows = session.connection().execute(_facts_select(ids, *_SWEEP_FACTS)).all()
+    chosen = _policies(rows, settings)
+    marks = _marks(session, ids)
+    warning = settings.sla.warning
+    full: list[int] = []
+    updates: list[dict] = []
+    new_marks: list[dict] = []
+    announce: list[tuple] = []
+    for row in rows:
+        policy = chosen[row.id]
+        targets = None
+        if policy is not None and policy.name == row.sla_policy and row.status not in STOPPED:
+            targets = stored_targets(row, policy, calendar_for(settings, policy.hours), warning)
+        if targets is None:
+            full.append(row.id)
+            continue
+        state, next_check = _assess(row, targets, marks.get(row.id, set()), now, new_marks, announce)
+        if state != row.sla_state or next_check != row.sla_next_check_at:
+            updates.append({"_id": row.id, "_sla_state": state, "_sla_next_check_at": next_check})
+        counts["refreshed"] += 1
+    _write(session, _SWEPT_COLUMNS, updates, new_marks, announce, now=now, counts=counts, settings=settings)
+    return full
 
 
 def compact_duration(seconds: float) -> str:
