@@ -186,26 +186,33 @@ class Writer:
         return len(rows)
 
 
-def execute_many(conn, stmt, rows: Sequence[dict]) -> None:
-    """Run an INSERT or UPDATE once per row with the driver's executemany. The statement's
-    bind parameters are named by the rows' keys (a bind the rows do not name keeps its own
-    value); each is converted by its type's bind processor, looked up once per call.
-    SQLAlchemy's own executemany processes every row's parameters itself: in a
-    10,000-row SLA refresh that cost more than the database's work."""
+def execute_many(conn, stmt, rows: Sequence[dict]) -> int:
+    """Run an INSERT or UPDATE once per row with the driver's executemany; returns the
+    rows it changed (the driver's total). The statement's bind parameters are named by
+    the rows' keys; a bind the rows do not name keeps its own value, or its column's
+    scalar default. Each value is converted by its type's bind processor, looked up once
+    per call: SQLAlchemy's own executemany processes every row's parameters itself, which
+    cost as much as the database's work in a 10,000-row SLA sweep or notification batch."""
     if not rows:
-        return
+        return 0
     dialect = conn.dialect
     compiled = stmt.compile(dialect=dialect, column_keys=list(rows[0]))
     names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
+    defaults = {col.key: col.default for col in compiled.insert_prefetch}
     plan = []
     for name in names:
         bind = compiled.binds[name]
         convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if name in rows[0]:
             plan.append((name, convert, None))
+            continue
+        if name in defaults:  # a column the rows leave to its default
+            if not defaults[name].is_scalar:
+                raise ValueError(f"execute_many: give {name!r} in the rows (its default is computed)")
+            value = defaults[name].arg
         else:  # a value of the statement itself (a literal in a SET or WHERE)
             value = bind.effective_value
-            plan.append((None, None, convert(value) if convert else value))
+        plan.append((None, None, convert(value) if convert else value))
     params: list
     if compiled.positional:
         params = [tuple([(conv(row[name]) if conv else row[name]) if name is not None else fixed
@@ -213,7 +220,7 @@ def execute_many(conn, stmt, rows: Sequence[dict]) -> None:
     else:
         params = [{key: ((conv(row[name]) if conv else row[name]) if name is not None else fixed)
                    for key, (name, conv, fixed) in zip(names, plan, strict=True)} for row in rows]
-    conn.exec_driver_sql(compiled.string, params)
+    return conn.exec_driver_sql(compiled.string, params).rowcount
 
 
 def chunks(items: Sequence, size: int = 5000):

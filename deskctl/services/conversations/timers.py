@@ -16,6 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, case, func, insert, or_, select, update
 
+from deskctl.db.bulk import execute_many
 from deskctl.db.idlist import id_in
 from deskctl.models import Conversation, Event, User, Watcher
 from deskctl.services.conversations.events import SYSTEM
@@ -31,8 +32,7 @@ def _update_returning(session, stmt) -> list[int]:
 
 
 def _events(session, rows: list[dict]) -> None:
-    if rows:
-        session.connection().execute(insert(Event.__table__), rows)
+    execute_many(session.connection(), insert(Event.__table__), rows)
 
 
 def _notify(session, per_conversation: dict[int, set[int]], *, event: str, key: dict[int, str],

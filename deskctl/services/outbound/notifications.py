@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import CompoundSelect, Select, and_, func, or_, select, update
 
-from deskctl.db.dml import insert_ignore
+from deskctl.db.bulk import execute_many
+from deskctl.db.dml import dialect_insert
 from deskctl.db.idlist import id_in
 from deskctl.models import Conversation, Outbox, User, Watcher
 from deskctl.services.addresses import is_address
@@ -63,8 +64,7 @@ def insert_outbox(session, rows: list[dict]) -> int:
     """Bulk-queue outbox rows; rows whose dedupe_key is already queued are skipped."""
     if not rows:
         return 0
-    table = Outbox.__table__
-    return len(insert_ignore(session, table, rows, (table.c.id,)))
+    return execute_many(session.connection(), dialect_insert(session)(Outbox.__table__).on_conflict_do_nothing(), rows)
 
 
 def notify_followers(session, keys: dict[int, str], *, event: str, now: datetime, subject: str, body: str,
