@@ -93,6 +93,7 @@ class Bench:
         self.engine = args.engine
         self.n = args.n
         self.repeat = args.repeat
+        self.bulk_n = args.bulk_n
         self.results: list[Result] = []
         self.notes: list[str] = []
         self.work = Path(tempfile.mkdtemp(prefix="deskctl-bench-"))
@@ -377,9 +378,9 @@ class Bench:
             f"sla_next_check_at = :later WHERE id IN ({pick})"), {"later": later, "k": k})
 
     def bench_bulk(self) -> None:
-        """Transfer and resolve of BULK_N (50,000, or half the desk) `new` conversations
+        """Transfer and resolve of --bulk-n (50,000, at most half the desk) `new` conversations
         of one group against hand-written SQL doing the same rows (SPEC issue: set-based)."""
-        k = min(BULK_N, self.n // 2)
+        k = min(self.bulk_n, self.n // 2)
 
         def prepared(argv_for):
             def cmd(url):
@@ -781,6 +782,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="*", help="run only these steps: help claim list transfer bulk "
                                                   "search sweeps route reports ingest automations "
                                                   "mailpoll spool")
+    parser.add_argument("--bulk-n", type=int, default=BULK_N, help="rows of the bulk transfer and resolve "
+                                                                   f"(default {BULK_N:,}, at most half the desk)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (databases, samples)")
     parser.add_argument("--kinds", nargs="*", choices=REPORT_KINDS, help="the report kinds of the reports step "
                                                                          "(default: all)")
