@@ -113,20 +113,14 @@ def _facts_select(ids, *columns):
     )
 
 
-_c = Conversation
-# What a full refresh reads; what the sweep reads of a conversation whose stored deadlines hold.
-_REFRESH_FACTS = (
-    _c.id, _c.status, _c.priority, _c.channel, _c.assignee_id, _c.group_id,
-    _c.created_at, _c.updated_at, _c.first_inbound_at, _c.first_response_at, _c.last_inbound_at,
-    _c.last_outbound_at, _c.resolved_at, _c.closed_at, _c.pending_since,
-    _c.sla_policy, _c.sla_state, _c.first_response_due, _c.next_response_due, _c.resolution_due,
-    _c.sla_next_check_at, _c.sla_paused_s,
-)
-_SWEEP_FACTS = (
-    _c.id, _c.status, _c.priority, _c.channel, _c.assignee_id, _c.group_id, _c.created_at,
-    _c.first_inbound_at, _c.first_response_at, _c.sla_policy, _c.sla_state, _c.first_response_due,
-    _c.next_response_due, _c.resolution_due, _c.sla_next_check_at, _c.sla_paused_s,
-)
+# What a full refresh reads; what the sweep reads of a conversation whose stored due times hold.
+_REFRESH_FACTS = tuple(getattr(Conversation, name) for name in (
+    "id", "status", "priority", "channel", "assignee_id", "group_id", "created_at", "updated_at",
+    "first_inbound_at", "first_response_at", "last_inbound_at", "last_outbound_at", "resolved_at", "closed_at",
+    "pending_since", *_SLA_COLUMNS))
+_SWEEP_FACTS = tuple(getattr(Conversation, name) for name in (
+    "id", "status", "priority", "channel", "assignee_id", "group_id", "created_at", "first_inbound_at",
+    "first_response_at", *_SLA_COLUMNS))
 
 
 def _pause_events_select(ids: Sequence[int]):
