@@ -64,7 +64,7 @@ def deadline(calendar, start: datetime, target: timedelta, warning: float,
              extra: float = 0.0) -> tuple[datetime, datetime]:
     """(due time, warning time) of a target of `target` open time starting at `start`,
     `extra` seconds of pauses added."""
-    due = calendar.add(start, target.total_seconds() + extra)
+    due = calendar.add(start, target + timedelta(seconds=extra) if extra else target)
     warn_at = calendar.add(start, target.total_seconds() * warning + extra)
     return due, warn_at
 

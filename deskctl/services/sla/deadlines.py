@@ -80,6 +80,7 @@ _PAUSE_KINDS = ("pending", *_PAUSE_END)
 
 _SLA_COLUMNS = ("sla_policy", "sla_state", "first_response_due", "next_response_due", "resolution_due",
                 "sla_next_check_at", "sla_paused_s")
+_BIND = {col: f"_{col}" for col in _SLA_COLUMNS}  # their parameters in the executemany UPDATE
 
 
 def _cycle_start() -> ColumnElement[Any]:
@@ -186,6 +187,7 @@ def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: 
                if chosen[row.id] is not None and chosen[row.id].pause_when_pending and chosen[row.id].resolution]
     trails = _pauses(session, pausing)
 
+    calendars = {policy.hours: calendar_for(settings, policy.hours) for policy in chosen.values() if policy}
     updates: list[dict] = []
     new_marks: list[dict] = []
     announce: list[tuple] = []  # (row, target name, level, due, running)
@@ -195,13 +197,12 @@ def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: 
             values = dict(sla_policy=None, sla_state="none", first_response_due=None, next_response_due=None,
                           resolution_due=None, sla_next_check_at=None, sla_paused_s=0)
         else:
-            calendar = calendar_for(settings, policy.hours)
-            targets, values = compute(row, policy, calendar, warning, trails.get(row.id, ()), now)
+            targets, values = compute(row, policy, calendars[policy.hours], warning, trails.get(row.id, ()), now)
             state, next_check = _assess(row, targets, marks.get(row.id, set()), now, new_marks, announce,
                                         sweeping=sweeping)
             values.update(sla_policy=policy.name, sla_state=state, sla_next_check_at=next_check)
         if any(getattr(row, col) != values[col] for col in _SLA_COLUMNS):
-            updates.append({"_id": row.id, **{f"_{k}": v for k, v in values.items()}})
+            updates.append({"_id": row.id, **{_BIND[k]: v for k, v in values.items()}})
     counts["refreshed"] += len(rows)
     _write(session, _SLA_COLUMNS, updates, new_marks, announce, now=now, counts=counts, settings=settings)
 
@@ -228,7 +229,7 @@ def _write(session, columns: Sequence[str], updates: list[dict], new_marks: list
     if updates:
         t = Conversation.__table__
         stmt = (update(t).where(t.c.id == bindparam("_id"))
-                .values({col: bindparam(f"_{col}") for col in columns}))
+                .values({col: bindparam(_BIND[col]) for col in columns}))
         execute_many(session.connection(), stmt, updates)
     if new_marks:
         inserted = _insert_marks(session, new_marks)
@@ -276,7 +277,7 @@ def _announce(session, announce: list[tuple], *, now: datetime, counts: dict, se
         event_rows.append({"conversation_id": row.id, "actor": events_service.SYSTEM, "kind": kind, "at": now,
                            "data": {"target": target, "due": due.isoformat() if due else None}})
         counts["warnings" if level == "warning" else "breaches"] += 1
-    session.connection().execute(insert(Event.__table__), event_rows)
+    execute_many(session.connection(), insert(Event.__table__), event_rows)
     _notify_levels(session, announce, now=now, counts=counts)
     if settings.automations:
         from deskctl.services import automations
@@ -304,8 +305,10 @@ def _notify_levels(session, announce: list[tuple], *, now: datetime, counts: dic
     wanted: list[tuple[int, tuple]] = []
     for item in announce:
         row = item[0]
-        recipients = [row.assignee_id] if row.assignee_id else supervisors.get(row.group_id, [])
-        wanted.extend((uid, item) for uid in recipients)
+        if row.assignee_id:
+            wanted.append((row.assignee_id, item))
+        else:
+            wanted.extend([(uid, item) for uid in supervisors.get(row.group_id, ())])
     if not wanted:
         return
     users = {u.id: u for u in session.execute(
@@ -547,11 +550,12 @@ def _sweep_chunk(session, ids: list[int], *, now: datetime, settings, counts: di
     updates: list[dict] = []
     new_marks: list[dict] = []
     announce: list[tuple] = []
+    calendars = {policy.hours: calendar_for(settings, policy.hours) for policy in chosen.values() if policy}
     for row in rows:
         policy = chosen[row.id]
         targets = None
         if policy is not None and policy.name == row.sla_policy and row.status not in STOPPED:
-            targets = stored_targets(row, policy, calendar_for(settings, policy.hours), warning)
+            targets = stored_targets(row, policy, calendars[policy.hours], warning)
         if targets is None:
             full.append(row.id)
             continue
