@@ -16,7 +16,6 @@ from itertools import islice
 
 from sqlalchemy import (
     Column,
-    Index,
     Integer,
     MetaData,
     String,
@@ -60,8 +59,6 @@ TABLE = Table(
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DROP",
 )
-# Explicit ids only: drops a duplicate (the first position is kept).
-BY_ID = Index("bulk_targets_by_id", TABLE.c.id, unique=True)
 _COLUMNS = [TABLE.c.id, *(TABLE.c[name] for name in SNAPSHOT), TABLE.c.allowed]
 
 
@@ -99,7 +96,9 @@ def select_into(session, actor, spec: TargetSpec, settings, *, chunk: int) -> Ta
     snapshot = {name: C.__table__.c[name] for name in SNAPSHOT}
     if spec.explicit:
         # Duplicates keep their first position; ids of no conversation keep a NULL snapshot.
-        BY_ID.create(conn)
+        # A unique id drops a duplicate (the first position is kept). Filters select each
+        # conversation once: their table has no index to maintain.
+        conn.exec_driver_sql(f"CREATE UNIQUE INDEX {TABLE.name}_by_id ON {TABLE.name} (id)")
         add = dialect_insert(session)(TABLE).on_conflict_do_nothing()
         numbered: Iterator[tuple[int, int]] = enumerate(spec.ids)
         while part := list(islice(numbered, chunk)):
