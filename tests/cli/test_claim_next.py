@@ -201,8 +201,8 @@ def test_a_change_made_after_our_read_makes_us_exit_4_with_nothing_changed(seede
         session.get(Conversation, b).subject = "edited elsewhere"  # bumps the version to 2
     real = lifecycle._write_chunks
 
-    def stale(targets):
-        for chunk in real(targets):
+    def stale(spooled):
+        for chunk in real(spooled):
             yield [s._replace(version=1) for s in chunk]
 
     monkeypatch.setattr(lifecycle, "_write_chunks", stale)

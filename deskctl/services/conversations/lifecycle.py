@@ -8,16 +8,17 @@ number of targets (issue 16): Python holds one chunk of them at a time.
    with a snapshot of each (status, assignee, group, version, in scope or not) into a
    temporary table (target_table: one INSERT ... SELECT for a filter);
 2. read them back by chunks, in output order: validate every target (exists, in the
-   actor's scope, the transition is allowed) and spool its change record to a temporary
-   file; if any fails, every chunk is still checked, and one error lists every failing
-   id: nothing is written (and the transaction is rolled back);
-3. read them back by chunks again, in id order, and write set-based per chunk: one
-   `UPDATE ... WHERE id IN (...) AND version = v` that bumps `version` (a row changed by
-   someone else since the snapshot no longer matches: the rowcount falls short and the
-   whole command fails with exit 4, rolled back), one INSERT of events, then watchers,
-   notes, tags, notifications and the SLA state of the chunk;
-4. return the spooled change records of SPEC §7, to print after the commit (the same
-   with `dry_run`, which writes nothing).
+   actor's scope, the transition is allowed) and spool its snapshot to a temporary file
+   (ChangeRecords); if any fails, every chunk is still checked, and one error lists
+   every failing id: nothing is written (and the transaction is rolled back);
+3. read the spool back by chunks, and write set-based per chunk (in id order within
+   it): one `UPDATE ... WHERE id IN (...) AND version = v` that bumps `version` (a row
+   changed by someone else since the snapshot no longer matches: the rowcount falls
+   short and the whole command fails with exit 4, rolled back), one INSERT of events,
+   then watchers, notes, tags and the SLA state of the chunk; notifications gathered
+   per chunk are queued at the end (one summary for many, as for one call);
+4. return the spool, which gives the change records of SPEC §7 to print after the
+   commit (the same with `dry_run`, which writes nothing).
 
 Step 3 reports its progress to `session.info[PROGRESS]` when the caller put a
 callable there (the command layer's progress bar).
@@ -96,34 +97,39 @@ class Plan:
 
 
 class ChangeRecords:
-    """The change records (SPEC §7) of a bulk verb, in output order, spooled to a temporary
-    file a chunk at a time (pickled tuples) so that a million-row verb never holds them
-    all; iterate them (as dicts) once the transaction is over, then `close`."""
+    """A bulk verb's targets, in output order, spooled to a temporary file a chunk at a
+    time (pickled tuples of Snap's fields) so that a million-row verb never holds them
+    all: read back for the writes (`chunks`), and iterated once the transaction is over
+    as the change records of SPEC §7 (`record(snap)`, dicts). `close` when done."""
 
-    FIELDS = ("id", "status", "assignee", "group", "previous_status", "previous_assignee", "previous_group")
-
-    def __init__(self):
+    def __init__(self, record: Callable[[Snap], dict]):
+        self._record = record
         self._file = tempfile.SpooledTemporaryFile(max_size=1 << 20)
         self._count = 0
 
-    def add(self, rows: list[tuple]) -> None:
-        if rows:
-            pickle.dump(rows, self._file, pickle.HIGHEST_PROTOCOL)
-            self._count += len(rows)
+    def add(self, snaps: list) -> None:  # tuples of Snap's fields
+        if snaps:
+            pickle.dump(snaps, self._file, pickle.HIGHEST_PROTOCOL)
+            self._count += len(snaps)
+
+    def chunks(self) -> Iterator[list[Snap]]:
+        make = Snap._make
+        self._file.seek(0)
+        while True:
+            try:
+                rows = pickle.load(self._file)
+            except EOFError:
+                return
+            yield [make(row) for row in rows]
 
     def __len__(self) -> int:
         return self._count
 
     def __iter__(self) -> Iterator[dict]:
-        self._file.seek(0)
-        fields = self.FIELDS
-        for _ in range(self._count):  # stops at the end of the file
-            try:
-                rows = pickle.load(self._file)
-            except EOFError:
-                return
-            for row in rows:
-                yield dict(zip(fields, row, strict=True))
+        record = self._record
+        for snaps in self.chunks():
+            for snap in snaps:
+                yield record(snap)
 
     def close(self) -> None:
         self._file.close()
@@ -169,12 +175,10 @@ def _check_chunks(targets: target_table.Targets) -> Iterator[list]:
     return targets.read(chunk=CHUNK)
 
 
-def _write_chunks(targets: target_table.Targets) -> Iterator[list[Snap]]:
+def _write_chunks(spooled: ChangeRecords) -> Iterator[list[Snap]]:
     """The snapshots of the targets (all checked: they exist and are in scope), a chunk
     at a time in output order."""
-    make = Snap._make
-    for rows in targets.read(chunk=CHUNK):
-        yield [make(row[:6]) for row in rows]
+    return spooled.chunks()
 
 
 def _update_versioned(session, snaps: Sequence[Snap], values: dict) -> None:
@@ -254,39 +258,44 @@ def _run(session, actor, spec: TargetSpec, plan: Plan, *, now: datetime, setting
     """`before_write` and `after_write` are called for each chunk of changed rows, in
     output order; `finish` once after the last (to queue what was gathered per chunk)."""
     names = names or Names(session)
+
+    def record(snap: Snap) -> dict:
+        status, assignee_id, group_id = plan.after(snap)
+        return {"id": snap.id, "status": status, "assignee": names.user(assignee_id),
+                "group": names.group(group_id), "previous_status": snap.status,
+                "previous_assignee": names.user(snap.assignee_id), "previous_group": names.group(snap.group_id)}
+
     targets = target_table.select_into(session, actor, spec, settings, chunk=CHUNK)
     # Pass 1, in output order: check every target (all of them, to list every failure),
-    # spool the records while none has failed, count the rows to change.
+    # spool the snapshots while none has failed, count the rows to change.
     failures: list[tuple[int, DeskError]] = []
-    records = ChangeRecords()
+    spooled = ChangeRecords(record)
     touched = 0
+    make = Snap._make
     for chunk in _check_chunks(targets):
-        snaps = [Snap._make(row[:6]) if row[5] is not None and row[6] else None for row in chunk]
+        fields = [row[:6] if row[5] is not None and row[6] else None for row in chunk]
+        snaps = [None if f is None else make(f) for f in fields]
         if plan.prepare is not None:
             plan.prepare([snap for snap in snaps if snap is not None])
-        rows = []
         for row, snap in zip(chunk, snaps, strict=True):
-            cid = row[0]
             if snap is None:
+                cid = row[0]
                 failures.append((cid, NotFound(f"conversation not found: #{cid}") if row[5] is None
                                  else permissions.forbidden_error(actor)))
                 continue
             error = plan.check(snap)
             if error is not None:
-                failures.append((cid, error))
+                failures.append((snap.id, error))
             elif not failures:
-                status, assignee_id, group_id = plan.after(snap)
-                rows.append((cid, status, names.user(assignee_id), names.group(group_id), snap.status,
-                             names.user(snap.assignee_id), names.group(snap.group_id)))
                 touched += plan.touch is None or plan.touch(snap)
         if not failures:
-            records.add(rows)
+            spooled.add(fields)
+    targets.drop()
     if failures:
-        records.close()
+        spooled.close()
         _fail(failures)
     if dry_run or not touched:
-        targets.drop()
-        return Outcome(records, 0)
+        return Outcome(spooled, 0)
 
     table = C.__table__
     values = dict(plan.values, version=table.c.version + 1, updated_at=now)
@@ -302,7 +311,7 @@ def _run(session, actor, spec: TargetSpec, plan: Plan, *, now: datetime, setting
     # chunk written in id order: write, record events, gather what watchers are told and
     # refresh the SLA a chunk at a time.
     written = 0
-    for chunk in _write_chunks(targets):
+    for chunk in _write_chunks(spooled):
         changed = chunk if plan.touch is None else [snap for snap in chunk if plan.touch(snap)]
         if not changed:
             continue
@@ -331,8 +340,7 @@ def _run(session, actor, spec: TargetSpec, plan: Plan, *, now: datetime, setting
         finish()
     if watchers is not None:
         watchers.flush()
-    targets.drop()
-    return Outcome(records, touched)
+    return Outcome(spooled, touched)
 
 
 # What watchers hear about ("it stays in their inbox and they get notified of activity"):
