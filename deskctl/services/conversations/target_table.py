@@ -4,9 +4,9 @@ A verb on a million conversations holds no list of a million ids in Python (issu
 its targets, numbered in output order (explicit ids as given, else `--sort`, with
 `--limit`), are selected into `bulk_targets` with the snapshot columns read once (status,
 assignee, group, location, version, and whether the actor may act on each), then read back
-by keyset (the position), a chunk at a time, for the checks (lifecycle._run then keeps
-the checked snapshots in a spool file for the writes). The table lives in the command's transaction (created in it, so a rollback
-removes it too) and is dropped when the verb is done.
+by keyset (the position), a chunk at a time, for the checks (lifecycle._run keeps the
+checked snapshots in a spool file for the writes). The table lives in the command's
+transaction (created in it, so a rollback removes it too) and is dropped after the checks.
 """
 
 from __future__ import annotations
