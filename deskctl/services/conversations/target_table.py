@@ -95,9 +95,9 @@ def select_into(session, actor, spec: TargetSpec, settings, *, chunk: int) -> Ta
     TABLE.create(conn)
     snapshot = {name: C.__table__.c[name] for name in SNAPSHOT}
     if spec.explicit:
-        # Duplicates keep their first position; ids of no conversation keep a NULL snapshot.
-        # A unique id drops a duplicate (the first position is kept). Filters select each
-        # conversation once: their table has no index to maintain.
+        # The unique id drops a duplicate (its first position is kept); an id of no
+        # conversation keeps a NULL snapshot. Filters select each conversation once: their
+        # table has no index to maintain.
         conn.exec_driver_sql(f"CREATE UNIQUE INDEX {TABLE.name}_by_id ON {TABLE.name} (id)")
         add = dialect_insert(session)(TABLE).on_conflict_do_nothing()
         numbered: Iterator[tuple[int, int]] = enumerate(spec.ids)
