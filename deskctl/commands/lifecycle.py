@@ -32,9 +32,10 @@ def _plural(n: int) -> str:
     return f"{n} conversation" + ("" if n == 1 else "s")
 
 
-def run_bulk(app, targets, *, verb: str, past: str, dry_run: bool, yes: bool, action) -> list[dict]:
+def run_bulk(app, targets, *, verb: str, past: str, dry_run: bool, yes: bool, action) -> int:
     """Confirm (terminal only, filter-selected, > 20), run `action(session, actor)` in one
-    transaction (rolled back with --dry-run), print the records and the summary."""
+    transaction (rolled back with --dry-run), print the records (streamed from the
+    service's spool: lifecycle.ChangeRecords) and the summary. Returns how many."""
     if not targets.explicit and not yes and not dry_run and term.can_prompt():
         with app.read() as session:
             count = count_targets(session, app.actor(session), targets)
@@ -43,17 +44,21 @@ def run_bulk(app, targets, *, verb: str, past: str, dry_run: bool, yes: bool, ac
     with term.Progress(verb) as progress, app.transaction(dry_run=dry_run) as session:
         session.info[PROGRESS] = progress
         records = action(session, app.actor(session))
-    emit(app, records, change_columns())
-    if not records:
+    try:
+        emit(app, records, change_columns())
+    finally:
+        records.close()
+    count = len(records)
+    if not count:
         notice("no conversations matched: nothing changed")
     elif dry_run:
-        notice(f"would {verb} {_plural(len(records))} (dry run: nothing changed)")
+        notice(f"would {verb} {_plural(count)} (dry run: nothing changed)")
     else:
-        notice(f"{past} {_plural(len(records))}")
-    return records
+        notice(f"{past} {_plural(count)}")
+    return count
 
 
-def _run_verb(app, targets, change, *, verb: str, past: str, dry_run: bool, yes: bool, **options) -> list[dict]:
+def _run_verb(app, targets, change, *, verb: str, past: str, dry_run: bool, yes: bool, **options) -> int:
     """`run_bulk` of a lifecycle service verb: `change(session, actor, targets, **options)`
     with the desk's clock and settings."""
     return run_bulk(app, targets, verb=verb, past=past, dry_run=dry_run, yes=yes,

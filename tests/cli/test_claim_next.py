@@ -199,13 +199,13 @@ def test_a_change_made_after_our_read_makes_us_exit_4_with_nothing_changed(seede
         from deskctl.models import Conversation
 
         session.get(Conversation, b).subject = "edited elsewhere"  # bumps the version to 2
-    real = lifecycle._snapshots
+    real = lifecycle._write_chunks
 
-    def stale(session, ids):
-        return {cid: lifecycle.Snap(s.id, s.status, s.assignee_id, s.group_id, s.location_id, 1)
-                for cid, s in real(session, ids).items()}
+    def stale(spooled):
+        for chunk in real(spooled):
+            yield [s._replace(version=1) for s in chunk]
 
-    monkeypatch.setattr(lifecycle, "_snapshots", stale)
+    monkeypatch.setattr(lifecycle, "_write_chunks", stale)
     before = seeded.dump()
     result = seeded.run("claim", a, b, as_="alice")
     assert result.exit_code == 4 and "changed by someone else" in result.stderr and "retry" in result.stderr

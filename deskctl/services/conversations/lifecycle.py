@@ -1,20 +1,26 @@
 """The verbs that change conversations (SPEC §2): claim, next, transfer, release,
 pending, resolve, close, qualify, reopen, merge.
 
-Every bulk verb goes through one engine, `_run`:
+Every bulk verb goes through one engine, `_run`, whose memory stays flat whatever the
+number of targets (issue 16): Python holds one chunk of them at a time.
 
-1. resolve the targets (ids, `-`, a filter, `--all`, `--limit`) to ids;
-2. read a snapshot of each target (status, assignee, group, version) in chunks;
-3. validate every target (exists, in the actor's scope, the transition is allowed);
-   if any fails, raise one error listing every failing id: nothing is written;
-4. write set-based: per chunk of ids one `UPDATE ... WHERE (id, version) IN (...)`
-   that bumps `version` (a row changed by someone else since the snapshot no longer
-   matches: the rowcount falls short and the whole command fails with exit 4, rolled
-   back), one executemany INSERT of events, then watchers, notes, tags, notifications;
-5. refresh the SLA state of the changed conversations;
-6. return the change records of SPEC §7 (the same with `dry_run`, which writes nothing).
+1. select the targets (ids, `-`, a filter, `--all`, `--limit`), numbered in output order,
+   with a snapshot of each (status, assignee, group, version, in scope or not) into a
+   temporary table (target_table: one INSERT ... SELECT for a filter);
+2. read them back by chunks, in output order: validate every target (exists, in the
+   actor's scope, the transition is allowed) and spool its snapshot to a temporary file
+   (ChangeRecords); if any fails, every chunk is still checked, and one error lists
+   every failing id: nothing is written (and the transaction is rolled back);
+3. read the spool back by chunks, and write set-based per chunk (in id order within
+   it): one `UPDATE ... WHERE id IN (...) AND version = v` that bumps `version` (a row
+   changed by someone else since the snapshot no longer matches: the rowcount falls
+   short and the whole command fails with exit 4, rolled back), one INSERT of events,
+   then watchers, notes, tags and the SLA state of the chunk; notifications gathered
+   per chunk are queued at the end (one summary for many, as for one call);
+4. return the spool, which gives the change records of SPEC §7 to print after the
+   commit (the same with `dry_run`, which writes nothing).
 
-Steps 4 and 5 report their progress to `session.info[PROGRESS]` when the caller put a
+Step 3 reports its progress to `session.info[PROGRESS]` when the caller put a
 callable there (the command layer's progress bar).
 
 Services never commit and never print: the command owns the transaction.
@@ -22,10 +28,12 @@ Services never commit and never print: the command owns the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import pickle
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import NamedTuple
 
 from sqlalchemy import case, delete, func, insert, or_, select, update
 
@@ -42,13 +50,14 @@ from deskctl.models import (
     User,
     Watcher,
 )
-from deskctl.services.conversations import events, permissions, routing
+from deskctl.services.conversations import events, permissions, routing, target_table
 from deskctl.services.conversations.selection import (
     TargetSpec,
-    apply_filter,
-    apply_sort,
+    check_selects_something,
     chunks,
     resolve_target_ids,
+    select_conversations,
+    target_sort,
 )
 from deskctl.services.outbound import notifications
 from deskctl.services.sla import deadlines as sla
@@ -61,9 +70,9 @@ CHUNK = 2000  # ids per UPDATE: 2 parameters each, well under every engine's lim
 PROGRESS = "deskctl.progress"
 
 
-@dataclass(frozen=True)
-class Snap:
-    """A target as it was read before the change."""
+class Snap(NamedTuple):
+    """A target as it was read before the change (a tuple: a bulk verb makes two for each
+    target, built with `Snap._make(row)`, the cheapest way)."""
 
     id: int
     status: str
@@ -84,14 +93,54 @@ class Plan:
     data: Callable[[Snap], dict] = field(default=lambda s: {})
     event_kind: Callable[[Snap], str] | None = None
     touch: Callable[[Snap], bool] | None = None             # False: nothing to do for this row
+    prepare: Callable[[list[Snap]], None] | None = None     # before `check` of each chunk: load its facts
+
+
+class ChangeRecords:
+    """A bulk verb's targets, in output order, spooled to a temporary file a chunk at a
+    time (pickled tuples of Snap's fields) so that a million-row verb never holds them
+    all: read back for the writes (`chunks`), and iterated once the transaction is over
+    as the change records of SPEC §7 (`record(snap)`, dicts). `close` when done."""
+
+    def __init__(self, record: Callable[[Snap], dict]):
+        self._record = record
+        self._file = tempfile.SpooledTemporaryFile(max_size=1 << 20)
+        self._count = 0
+
+    def add(self, snaps: list) -> None:  # tuples of Snap's fields
+        if snaps:
+            pickle.dump(snaps, self._file, pickle.HIGHEST_PROTOCOL)
+            self._count += len(snaps)
+
+    def chunks(self) -> Iterator[list[Snap]]:
+        make = Snap._make
+        self._file.seek(0)
+        while True:
+            try:
+                rows = pickle.load(self._file)
+            except EOFError:
+                return
+            yield [make(row) for row in rows]
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[dict]:
+        record = self._record
+        for snaps in self.chunks():
+            for snap in snaps:
+                yield record(snap)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 @dataclass
 class Outcome:
-    """What `_run` did: the change records and the snapshots of the changed rows."""
+    """What `_run` did: the change records and how many rows it changed."""
 
-    records: list[dict]
-    changed: list[Snap]
+    records: ChangeRecords
+    changed: int
 
 
 class Names:
@@ -117,6 +166,19 @@ def _snapshots(session, ids: Sequence[int]) -> dict[int, Snap]:
         for row in conn.execute(stmt.where(id_in(C.id, chunk))).all():
             out[row[0]] = Snap(*row)
     return out
+
+
+def _check_chunks(targets: target_table.Targets) -> Iterator[list]:
+    """The targets selected into target_table, a chunk at a time in output order, as rows
+    (id, status, assignee_id, group_id, location_id, version, allowed): a version of
+    None when there is no such conversation."""
+    return targets.read(chunk=CHUNK)
+
+
+def _write_chunks(spooled: ChangeRecords) -> Iterator[list[Snap]]:
+    """The snapshots of the targets (all checked: they exist and are in scope), a chunk
+    at a time in output order."""
+    return spooled.chunks()
 
 
 def _update_versioned(session, snaps: Sequence[Snap], values: dict) -> None:
@@ -189,96 +251,96 @@ def lost_race() -> Conflict:
     return Conflict("changed by someone else while this command ran; retry")
 
 
-def _select_targets(session, actor, spec: TargetSpec, settings) -> tuple[list[int], dict[int, Snap], list]:
-    """Resolve targets and check existence and scope: (ids, snapshots, failures)."""
-    if spec.explicit:
-        ids, missing = resolve_target_ids(session, spec, actor_id=actor.id)
-        snaps = _snapshots(session, ids)
-    else:
-        # A filter: read the snapshot columns in the same query that selects the targets.
-        ids, missing, snaps = [], [], {}
-        if spec.filter.is_empty() and not spec.all:
-            resolve_target_ids(session, spec, actor_id=actor.id)  # raises the usage error
-        sort = spec.sort or ("created" if spec.filter.assigned_from else None)
-        stmt = apply_filter(select(C.id, C.status, C.assignee_id, C.group_id, C.location_id, C.version),
-                            session, spec.filter, actor_id=actor.id)
-        stmt = apply_sort(stmt, sort, query=spec.filter.query, dialect=session.get_bind().dialect.name)
-        if spec.limit is not None:
-            stmt = stmt.limit(spec.limit)
-        for row in session.connection().execute(stmt).all():
-            snaps[row[0]] = Snap(*row)
-            ids.append(row[0])
-    forbidden = set(permissions.forbidden_ids(session, actor, ids, settings))
-    failures: dict[int, DeskError] = dict(missing)
-    for cid in forbidden:
-        failures[cid] = permissions.forbidden_error(actor)
-    return ids, snaps, [(cid, failures[cid]) for cid in failures]
-
-
-def _order(spec: TargetSpec, ids: list[int]) -> list[int]:
-    return list(dict.fromkeys(spec.ids)) if spec.explicit else ids
-
-
 def _run(session, actor, spec: TargetSpec, plan: Plan, *, now: datetime, settings, dry_run: bool,
          names: Names | None = None, before_write: Callable[[list[Snap]], None] | None = None,
-         after_write: Callable[[list[Snap]], None] | None = None) -> Outcome:
+         after_write: Callable[[list[Snap]], None] | None = None,
+         finish: Callable[[], None] | None = None) -> Outcome:
+    """`before_write` and `after_write` are called for each chunk of changed rows, in
+    output order; `finish` once after the last (to queue what was gathered per chunk)."""
     names = names or Names(session)
-    ids, snaps, failures = _select_targets(session, actor, spec, settings)
-    failed = dict(failures)
-    for cid in ids:
-        if cid in failed:
-            continue
-        error = plan.check(snaps[cid])
-        if error is not None:
-            failed[cid] = error
-    order = _order(spec, ids)
-    _fail([(cid, failed[cid]) for cid in order if cid in failed])
 
-    targets = [snaps[cid] for cid in ids]
-    records = []
-    for snap in targets:
+    def record(snap: Snap) -> dict:
         status, assignee_id, group_id = plan.after(snap)
-        records.append({
-            "id": snap.id, "status": status, "assignee": names.user(assignee_id), "group": names.group(group_id),
-            "previous_status": snap.status, "previous_assignee": names.user(snap.assignee_id),
-            "previous_group": names.group(snap.group_id),
-        })
-    changed = [s for s in targets if plan.touch is None or plan.touch(s)]
-    if dry_run or not changed:
-        return Outcome(records, changed)
-    if before_write is not None:
-        before_write(changed)
+        return {"id": snap.id, "status": status, "assignee": names.user(assignee_id),
+                "group": names.group(group_id), "previous_status": snap.status,
+                "previous_assignee": names.user(snap.assignee_id), "previous_group": names.group(snap.group_id)}
+
+    targets = target_table.select_into(session, actor, spec, settings, chunk=CHUNK)
+    # Pass 1, in output order: check every target (all of them, to list every failure),
+    # spool the snapshots while none has failed, count the rows to change.
+    failures: list[tuple[int, DeskError]] = []
+    spooled = ChangeRecords(record)
+    touched = 0
+    make = Snap._make
+    for chunk in _check_chunks(targets):
+        fields = [row[:6] if row[5] is not None and row[6] else None for row in chunk]
+        snaps = [None if f is None else make(f) for f in fields]
+        if plan.prepare is not None:
+            plan.prepare([snap for snap in snaps if snap is not None])
+        for row, snap in zip(chunk, snaps, strict=True):
+            if snap is None:
+                cid = row[0]
+                failures.append((cid, NotFound(f"conversation not found: #{cid}") if row[5] is None
+                                 else permissions.forbidden_error(actor)))
+                continue
+            error = plan.check(snap)
+            if error is not None:
+                failures.append((snap.id, error))
+            elif not failures:
+                touched += plan.touch is None or plan.touch(snap)
+        if not failures:
+            spooled.add(fields)
+    targets.drop()
+    if failures:
+        spooled.close()
+        _fail(failures)
+    if dry_run or not touched:
+        return Outcome(spooled, 0)
+
     table = C.__table__
     values = dict(plan.values, version=table.c.version + 1, updated_at=now)
     progress = session.info.get(PROGRESS) or (lambda done, total: None)
-    steps = 2 * len(changed)  # each row is written, then its SLA refreshed (the slower half)
+    steps = 2 * touched  # each row is written, then its SLA refreshed (the slower half)
     # A verb that stops running rows freezes their SLA in its own UPDATE (one write of
     # each row instead of two); what the freeze leaves to do is read before it.
-    frozen: dict | None = None
-    if sla.freezes(frozenset(plan.values), plan.values.get("status"), settings):
+    freezes = sla.freezes(frozenset(plan.values), plan.values.get("status"), settings)
+    if freezes:
         values.update(sla.freeze_values(now))
-        frozen = {}
-    # Written in id order: each chunk then touches neighbouring pages, not the whole table.
+    watchers = _watcher_notices(session, actor, plan.kind, now=now)
+    # Pass 2, in output order (the callbacks see the rows as a verb's reader expects), each
+    # chunk written in id order: write, record events, gather what watchers are told and
+    # refresh the SLA a chunk at a time.
     written = 0
-    for chunk in chunks(sorted(changed, key=lambda s: s.id), CHUNK):
-        if frozen is not None:
-            frozen.update((row.id, row) for row in sla.stop_prepare(
-                session, [s.id for s in chunk if sla.is_running(s.status)], now))
-        _update_versioned(session, chunk, values)
+    for chunk in _write_chunks(spooled):
+        changed = chunk if plan.touch is None else [snap for snap in chunk if plan.touch(snap)]
+        if not changed:
+            continue
+        if before_write is not None:
+            before_write(changed)
+        by_id = sorted(changed)  # Snaps are tuples: by id first
+        frozen = ({row.id: row for row in sla.stop_prepare(
+            session, [s.id for s in by_id if sla.is_running(s.status)], now)} if freezes else None)
+        _update_versioned(session, by_id, values)
         _insert_events(session, actor.handle, now, [
-            (s.id, plan.event_kind(s) if plan.event_kind else plan.kind, plan.data(s)) for s in chunk])
-        written += len(chunk)
+            (s.id, plan.event_kind(s) if plan.event_kind else plan.kind, plan.data(s)) for s in by_id])
+        written += len(changed)
         progress(written, steps)
-    if after_write is not None:
-        after_write(changed)
-    _notify_watchers(session, actor, plan.kind, changed, now=now)
-    transitions = [(s.id, s.status, plan.after(s)[0]) for s in sorted(changed, key=lambda s: s.id)]
-    for start in range(0, len(transitions), sla.CHUNK):
-        chunk = transitions[start:start + sla.CHUNK]
-        sla.after_change(session, chunk, frozenset(plan.values), now=now, settings=settings, frozen=frozen)
-        written += len(chunk)
-        progress(written, steps)
-    return Outcome(records, changed)
+        if after_write is not None:
+            after_write(changed)
+        if watchers is not None:
+            watchers.add({s.id: f"{s.id}:v{s.version + 1}" for s in by_id})
+        transitions = [(s.id, s.status, plan.after(s)[0]) for s in by_id]
+        for start in range(0, len(transitions), sla.CHUNK):
+            part = transitions[start:start + sla.CHUNK]
+            sla.after_change(session, part, frozenset(plan.values), now=now, settings=settings, frozen=frozen)
+            written += len(part)
+            progress(written, steps)
+    # The direct notifications first: a watcher who also got one is not told twice.
+    if finish is not None:
+        finish()
+    if watchers is not None:
+        watchers.flush()
+    return Outcome(spooled, touched)
 
 
 # What watchers hear about ("it stays in their inbox and they get notified of activity"):
@@ -287,17 +349,18 @@ _WATCHED_VERBS = {"claimed": "claimed", "transferred": "transferred", "released"
                   "pending": "put pending", "resolved": "resolved", "closed": "closed", "reopened": "reopened"}
 
 
-def _notify_watchers(session, actor, kind: str, changed: Sequence[Snap], *, now: datetime) -> None:
+def _watcher_notices(session, actor, kind: str, *, now: datetime) -> notifications.FollowerNotices | None:
     """Watchers other than the actor, one notification per conversation (a summary
-    for more than notifications.EACH_MAX). Keys follow the direct notifications
-    (`transferred:ID:vN`), so a watcher who is also the new assignee gets one."""
+    for more than notifications.EACH_MAX), gathered chunk by chunk. Keys follow the
+    direct notifications (`transferred:ID:vN`), so a watcher who is also the new
+    assignee gets one. None: this verb tells watchers nothing."""
     verb = _WATCHED_VERBS.get(kind)
-    if verb is None or not changed:
-        return
+    if verb is None:
+        return None
     # Handles are [a-z0-9._-] and statuses fixed words: safe inside the templates.
     by = f"{verb} by {actor.handle}"
-    notifications.notify_followers(
-        session, {s.id: f"{s.id}:v{s.version + 1}" for s in changed}, event=kind, now=now,
+    return notifications.FollowerNotices(
+        session, event=kind, now=now,
         subject=f"[#{{id}}] {by}: {{subject}}", body=f"Conversation #{{id}} ({{subject}}) was {by}.",
         summary=f"{{n}} conversations you watch were {by}", exclude_user_id=actor.id)
 
@@ -352,16 +415,25 @@ def _check_until(until: datetime | None, now: datetime) -> None:
         raise UsageError(f"boomerang time {until.isoformat()} is not in the future", option="until")
 
 
-def _rules_by_id(session, actor, spec: TargetSpec, settings) -> Callable[[int], Any]:
+class _RulesById:
     """The rules of §8 for each target, as its channel makes them (`rules.channels`,
-    SPEC §10); without per-channel rules, the global ones and no query."""
-    if not settings.channel_rules:
-        return lambda cid: settings.rules
-    ids, _ = resolve_target_ids(session, spec, actor_id=actor.id)
-    channels: dict[int, str] = {}
-    for chunk in chunks(ids, CHUNK):
-        channels.update(session.execute(select(C.id, C.channel).where(id_in(C.id, chunk))).all())
-    return lambda cid: settings.rules_for(channels.get(cid))
+    SPEC §10): `load` reads the channels of a chunk of targets (Plan.prepare), then
+    calling it with an id gives that target's rules; without per-channel rules, the
+    global ones and no query."""
+
+    def __init__(self, session, settings):
+        self.session, self.settings = session, settings
+        self.channels: dict[int, str] = {}
+
+    def load(self, snaps: Sequence[Snap]) -> None:
+        if self.settings.channel_rules:
+            self.channels = dict(self.session.execute(
+                select(C.id, C.channel).where(id_in(C.id, [s.id for s in snaps]))).all())
+
+    def __call__(self, cid: int):
+        if not self.settings.channel_rules:
+            return self.settings.rules
+        return self.settings.rules_for(self.channels.get(cid))
 
 
 def check_reason(reason: str | None, settings) -> None:
@@ -371,29 +443,46 @@ def check_reason(reason: str | None, settings) -> None:
                          option="reason")
 
 
-def _notify_each(session, snaps: Sequence[Snap], user_id: int | None, *, event: str, subject: str,
-                 body: str, now: datetime, summary: str) -> None:
-    """One notification per conversation for a handful, one summary for many."""
-    if user_id is None or not snaps:
-        return
-    if len(snaps) <= notifications.EACH_MAX:
-        for s in snaps:
-            notifications.notify_users(session, [user_id], conversation_id=s.id, event=event,
-                                       subject=subject.format(id=s.id), body=body.format(id=s.id), now=now,
-                                       key=f"{s.id}:v{s.version + 1}")
-    else:
-        first = snaps[0]
-        notifications.notify_users(
-            session, [user_id], conversation_id=None, event=event,
-            subject=summary.format(n=len(snaps)),
-            body=summary.format(n=len(snaps)) + ": " + notifications.id_list([s.id for s in snaps]), now=now,
-            key=f"bulk:{first.id}:v{first.version + 1}:{len(snaps)}")
+class _Notices:
+    """What one user is told about a bulk verb's conversations, gathered chunk by chunk
+    (`add`, in output order) and queued by `flush`: one notification per conversation for
+    a handful, one summary for more than notifications.EACH_MAX. Holds at most the ids a
+    summary lists."""
+
+    def __init__(self, session, user_id: int, *, event: str, subject: str, body: str, now: datetime,
+                 summary: str):
+        self.session, self.user_id, self.event, self.now = session, user_id, event, now
+        self.subject, self.body, self.summary = subject, body, summary
+        self.count = 0
+        self.first: list[Snap] = []  # the first ones: all of a handful, the summary's list of many
+
+    def add(self, snaps: Sequence[Snap]) -> None:
+        self.count += len(snaps)
+        room = max(notifications.EACH_MAX, notifications.ID_LIST_MAX) + 1 - len(self.first)
+        self.first.extend(snaps[:room])
+
+    def flush(self) -> None:
+        session, user_id, event, n = self.session, self.user_id, self.event, self.count
+        if n == 0:
+            return
+        if n <= notifications.EACH_MAX:
+            for s in self.first:
+                notifications.notify_users(session, [user_id], conversation_id=s.id, event=event,
+                                           subject=self.subject.format(id=s.id), body=self.body.format(id=s.id),
+                                           now=self.now, key=f"{s.id}:v{s.version + 1}")
+        else:
+            first = self.first[0]
+            notifications.notify_users(
+                session, [user_id], conversation_id=None, event=event, subject=self.summary.format(n=n),
+                body=self.summary.format(n=n) + ": " + notifications.id_list([s.id for s in self.first]),
+                now=self.now, key=f"bulk:{first.id}:v{first.version + 1}:{n}")
+        self.count, self.first = 0, []
 
 
 # -- claim ----------------------------------------------------------------------------------
 
 def claim(session, actor, spec: TargetSpec, *, steal: bool = False, now: datetime, settings,
-          dry_run: bool = False) -> list[dict]:
+          dry_run: bool = False) -> ChangeRecords:
     """assignee = actor, `new` → `open`; someone else's: exit 4 unless `steal` (supervisor)."""
     if steal:
         permissions.require_supervisor(actor, "stealing a claimed conversation")
@@ -426,19 +515,24 @@ def claim(session, actor, spec: TargetSpec, *, steal: bool = False, now: datetim
         touch=touch,
     )
 
+    stolen_from: dict[int, _Notices] = {}  # by previous holder
+
     def after_write(changed):
-        stolen = [s for s in changed if s.assignee_id not in (None, actor.id)]
-        by_user: dict[int, list[Snap]] = {}
-        for s in stolen:
-            by_user.setdefault(s.assignee_id, []).append(s)
-        for user_id, snaps in by_user.items():
-            _notify_each(session, snaps, user_id, event="stolen",
-                         subject=f"#{{id}} was taken over by {actor.handle}",
-                         body=f"{actor.handle} took over #{{id}}.", now=now,
-                         summary=f"{{n}} of your conversations were taken over by {actor.handle}")
+        for s in changed:
+            if s.assignee_id not in (None, actor.id):
+                if s.assignee_id not in stolen_from:
+                    stolen_from[s.assignee_id] = _Notices(
+                        session, s.assignee_id, event="stolen", subject=f"#{{id}} was taken over by {actor.handle}",
+                        body=f"{actor.handle} took over #{{id}}.", now=now,
+                        summary=f"{{n}} of your conversations were taken over by {actor.handle}")
+                stolen_from[s.assignee_id].add([s])
+
+    def finish():
+        for notices in stolen_from.values():
+            notices.flush()
 
     return _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run, names=names,
-                after_write=after_write).records
+                after_write=after_write, finish=finish).records
 
 
 # -- next -----------------------------------------------------------------------------------
@@ -568,7 +662,7 @@ def transfer_values(assignee_id: int | None, group_id: int | None = None,
 
 def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None = None,
              keep_informed: bool = True, reason: str | None = None, now: datetime, settings,
-             dry_run: bool = False, warn: Callable[[str], None] | None = None) -> list[dict]:
+             dry_run: bool = False, warn: Callable[[str], None] | None = None) -> ChangeRecords:
     """To a group: assignee cleared, group set, `new`. To a user: assignee set, `new`,
     the user notified. `message` is an internal note linked to each transfer event."""
     target = resolve_ref(session, to)
@@ -578,7 +672,7 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
     if message is not None and not message.strip():
         raise UsageError("the transfer message is empty", option="message")
     names = Names(session)
-    rules_of = _rules_by_id(session, actor, spec, settings)
+    rules_of = _RulesById(session, settings)
     after: Callable[[Snap], tuple[str, int | None, int | None]]  # (status, assignee, group) once moved
 
     def check(s: Snap):
@@ -601,11 +695,12 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
         after = lambda s: ("new", None, target.id)  # noqa: E731
         to_user, to_group = None, target.name
 
-    note_ids: dict[int, int] = {}
+    note_ids: dict[int, int] = {}  # of the chunk being written
 
     def before_write(changed):
         if message is None:
             return
+        note_ids.clear()
         # The note first, so each transfer event can name its note; the note is linked
         # back to its event once the events exist.
         for chunk in chunks(changed, CHUNK):
@@ -635,16 +730,17 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
                                                if cid in note_ids])
         if keep_informed:
             _add_watchers(session, [s.id for s in changed], actor.id, now)
-        if target.kind == "user" and target.id != actor.id:
-            _notify_each(session, changed, target.id, event="transferred",
-                         subject=f"#{{id}} was transferred to you by {actor.handle}",
-                         body=f"{actor.handle} transferred #{{id}} to you."
-                              + (f"\n\n{message}" if message else ""), now=now,
-                         summary=f"{{n}} conversations were transferred to you by {actor.handle}")
+        if receiver is not None:
+            receiver.add(changed)
 
-    plan = Plan(kind="transferred", check=check, values=values, after=after, data=data)
+    receiver = None if target.kind != "user" or target.id == actor.id else _Notices(
+        session, target.id, event="transferred", subject=f"#{{id}} was transferred to you by {actor.handle}",
+        body=f"{actor.handle} transferred #{{id}} to you." + (f"\n\n{message}" if message else ""), now=now,
+        summary=f"{{n}} conversations were transferred to you by {actor.handle}")
+    plan = Plan(kind="transferred", check=check, values=values, after=after, data=data, prepare=rules_of.load)
     outcome = _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run, names=names,
-                   before_write=before_write, after_write=after_write)
+                   before_write=before_write, after_write=after_write,
+                   finish=receiver.flush if receiver is not None else None)
     if (target.kind == "user" and target.availability != "available" and outcome.records
             and warn is not None):
         warn(f"{target.name} is {target.availability}: the transferred conversations wait until they are back")
@@ -653,7 +749,7 @@ def transfer(session, actor, spec: TargetSpec, to: str, *, message: str | None =
 
 # -- release --------------------------------------------------------------------------------
 
-def release(session, actor, spec: TargetSpec, *, now: datetime, settings, dry_run: bool = False) -> list[dict]:
+def release(session, actor, spec: TargetSpec, *, now: datetime, settings, dry_run: bool = False) -> ChangeRecords:
     """Give claimed conversations back to their group: assignee cleared, `new`."""
     names = Names(session)
 
@@ -678,7 +774,7 @@ def release(session, actor, spec: TargetSpec, *, now: datetime, settings, dry_ru
 # -- pending / resolve ----------------------------------------------------------------------
 
 def pending(session, actor, spec: TargetSpec, *, until: datetime | None = None, note: str | None = None,
-            now: datetime, settings, dry_run: bool = False) -> list[dict]:
+            now: datetime, settings, dry_run: bool = False) -> ChangeRecords:
     """`pending`: waits for the contact; `until` also sets a boomerang."""
     _check_until(until, now)
 
@@ -698,7 +794,7 @@ def pending(session, actor, spec: TargetSpec, *, until: datetime | None = None, 
 
 
 def resolve(session, actor, spec: TargetSpec, *, until: datetime | None = None, now: datetime, settings,
-            dry_run: bool = False) -> list[dict]:
+            dry_run: bool = False) -> ChangeRecords:
     """`resolved`: answered; a contact reply brings it back. `until` sets a boomerang."""
     _check_until(until, now)
 
@@ -722,7 +818,7 @@ def resolve(session, actor, spec: TargetSpec, *, until: datetime | None = None, 
 
 def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason: str | None = None,
           note: str | None = None, csat: int | None = None, status: str = "closed",
-          transcript_to: str | None = None, now: datetime, settings, dry_run: bool = False) -> list[dict]:
+          transcript_to: str | None = None, now: datetime, settings, dry_run: bool = False) -> ChangeRecords:
     """End the conversation with its qualification. `status` closed (default), or
     pending/open to end a chat session but keep the request going."""
     tags = _clean_tags(tags, "tag")
@@ -731,15 +827,17 @@ def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason:
         from deskctl.services.addresses import check_address
 
         check_address(transcript_to, "the transcript", option="transcript_to")
-    rules_of = _rules_by_id(session, actor, spec, settings)
-    tagged: set[int] = set()
+    rules_of = _RulesById(session, settings)
+    tagged: set[int] = set()  # of the chunk being checked
     some_need_tags = settings.rules.close_requires_tag or any(
         r.close_requires_tag for r in settings.channel_rules.values())
-    if some_need_tags and not tags:
-        ids, _ = resolve_target_ids(session, spec, actor_id=actor.id)
-        for chunk in chunks(ids, CHUNK):
-            tagged.update(session.scalars(select(ConversationTag.conversation_id)
-                                          .where(ConversationTag.conversation_id.in_(chunk)).distinct()))
+
+    def prepare(snaps: list[Snap]) -> None:
+        rules_of.load(snaps)
+        if some_need_tags and not tags:
+            tagged.clear()
+            tagged.update(session.scalars(select(ConversationTag.conversation_id).where(
+                id_in(ConversationTag.conversation_id, [s.id for s in snaps])).distinct()))
 
     def check(s: Snap):
         rules = rules_of(s.id)
@@ -778,7 +876,7 @@ def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason:
 
             automations.on_events(session, "closed", ids, now=now, settings=settings)
 
-    plan = Plan(kind="closed", check=check, values=values, after=after,
+    plan = Plan(kind="closed", check=check, values=values, after=after, prepare=prepare,
                 data=lambda s: {"status": status, "tags": tags, "reason": reason, "csat": csat, "note": note})
     return _run(session, actor, spec, plan, now=now, settings=settings, dry_run=dry_run,
                 after_write=after_write).records
@@ -786,7 +884,7 @@ def close(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), reason:
 
 def qualify(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), untags: Sequence[str] = (),
             reason: str | None = None, priority: str | None = None, note: str | None = None, now: datetime,
-            settings, dry_run: bool = False) -> list[dict]:
+            settings, dry_run: bool = False) -> ChangeRecords:
     """Set or fix the qualification at any time, also after closing."""
     tags = _clean_tags(tags, "tag")
     untags = _clean_tags(untags, "untag")
@@ -814,7 +912,7 @@ def qualify(session, actor, spec: TargetSpec, *, tags: Sequence[str] = (), untag
 
 # -- reopen ---------------------------------------------------------------------------------
 
-def reopen(session, actor, spec: TargetSpec, *, now: datetime, settings, dry_run: bool = False) -> list[dict]:
+def reopen(session, actor, spec: TargetSpec, *, now: datetime, settings, dry_run: bool = False) -> ChangeRecords:
     """Back to `new` (from pending, resolved or closed); the assignee is kept."""
     def check(s: Snap):
         if s.status in ("new", "open"):
@@ -899,5 +997,9 @@ def merge(session, actor, duplicate_id: int, into_id: int, *, now: datetime, set
 # -- a count for the confirmation prompt ------------------------------------------------------
 
 def count_targets(session, actor, spec: TargetSpec) -> int:
-    ids, _ = resolve_target_ids(session, spec, actor_id=actor.id)
-    return len(ids)
+    if spec.explicit:
+        ids, _ = resolve_target_ids(session, spec, actor_id=actor.id)
+        return len(ids)
+    check_selects_something(spec)
+    stmt = select_conversations(session, spec.filter, actor_id=actor.id, sort=target_sort(spec), limit=spec.limit)
+    return session.scalar(select(func.count()).select_from(stmt.subquery()))

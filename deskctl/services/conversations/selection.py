@@ -187,6 +187,12 @@ def apply_filter(stmt: Select, session, flt: ConversationFilter, *, actor_id: in
 def apply_sort(stmt: Select, sort: str | None, *, query: str | None = None, dialect: str = "sqlite") -> Select:
     """`--sort created,-priority`: comma-separated keys, one `-` for descending; id breaks
     ties. `relevance` (with --query) puts the best matches first."""
+    return stmt.order_by(*sort_order(sort, query=query, dialect=dialect))
+
+
+def sort_order(sort: str | None, *, query: str | None = None, dialect: str = "sqlite") -> list:
+    """The ORDER BY clauses of `apply_sort` (also a window's order: bulk verbs number
+    their targets with them)."""
     order = []
     names = []
     for key in ("id" if sort is None else sort).split(","):
@@ -210,7 +216,7 @@ def apply_sort(stmt: Select, sort: str | None, *, query: str | None = None, dial
         names.append(name)
     if names[-1] != "id":
         order.append(Conversation.id.asc())
-    return stmt.order_by(*order)
+    return order
 
 
 @dataclass(frozen=True)
@@ -257,9 +263,19 @@ def resolve_target_ids(session, spec: TargetSpec, *, actor_id: int | None) -> tu
         missing: list[tuple[int, DeskError]] = [
             (i, NotFound(f"conversation not found: #{i}")) for i in wanted if i not in found]
         return [i for i in wanted if i in found], missing
-    if spec.filter.is_empty() and not spec.all:
+    check_selects_something(spec)
+    stmt = select_conversations(session, spec.filter, actor_id=actor_id, sort=target_sort(spec), limit=spec.limit)
+    return list(session.scalars(stmt)), []
+
+
+def check_selects_something(spec: TargetSpec) -> None:
+    """No ids, no filter and no --all: a usage error, never every conversation by accident."""
+    if not spec.explicit and spec.filter.is_empty() and not spec.all:
         raise UsageError("no targets: give conversation ids, `-` to read them from stdin, a filter, or all of "
                          "them", option="all_")
-    sort = spec.sort or ("created" if spec.filter.assigned_from else None)
-    stmt = select_conversations(session, spec.filter, actor_id=actor_id, sort=sort, limit=spec.limit)
-    return list(session.scalars(stmt)), []
+
+
+def target_sort(spec: TargetSpec) -> str | None:
+    """The order of filter-selected targets: --sort, else `transfer --from` takes the oldest
+    first, else by id."""
+    return spec.sort or ("created" if spec.filter.assigned_from else None)

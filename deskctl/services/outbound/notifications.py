@@ -7,7 +7,6 @@ rerun after a crash) stores it once: delivery is at-least-once, duplicates are n
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -79,45 +78,96 @@ def notify_followers(session, keys: dict[int, str], *, event: str, now: datetime
     summary: the subject of the one sent instead to a follower of more than EACH_MAX
     ({n}), its body listing the ids.
     The actor (`exclude_user_id`) and inactive users are never notified."""
-    if not keys:
-        return 0
-    c = Conversation
-    per_user: dict[int, list[int]] = defaultdict(list)
-    titles: dict[int, str] = {}
-    users: dict[int, tuple[str, str | None]] = {}
+    notices = FollowerNotices(session, event=event, now=now, subject=subject, body=body, summary=summary,
+                              exclude_user_id=exclude_user_id, assignee=assignee)
     ids = sorted(keys)
     for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
+        notices.add({cid: keys[cid] for cid in ids[start:start + _CHUNK]})
+    return notices.flush()
+
+
+class _Follower:
+    """What one follower is told about: how many conversations, the smallest ids (as many
+    as a summary lists) with their keys, and their subjects while few enough to be told
+    one by one."""
+
+    __slots__ = ("recipient", "count", "keys", "titles")
+
+    def __init__(self, recipient: str):
+        self.recipient = recipient
+        self.count = 0
+        self.keys: dict[int, str] = {}
+        self.titles: dict[int, str] | None = {}
+
+
+class FollowerNotices:
+    """`notify_followers` a chunk at a time (a bulk verb's chunks): `add` the conversations
+    of each chunk, then `flush` once, which queues what one call with all of them would
+    (one summary per follower of more than EACH_MAX). Memory is bounded by the followers,
+    not by the conversations."""
+
+    def __init__(self, session, *, event: str, now: datetime, subject: str, body: str, summary: str,
+                 exclude_user_id: int | None = None, assignee: bool = False):
+        self.session, self.event, self.now = session, event, now
+        self.subject, self.body, self.summary = subject, body, summary
+        self.exclude_user_id, self.assignee = exclude_user_id, assignee
+        self.followers: dict[int, _Follower] = {}
+
+    def add(self, keys: dict[int, str]) -> None:
+        """The conversations of one chunk (at most a few thousand: one IN list)."""
+        if not keys:
+            return
+        c = Conversation
+        chunk = sorted(keys)
         watchers = (select(Watcher.conversation_id.label("cid"), Watcher.user_id.label("uid"))
                     .where(id_in(Watcher.conversation_id, chunk)))
         watching: Select | CompoundSelect = watchers
-        if assignee:
+        if self.assignee:
             watching = watchers.union(select(c.id, c.assignee_id)
                                       .where(id_in(c.id, chunk), c.assignee_id.is_not(None)))
         followers = watching.subquery()
-        for cid, uid, title, handle, email in session.connection().execute(
+        touched: set[_Follower] = set()
+        for cid, uid, title, handle, email in self.session.connection().execute(
                 select(followers.c.cid, followers.c.uid, c.subject, User.handle, User.email)
                 .join(c, c.id == followers.c.cid).join(User, User.id == followers.c.uid)
-                .where(User.active.is_(True), followers.c.uid != (exclude_user_id or 0))
+                .where(User.active.is_(True), followers.c.uid != (self.exclude_user_id or 0))
                 .order_by(followers.c.uid, followers.c.cid)):
-            per_user[uid].append(cid)
-            titles[cid] = title
-            users[uid] = (handle, email)
-    rows = []
-    for uid, cids in per_user.items():
-        handle, email = users[uid]
-        common = {"kind": "notification", "user_id": uid, "recipient": email or handle, "status": "queued",
-                  "attempts": 0, "next_attempt_at": now, "created_at": now}
-        if len(cids) > EACH_MAX:
-            head = summary.format(n=len(cids))
-            rows.append({**common, "conversation_id": None, "subject": head, "body": f"{head}: {id_list(cids)}",
-                         "dedupe_key": f"{event}:bulk:{keys[cids[0]]}:{len(cids)}:user:{uid}"})
-            continue
-        for cid in cids:
-            rows.append({**common, "conversation_id": cid, "subject": subject.format(id=cid, subject=titles[cid]),
-                         "body": body.format(id=cid, subject=titles[cid]),
-                         "dedupe_key": f"{event}:{keys[cid]}:user:{uid}"})
-    return insert_outbox(session, rows)
+            follower = self.followers.get(uid)
+            if follower is None:
+                follower = self.followers[uid] = _Follower(email or handle)
+            follower.count += 1
+            follower.keys[cid] = keys[cid]
+            if follower.titles is not None:
+                follower.titles[cid] = title
+                if follower.count > EACH_MAX:
+                    follower.titles = None  # a summary: no subject needed
+            touched.add(follower)
+        for follower in touched:
+            if len(follower.keys) > ID_LIST_MAX:
+                # The smallest ids are the ones a summary lists; one more says "...".
+                kept = sorted(follower.keys)[:ID_LIST_MAX + 1]
+                follower.keys = {cid: follower.keys[cid] for cid in kept}
+
+    def flush(self) -> int:
+        rows = []
+        event, now = self.event, self.now
+        for uid, follower in self.followers.items():
+            common = {"kind": "notification", "user_id": uid, "recipient": follower.recipient, "status": "queued",
+                      "attempts": 0, "next_attempt_at": now, "created_at": now}
+            cids = sorted(follower.keys)
+            if follower.titles is None:
+                head = self.summary.format(n=follower.count)
+                rows.append({**common, "conversation_id": None, "subject": head, "body": f"{head}: {id_list(cids)}",
+                             "dedupe_key": f"{event}:bulk:{follower.keys[cids[0]]}:{follower.count}:user:{uid}"})
+                continue
+            titles = follower.titles
+            for cid in cids:
+                rows.append({**common, "conversation_id": cid,
+                             "subject": self.subject.format(id=cid, subject=titles[cid]),
+                             "body": self.body.format(id=cid, subject=titles[cid]),
+                             "dedupe_key": f"{event}:{follower.keys[cid]}:user:{uid}"})
+        self.followers = {}
+        return insert_outbox(self.session, rows)
 
 
 def notify_contact_messages(session, first_message: dict[int, int], *, now: datetime) -> int:
@@ -131,7 +181,10 @@ def notify_contact_messages(session, first_message: dict[int, int], *, now: date
                             assignee=True)
 
 
-def id_list(ids: Sequence[int], limit: int = 200) -> str:
+ID_LIST_MAX = 200  # ids a summary lists
+
+
+def id_list(ids: Sequence[int], limit: int = ID_LIST_MAX) -> str:
     """"#1, #2, ..." for a summary body, cut after `limit` ids."""
     return "#" + ", #".join(str(i) for i in ids[:limit]) + (", ..." if len(ids) > limit else "")
 
