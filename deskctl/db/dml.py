@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from sqlalchemy import text
 
@@ -36,6 +37,7 @@ def insert_ignore(session, table, rows: list[dict], returning) -> list:
     converters = [col.type.dialect_impl(dialect).bind_processor(dialect) for col in columns]
     values = [[conv(row[k]) if conv else row[k] for row in rows] for k, conv in zip(keys, converters, strict=True)]
     names = ", ".join(quote(col.name) for col in columns)
+    params: dict[str, Any]
     back = ", ".join(quote(col.name) for col in returning)
     if dialect.name == "postgresql":
         arrays = ", ".join(f"CAST(:c{i} AS {col.type.compile(dialect=dialect)}[])" for i, col in enumerate(columns))
