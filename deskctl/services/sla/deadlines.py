@@ -100,12 +100,12 @@ def _cycle_start() -> ColumnElement[Any]:
     return case((waiting, first_unanswered), else_=null())
 
 
-def _facts_select(ids, *columns):
-    """`columns` of these conversations with what picks their policy (vip, group and
-    location names) and the start of their next-response cycle."""
+def _facts_select(ids):
+    """What the SLA of these conversations depends on: `_REFRESH_FACTS`, what picks their
+    policy (vip, group and location names) and the start of their next-response cycle."""
     c = Conversation
     return (
-        select(*columns, Contact.vip.label("vip"), Group.name.label("group_name"),
+        select(*_REFRESH_FACTS, Contact.vip.label("vip"), Group.name.label("group_name"),
                Location.name.label("location_name"), _cycle_start().label("cycle_start"))
         .outerjoin(Contact, Contact.id == c.contact_id)
         .outerjoin(Group, Group.id == c.group_id)
@@ -114,14 +114,11 @@ def _facts_select(ids, *columns):
     )
 
 
-# What a full refresh reads; what the sweep reads of a conversation whose stored due times hold.
+# What a refresh (and the sweep) reads of a conversation.
 _REFRESH_FACTS = tuple(getattr(Conversation, name) for name in (
     "id", "status", "priority", "channel", "assignee_id", "group_id", "created_at", "updated_at",
     "first_inbound_at", "first_response_at", "last_inbound_at", "last_outbound_at", "resolved_at", "closed_at",
     "pending_since", *_SLA_COLUMNS))
-_SWEEP_FACTS = tuple(getattr(Conversation, name) for name in (
-    "id", "status", "priority", "channel", "assignee_id", "group_id", "created_at", "first_inbound_at",
-    "first_response_at", *_SLA_COLUMNS))
 
 
 def _pause_events_select(ids: Sequence[int]):
@@ -176,11 +173,14 @@ def refresh(session, conversation_ids: Sequence[int], *, now: datetime, settings
 
 
 def _refresh_chunk(session, ids: list[int], *, now: datetime, settings, counts: dict, sweeping: bool) -> None:
-    rows = session.connection().execute(_facts_select(ids, *_REFRESH_FACTS)).all()
-    if not rows:
-        return
-    marks = _marks(session, ids)
+    rows = session.connection().execute(_facts_select(ids)).all()
+    if rows:
+        _refresh_rows(session, rows, _marks(session, ids), now=now, settings=settings, counts=counts,
+                      sweeping=sweeping)
 
+
+def _refresh_rows(session, rows, marks: dict, *, now: datetime, settings, counts: dict, sweeping: bool) -> None:
+    """The full refresh of conversations read with `_REFRESH_FACTS`, given their marks."""
     warning = settings.sla.warning
     chosen = _policies(rows, settings)
     pausing = [row.id for row in rows
@@ -526,11 +526,8 @@ def sweep(session, *, now: datetime, settings) -> dict:
     ids = due_ids(session, now)
     counts = {"refreshed": 0, "warnings": 0, "breaches": 0, "notifications": 0}
     session.flush()
-    full: list[int] = []
     for start in range(0, len(ids), CHUNK):
-        full.extend(_sweep_chunk(session, ids[start:start + CHUNK], now=now, settings=settings, counts=counts))
-    for key, value in refresh(session, full, now=now, settings=settings, sweeping=True).items():
-        counts[key] += value
+        _sweep_chunk(session, ids[start:start + CHUNK], now=now, settings=settings, counts=counts)
     _expire_loaded(session, set(ids))
     return {"checked": counts["refreshed"], "warnings": counts["warnings"], "breaches": counts["breaches"],
             "notifications": counts["notifications"]}
@@ -539,14 +536,14 @@ def sweep(session, *, now: datetime, settings) -> dict:
 _SWEPT_COLUMNS = ("sla_state", "sla_next_check_at")
 
 
-def _sweep_chunk(session, ids: list[int], *, now: datetime, settings, counts: dict) -> list[int]:
-    """Levels, state and next check of due conversations from their stored due times;
-    returns the ids that need a full refresh instead."""
-    rows = session.connection().execute(_facts_select(ids, *_SWEEP_FACTS)).all()
+def _sweep_chunk(session, ids: list[int], *, now: datetime, settings, counts: dict) -> None:
+    """Levels, state and next check of due conversations from their stored due times, and
+    the full refresh (from the same rows) of those whose stored due times do not hold."""
+    rows = session.connection().execute(_facts_select(ids)).all()
     chosen = _policies(rows, settings)
     marks = _marks(session, ids)
     warning = settings.sla.warning
-    full: list[int] = []
+    full = []
     updates: list[dict] = []
     new_marks: list[dict] = []
     announce: list[tuple] = []
@@ -557,14 +554,15 @@ def _sweep_chunk(session, ids: list[int], *, now: datetime, settings, counts: di
         if policy is not None and policy.name == row.sla_policy and row.status not in STOPPED:
             targets = stored_targets(row, policy, calendars[policy.hours], warning)
         if targets is None:
-            full.append(row.id)
+            full.append(row)
             continue
         state, next_check = _assess(row, targets, marks.get(row.id, set()), now, new_marks, announce)
         if state != row.sla_state or next_check != row.sla_next_check_at:
             updates.append({"_id": row.id, "_sla_state": state, "_sla_next_check_at": next_check})
         counts["refreshed"] += 1
     _write(session, _SWEPT_COLUMNS, updates, new_marks, announce, now=now, counts=counts, settings=settings)
-    return full
+    if full:
+        _refresh_rows(session, full, marks, now=now, settings=settings, counts=counts, sweeping=True)
 
 
 def compact_duration(seconds: float) -> str:
