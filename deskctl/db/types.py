@@ -14,7 +14,9 @@ def sqlite_text(value: datetime) -> str:
     """An aware datetime as SQLite stores it: SQLAlchemy's DATETIME text of the naive UTC
     time, "YYYY-MM-DD HH:MM:SS.ffffff" (microseconds always present), so stored values
     compare as text in time order."""
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
 
 
 class UTCDateTime(TypeDecorator):
