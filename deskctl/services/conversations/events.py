@@ -38,9 +38,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from deskctl.db.idlist import id_in
+from deskctl.db.planner import not_indexed
 from deskctl.models import Event
 
 SYSTEM = "system"
@@ -60,16 +61,20 @@ def record_many(session, rows: list[dict]) -> None:
         session.execute(insert(Event), rows)
 
 
+def reminders_select(ids):
+    """The `pending` events of these conversations, oldest first. Through the
+    (conversation_id, id) index: on the (kind, at) one SQLite walked every `pending` event
+    of the desk for each chunk (246,000 of them at 1M)."""
+    return (select(Event.conversation_id, Event.data)
+            .where(not_indexed(Event.kind) == "pending", id_in(Event.conversation_id, ids)).order_by(Event.id))
+
+
 def reminders(session, conversation_ids) -> dict[int, str]:
     """Conversation id → the `note` of its latest `pending` event, where it has one."""
-    from sqlalchemy import select
-
     out: dict[int, str] = {}
     ids = list(conversation_ids)
     for start in range(0, len(ids), 2000):
-        rows = session.execute(select(Event.conversation_id, Event.data)
-                               .where(Event.kind == "pending", id_in(Event.conversation_id, ids[start:start + 2000]))
-                               .order_by(Event.id)).all()
+        rows = session.execute(reminders_select(ids[start:start + 2000])).all()
         for cid, data in rows:  # the latest wins
             note = (data or {}).get("note")
             if note:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import case, delete, exists, select, update
 
+from deskctl.db.planner import not_indexed
 from deskctl.errors import Forbidden
 from deskctl.models import (
     Attachment,
@@ -100,10 +101,16 @@ def _erase_batch(session, ids: list[int], *, actor: str, now: datetime, cause: s
     counts["conversations"] += len(ids)
 
 
+def event_texts_select(ids: list[int]):
+    """The events of these conversations whose data hold text (through the conversation
+    index: on the (kind, at) one SQLite walked every such event of the desk)."""
+    return (select(Event.id, Event.kind, Event.data)
+            .where(Event.conversation_id.in_(ids), not_indexed(Event.kind).in_(tuple(_EVENT_TEXT))))
+
+
 def _erase_event_texts(session, ids: list[int]) -> None:
     conn = session.connection()
-    rows = conn.execute(select(Event.id, Event.kind, Event.data)
-                        .where(Event.conversation_id.in_(ids), Event.kind.in_(tuple(_EVENT_TEXT)))).all()
+    rows = conn.execute(event_texts_select(ids)).all()
     changed = []
     for event_id, kind, data in rows:
         data = dict(data or {})
