@@ -129,31 +129,28 @@ def stored_targets(row, policy, calendar, warning: float) -> list[Target] | None
     None when they differ (a configuration change) or need the pause trail (an earlier
     pause of the resolution clock): the caller computes in full. Finished targets are
     left out: the refresh that finished them recorded their marks."""
+    resolution_runs = bool(policy.resolution) and not (policy.pause_when_pending and row.status == "pending")
+    if resolution_runs and row.sla_paused_s:
+        return None  # earlier pauses: their exact sum is known to the pause trail only
+    # (name, whether the policy gives it a due time now, its start, length, stored due time, running)
+    kinds = (
+        ("first_response", bool(policy.first_response) and row.first_inbound_at is not None, row.first_inbound_at,
+         policy.first_response, row.first_response_due, row.first_response_at is None),
+        ("next_response", bool(policy.next_response) and row.cycle_start is not None, row.cycle_start,
+         policy.next_response, row.next_response_due, True),
+        ("resolution", resolution_runs, row.created_at, policy.resolution, row.resolution_due, True),
+    )
     targets: list[Target] = []
-    if policy.first_response and row.first_inbound_at is not None:
-        due, warn_at = deadline(calendar, row.first_inbound_at, policy.first_response, warning)
-        if row.first_response_due != due:
+    for name, due_now, start, length, stored, running in kinds:
+        if not due_now:
+            if stored is not None:
+                return None
+            continue
+        due, warn_at = deadline(calendar, start, length, warning)
+        if stored != due:
             return None
-        if row.first_response_at is None:
-            targets.append(Target("first_response", due, warn_at, True))
-    elif row.first_response_due is not None:
-        return None
-    if policy.next_response and row.cycle_start is not None:
-        due, warn_at = deadline(calendar, row.cycle_start, policy.next_response, warning)
-        if row.next_response_due != due:
-            return None
-        targets.append(Target("next_response", due, warn_at, True))
-    elif row.next_response_due is not None:
-        return None
-    if policy.resolution and not (policy.pause_when_pending and row.status == "pending"):
-        if row.sla_paused_s:
-            return None
-        due, warn_at = deadline(calendar, row.created_at, policy.resolution, warning)
-        if row.resolution_due != due:
-            return None
-        targets.append(Target("resolution", due, warn_at, True))
-    elif row.resolution_due is not None:
-        return None
+        if running:
+            targets.append(Target(name, due, warn_at, True))
     return targets
 
 
